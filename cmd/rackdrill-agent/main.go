@@ -1,0 +1,55 @@
+// Command rackdrill-agent is the probe workload the harness deploys into the
+// cluster (namespace rackdrill-probes): the demo app behind the Ingress (--demo),
+// the heal Deployment's pods, and on every node the end of the apps, storage and
+// data probes. It is a static binary in a FROM scratch image.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/probe/agent"
+)
+
+func main() {
+	listen := flag.String("listen", ":8080", "address to serve on")
+	appsURL := flag.String("apps-url", "", "URL of the demo app's Service (the apps probe's target)")
+	dataDir := flag.String("data-dir", "", "directory on the NFS-backed volume (the storage and data probes)")
+	demo := flag.Bool("demo", false, "serve as the demo app")
+	flag.Parse()
+
+	node := os.Getenv("NODE_NAME")
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	h := &agent.Handler{AppsURL: *appsURL, AppsMarker: agent.DemoMarker, Node: node, Demo: *demo,
+		Client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	if *dataDir != "" {
+		h.Store = agent.DirStore{Dir: *dataDir}
+	}
+	if flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "rackdrill-agent: unexpected arguments:", flag.Args())
+		os.Exit(2)
+	}
+	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	fmt.Fprintf(os.Stderr, "rackdrill-agent on %s listening on %s (demo=%v)\n", node, *listen, *demo)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintln(os.Stderr, "rackdrill-agent:", err)
+		os.Exit(1)
+	}
+}

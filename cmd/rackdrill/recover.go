@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// ledgerDir is where a run journals its live faults, under the artifacts folder.
+func ledgerDir(artifacts string) string { return filepath.Join(artifacts, "ledger") }
+
+func newRecoverCommand(g *globalOptions) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "recover",
+		Short: "Revert every fault a killed or crashed run left in the fault ledger",
+		Long: `recover reads the fault ledger (<artifacts>/ledger) and reverts every fault it
+holds, oldest first, clearing each one that reverted. A fault held by a run that is
+still alive on this machine is left to that run (stop it with Ctrl-C: it reverts).`,
+		Example: `  rackdrill recover
+  rackdrill recover --artifacts /var/tmp/nightly`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			l, err := fault.OpenLedger(ledgerDir(g.artifacts))
+			if err != nil {
+				return err
+			}
+			entries, err := l.Entries()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if len(entries) == 0 {
+				fmt.Fprintf(out, "nothing to recover: the fault ledger %s is empty\n", l.Dir())
+				return nil
+			}
+			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+			// Faults are rebuilt against the provider they were injected through;
+			// the entries say which rack and provider that was.
+			var lister cluster.NodeLister
+			switch topology.ProviderName(entries[0].Provider) {
+			case topology.ProviderContainers, "":
+				lister = containers.NewProvider(entries[0].Rack, containers.WithLogger(log))
+			default:
+				return fmt.Errorf("ledger entry %s: provider %q cannot recover yet", entries[0].ID, entries[0].Provider)
+			}
+			for _, e := range entries[1:] {
+				if e.Rack != entries[0].Rack || e.Provider != entries[0].Provider {
+					return fmt.Errorf("the ledger %s mixes racks (%s/%s and %s/%s): recover them one at a time", l.Dir(), entries[0].Provider, entries[0].Rack, e.Provider, e.Rack)
+				}
+			}
+			results, err := fault.Recover(ctx, l, fault.Env{Nodes: lister, Log: log})
+			for _, r := range results {
+				status := "reverted"
+				if r.Err != nil {
+					status = "FAILED: " + r.Err.Error()
+				}
+				fmt.Fprintf(out, "%s  %s (injected %s by pid %d on rack %s): %s\n",
+					r.Entry.ID, r.Entry.Fault, r.Entry.InjectedAt.Format(time.RFC3339), r.Entry.PID, r.Entry.Rack, status)
+			}
+			if err != nil {
+				return fmt.Errorf("some faults are still in place (kept in %s): %w", l.Dir(), err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	return cmd
+}

@@ -1,0 +1,127 @@
+// Package cluster owns the provider abstraction: how a rack is built or adopted
+// (Provider) and how the harness acts on one of its machines (Node). Faults and
+// probes are written once against these interfaces; the containers, k3d and ssh
+// providers implement them.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// Provider builds (containers, k3d) or adopts (ssh) a rack.
+type Provider interface {
+	// Up builds or adopts the rack and returns when the API answers.
+	Up(ctx context.Context, r *topology.Rack) error
+	Nodes(ctx context.Context) ([]Node, error)
+	Kubeconfig(ctx context.Context) ([]byte, error)
+	// Down removes everything carrying the rack's label; idempotent, like rm -f.
+	Down(ctx context.Context) error
+}
+
+// NodeLister is the part of a provider that finds the rack's machines. It is all
+// that reverting a recorded fault needs, so `rackdrill recover` works on a rack
+// whose other parts are broken.
+type NodeLister interface {
+	Nodes(ctx context.Context) ([]Node, error)
+}
+
+// Node is one machine of the rack.
+type Node interface {
+	exec.Cmder
+	Name() string
+	Roles() []topology.Role
+	Addr() netip.Addr
+	// Stop halts the machine gracefully (systemctl poweroff, docker stop).
+	Stop(ctx context.Context) error
+	// Start powers it on again; a no-op on a running machine.
+	Start(ctx context.Context) error
+	// Kill is a hard power loss; ErrUnsupported where that is impossible.
+	Kill(ctx context.Context) error
+	// Running reports whether the machine is up.
+	Running(ctx context.Context) (bool, error)
+}
+
+// ErrUnsupported is returned by an operation a provider cannot perform.
+var ErrUnsupported = errors.New("not supported by this provider")
+
+// Select picks nodes with a selector "ROLE:INDEX", "ROLE:*" or a node name.
+// ROLE is the plural of a topology role (servers, workers, loadbalancers, nas,
+// vps); INDEX counts from 0 in topology order.
+func Select(nodes []Node, selector string) ([]Node, error) {
+	roleName, idx, hasRole := strings.Cut(selector, ":")
+	if !hasRole {
+		for _, n := range nodes {
+			if n.Name() == selector {
+				return []Node{n}, nil
+			}
+		}
+		return nil, fmt.Errorf("select %q: no node of that name", selector)
+	}
+	role, ok := rolesByPlural[roleName]
+	if !ok {
+		return nil, fmt.Errorf("select %q: unknown role %q (want servers, workers, loadbalancers, nas or vps)", selector, roleName)
+	}
+	var matching []Node
+	for _, n := range nodes {
+		for _, r := range n.Roles() {
+			if r == role {
+				matching = append(matching, n)
+				break
+			}
+		}
+	}
+	if idx == "*" {
+		if len(matching) == 0 {
+			return nil, fmt.Errorf("select %q: no node has role %s", selector, role)
+		}
+		return matching, nil
+	}
+	i, err := strconv.Atoi(idx)
+	if err != nil || i < 0 {
+		return nil, fmt.Errorf("select %q: index must be a number from 0 or *", selector)
+	}
+	if i >= len(matching) {
+		return nil, fmt.Errorf("select %q: only %d nodes have role %s", selector, len(matching), role)
+	}
+	return []Node{matching[i]}, nil
+}
+
+var rolesByPlural = map[string]topology.Role{
+	"servers":       topology.RoleServer,
+	"workers":       topology.RoleWorker,
+	"loadbalancers": topology.RoleLoadBalancer,
+	"nas":           topology.RoleNAS,
+	"vps":           topology.RoleVPS,
+}
+
+// ByName picks the named nodes, in the order given, and fails naming every name
+// that is missing.
+func ByName(nodes []Node, names ...string) ([]Node, error) {
+	var out []Node
+	var missing []string
+	for _, name := range names {
+		found := false
+		for _, n := range nodes {
+			if n.Name() == name {
+				out = append(out, n)
+				found = true
+				break
+			}
+		}
+		if !found {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("no such node: %s", strings.Join(missing, ", "))
+	}
+	return out, nil
+}

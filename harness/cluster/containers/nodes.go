@@ -1,0 +1,283 @@
+package containers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// Labels every Docker object of a rack carries. Cleanup and status find things by
+// these labels, never by name patterns, so a crashed run leaves nothing that
+// `rackdrill down` cannot find.
+const (
+	LabelRack    = "rackdrill.dev/rack"
+	LabelNode    = "rackdrill.dev/node"
+	LabelRoles   = "rackdrill.dev/roles"
+	LabelAddress = "rackdrill.dev/address"
+	LabelImage   = "rackdrill.dev/image"
+)
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l logr.Logger) Option { return func(p *Provider) { p.log = l } }
+
+// WithStopTimeout sets how long a graceful stop may take before Docker kills the
+// node (systemd in a node container needs a few seconds to reach poweroff).
+func WithStopTimeout(seconds int) Option { return func(p *Provider) { p.stopTimeout = seconds } }
+
+// Provider is the rack as Docker containers on this machine.
+type Provider struct {
+	rack        string
+	log         logr.Logger
+	stopTimeout int
+
+	once   sync.Once
+	docker *client.Client
+	err    error
+}
+
+// NewProvider returns the provider of the rack named rack. It connects to Docker
+// lazily, on first use.
+func NewProvider(rack string, opts ...Option) *Provider {
+	p := &Provider{rack: rack, log: logr.Discard(), stopTimeout: 30}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+var _ cluster.NodeLister = (*Provider)(nil)
+
+func (p *Provider) client(ctx context.Context) (*client.Client, error) {
+	p.once.Do(func() {
+		dc, err := testcontainers.NewDockerClientWithOpts(ctx)
+		if err != nil {
+			p.err = fmt.Errorf("connect to Docker (is dockerd running? `make setup` starts it): %w", err)
+			return
+		}
+		p.docker = dc.Client
+	})
+	return p.docker, p.err
+}
+
+func (p *Provider) rackFilter() client.Filters {
+	return client.Filters{}.Add("label", LabelRack+"="+p.rack)
+}
+
+// Nodes lists the rack's node containers, running or not, sorted by name.
+func (p *Provider) Nodes(ctx context.Context) ([]cluster.Node, error) {
+	dc, err := p.client(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: p.rackFilter().Add("label", LabelNode)})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes of rack %s: %w", p.rack, err)
+	}
+	var nodes []cluster.Node
+	for _, c := range res.Items {
+		n := &node{p: p, id: c.ID, name: c.Labels[LabelNode]}
+		for _, r := range strings.Split(c.Labels[LabelRoles], ",") {
+			if r != "" {
+				n.roles = append(n.roles, topology.Role(r))
+			}
+		}
+		n.addr, _ = netip.ParseAddr(c.Labels[LabelAddress])
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name() < nodes[j].Name() })
+	return nodes, nil
+}
+
+// Down removes every container, network and volume of the rack. It is
+// idempotent: a rack that is already gone is not an error.
+func (p *Provider) Down(ctx context.Context) error {
+	dc, err := p.client(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	cs, err := dc.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: p.rackFilter()})
+	if err != nil {
+		return fmt.Errorf("list containers of rack %s: %w", p.rack, err)
+	}
+	for _, c := range cs.Items {
+		p.log.V(1).Info("removing container", "id", c.ID[:12], "names", c.Names)
+		if _, err := dc.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", c.ID[:12], err))
+		}
+	}
+	ns, err := dc.NetworkList(ctx, client.NetworkListOptions{Filters: p.rackFilter()})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list networks of rack %s: %w", p.rack, err))
+	} else {
+		for _, n := range ns.Items {
+			if _, err := dc.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+			}
+		}
+	}
+	vs, err := dc.VolumeList(ctx, client.VolumeListOptions{Filters: p.rackFilter()})
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list volumes of rack %s: %w", p.rack, err))
+	} else {
+		for _, v := range vs.Items {
+			if _, err := dc.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("remove volume %s: %w", v.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNotFound(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such")
+}
+
+// node is one container of the rack.
+type node struct {
+	p     *Provider
+	id    string
+	name  string
+	roles []topology.Role
+	addr  netip.Addr
+}
+
+var _ cluster.Node = (*node)(nil)
+
+func (n *node) Name() string           { return n.name }
+func (n *node) Roles() []topology.Role { return n.roles }
+func (n *node) Addr() netip.Addr       { return n.addr }
+func (n *node) String() string         { return n.name }
+func (n *node) dc() *client.Client     { return n.p.docker }
+func (n *node) short() string          { return n.id[:12] }
+func (n *node) wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s node %s (container %s): %w", op, n.name, n.short(), err)
+}
+
+// Stop halts the node gracefully: Docker sends the image's stop signal
+// (SIGRTMIN+3 for systemd, which then powers off) and kills after the timeout.
+func (n *node) Stop(ctx context.Context) error {
+	t := n.p.stopTimeout
+	_, err := n.dc().ContainerStop(ctx, n.id, client.ContainerStopOptions{Timeout: &t})
+	return n.wrap("stop", err)
+}
+
+// Kill is a hard power loss: SIGKILL to every process of the node.
+func (n *node) Kill(ctx context.Context) error {
+	running, err := n.Running(ctx)
+	if err != nil || !running {
+		return err
+	}
+	_, err = n.dc().ContainerKill(ctx, n.id, client.ContainerKillOptions{Signal: "KILL"})
+	return n.wrap("kill", err)
+}
+
+// Start powers the node on; a no-op if it runs.
+func (n *node) Start(ctx context.Context) error {
+	running, err := n.Running(ctx)
+	if err != nil || running {
+		return err
+	}
+	_, err = n.dc().ContainerStart(ctx, n.id, client.ContainerStartOptions{})
+	return n.wrap("start", err)
+}
+
+// Running reports whether the container runs.
+func (n *node) Running(ctx context.Context) (bool, error) {
+	res, err := n.dc().ContainerInspect(ctx, n.id, client.ContainerInspectOptions{})
+	if err != nil {
+		return false, n.wrap("inspect", err)
+	}
+	return res.Container.State != nil && res.Container.State.Running, nil
+}
+
+// Command runs a command in the node, as docker exec does.
+func (n *node) Command(ctx context.Context, name string, args ...string) exec.Cmd {
+	return &execCmd{n: n, ctx: ctx, argv: append([]string{name}, args...)}
+}
+
+type execCmd struct {
+	n      *node
+	ctx    context.Context
+	argv   []string
+	env    []string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (c *execCmd) SetStdin(r io.Reader) exec.Cmd  { c.stdin = r; return c }
+func (c *execCmd) SetStdout(w io.Writer) exec.Cmd { c.stdout = w; return c }
+func (c *execCmd) SetStderr(w io.Writer) exec.Cmd { c.stderr = w; return c }
+func (c *execCmd) SetEnv(e ...string) exec.Cmd    { c.env = append(c.env, e...); return c }
+
+func (c *execCmd) Run() error {
+	fail := func(err error) error {
+		return &exec.RunError{Command: c.argv, Err: fmt.Errorf("on node %s: %w", c.n.name, err)}
+	}
+	dc := c.n.dc()
+	created, err := dc.ExecCreate(c.ctx, c.n.id, client.ExecCreateOptions{
+		Cmd: c.argv, Env: c.env, AttachStdin: c.stdin != nil, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	att, err := dc.ExecAttach(c.ctx, created.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	defer att.Close()
+	if c.stdin != nil {
+		go func() {
+			_, _ = io.Copy(att.Conn, c.stdin)
+			if cw, ok := att.Conn.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+			}
+		}()
+	}
+	stdout, stderr := c.stdout, c.stderr
+	if stdout == nil {
+		stdout = io.Discard
+	}
+	if stderr == nil {
+		stderr = io.Discard
+	}
+	done := make(chan error, 1)
+	go func() { _, err := stdcopy.StdCopy(stdout, stderr, att.Reader); done <- err }()
+	select {
+	case <-c.ctx.Done():
+		return fail(c.ctx.Err())
+	case err := <-done:
+		if err != nil {
+			return fail(err)
+		}
+	}
+	res, err := dc.ExecInspect(c.ctx, created.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	if res.ExitCode != 0 {
+		return fail(fmt.Errorf("exit status %d", res.ExitCode))
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+package fault
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// Names are the faults of the documented impact matrix, in matrix order.
+var Names = []string{
+	"server-kill-1", "server-kill-2", "lb-master-lost", "cp-lb-lost", "metallb-dropped",
+	"tunnel-client-cut", "tunnel-server-lost", "nfs-lost", "worker-lost", "ups-power-loss",
+}
+
+// Step is one action of a plan: where it runs and what it does.
+type Step struct {
+	Where  string `json:"where"`
+	Action string `json:"action"`
+}
+
+// Plan says what a fault would do to a rack, without touching it: `rackdrill
+// plan` prints it, the ssh provider asks for confirmation of it, and the faults
+// are built from the same target choice.
+type Plan struct {
+	Fault      string `json:"fault"`
+	Applicable bool   `json:"applicable"`
+	// Why a fault is not applicable (no keepalived in k3d, no UPS in the rack).
+	Why string `json:"why,omitempty"`
+	// Targets are the nodes (or cluster objects) the fault acts on.
+	Targets []string `json:"targets"`
+	// Choice says how a target is picked at injection when it depends on the
+	// rack's state (the etcd leader).
+	Choice string `json:"choice,omitempty"`
+	Inject []Step `json:"inject"`
+	Revert []Step `json:"revert"`
+}
+
+// PlanFor describes fault name on rack r under provider p.
+func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, error) {
+	if !slices.Contains(Names, name) {
+		return Plan{}, fmt.Errorf("unknown fault %q (known: %s)", name, strings.Join(Names, ", "))
+	}
+	pl := Plan{Fault: name, Applicable: true}
+	na := func(why string) (Plan, error) { pl.Applicable, pl.Why = false, why; return pl, nil }
+	names := func(ns []*topology.Node) []string {
+		var out []string
+		for _, n := range ns {
+			out = append(out, n.Name)
+		}
+		return out
+	}
+	servers := names(r.NodesWithRole(topology.RoleServer))
+	down := func(nodes []string, how string) {
+		for _, n := range nodes {
+			pl.Inject = append(pl.Inject, Step{n, how})
+			pl.Revert = append(pl.Revert, Step{n, powerOn(p)})
+		}
+	}
+	switch name {
+	case "server-kill-1", "server-kill-2":
+		count := 1
+		if name == "server-kill-2" {
+			count = 2
+		}
+		if len(servers) < count+1 && name == "server-kill-1" {
+			return na(fmt.Sprintf("the rack has %d server: killing it is not a failover", len(servers)))
+		}
+		if len(servers) < count {
+			return na(fmt.Sprintf("the rack has %d server", len(servers)))
+		}
+		pl.Targets = servers
+		pl.Choice = "the server holding the etcd leader (so that an election happens)"
+		if count == 2 {
+			pl.Choice += ", and the next server in topology order"
+		}
+		for _, who := range []string{"etcd leader", "next server"}[:count] {
+			pl.Inject = append(pl.Inject, Step{who, hardKill(p, r)})
+			pl.Revert = append(pl.Revert, Step{who, powerOn(p) + "; wait until it rejoins etcd"})
+		}
+	case "lb-master-lost":
+		ka := r.Spec.ControlPlane.Keepalived
+		if ka == nil || p == topology.ProviderK3d {
+			return na("no keepalived VIP in this rack (k3d's load balancer has no VRRP)")
+		}
+		master := ka.Master()
+		pl.Targets = []string{master}
+		if p == topology.ProviderSSH || len(r.Node(master).Roles) > 1 {
+			pl.Inject = append(pl.Inject, Step{master, "systemctl stop keepalived"})
+			pl.Revert = append(pl.Revert, Step{master, "systemctl start keepalived"})
+		} else {
+			down([]string{master}, "docker kill (the keepalived MASTER dies)")
+		}
+	case "cp-lb-lost":
+		cp := r.Spec.ControlPlane
+		if p == topology.ProviderK3d {
+			pl.Targets = []string{"k3d serverlb"}
+			pl.Inject = []Step{{"k3d serverlb", "docker stop"}}
+			pl.Revert = []Step{{"k3d serverlb", "docker start"}}
+			break
+		}
+		var lbs []string
+		if cp.Keepalived != nil {
+			for _, m := range cp.Keepalived.Members {
+				lbs = append(lbs, m.Node)
+			}
+		}
+		if cp.HAProxy != nil {
+			for _, n := range cp.HAProxy.Nodes {
+				if !slices.Contains(lbs, n) {
+					lbs = append(lbs, n)
+				}
+			}
+		}
+		if len(lbs) == 0 {
+			return na("the rack has no control-plane load balancer (spec.controlPlane.keepalived and haproxy are empty)")
+		}
+		pl.Targets = lbs
+		for _, n := range lbs {
+			if p == topology.ProviderSSH || len(r.Node(n).Roles) > 1 {
+				pl.Inject = append(pl.Inject, Step{n, "systemctl stop keepalived haproxy"})
+				pl.Revert = append(pl.Revert, Step{n, "systemctl start haproxy keepalived"})
+			} else {
+				down([]string{n}, "docker stop")
+			}
+		}
+	case "metallb-dropped":
+		m := r.Spec.MetalLB
+		if m == nil {
+			return na("the rack has no MetalLB (spec.metallb is empty)")
+		}
+		pl.Targets = []string{m.Namespace + "/controller", m.Namespace + "/speaker"}
+		pl.Inject = []Step{
+			{"cluster", fmt.Sprintf("scale Deployment %s/controller to 0", m.Namespace)},
+			{"cluster", fmt.Sprintf("move DaemonSet %s/speaker off every node (a nodeSelector no node has)", m.Namespace)},
+		}
+		pl.Revert = []Step{{"cluster", "restore the exact previous specs of both"}}
+	case "tunnel-client-cut":
+		t := r.Spec.Tunnel
+		if t == nil {
+			return na("the rack has no tunnel (spec.tunnel is empty)")
+		}
+		obj := t.Client.Namespace + "/" + t.Client.Deployment
+		pl.Targets = []string{obj}
+		pl.Inject = []Step{{"cluster", "scale Deployment " + obj + " to 0"}}
+		pl.Revert = []Step{{"cluster", "scale Deployment " + obj + " back to its previous replicas"}}
+	case "tunnel-server-lost":
+		t := r.Spec.Tunnel
+		if t == nil {
+			return na("the rack has no tunnel (spec.tunnel is empty)")
+		}
+		pl.Targets = []string{t.Server.Node}
+		if p == topology.ProviderSSH {
+			svc := "frps"
+			if t.Type == topology.TunnelSSH {
+				svc = "ssh"
+			}
+			pl.Inject = []Step{{t.Server.Node, "systemctl stop " + svc}}
+			pl.Revert = []Step{{t.Server.Node, "systemctl start " + svc}}
+		} else {
+			down([]string{t.Server.Node}, "docker stop (the VPS dies)")
+		}
+	case "nfs-lost":
+		s := r.Spec.Storage
+		if s == nil || s.NFS == nil {
+			return na("the rack has no NFS server (spec.storage.nfs is empty)")
+		}
+		pl.Targets = []string{s.NFS.Node}
+		if p == topology.ProviderSSH {
+			pl.Inject = []Step{{s.NFS.Node, "iptables: chain RACKDRILL-NFS drops TCP/UDP 2049 and 111 (the harness's own chain)"}}
+			pl.Revert = []Step{{s.NFS.Node, "iptables: remove chain RACKDRILL-NFS"}}
+		} else {
+			down([]string{s.NFS.Node}, "docker stop (the NAS dies)")
+		}
+	case "worker-lost":
+		workers := names(r.NodesWithRole(topology.RoleWorker))
+		if len(workers) < 2 {
+			return na(fmt.Sprintf("the rack has %d worker: losing it is not a failover", len(workers)))
+		}
+		pl.Targets = workers[:1]
+		pl.Inject = []Step{{workers[0], hardKill(p, r)}}
+		pl.Revert = []Step{{workers[0], powerOn(p) + "; wait until it is Ready"}}
+	case "ups-power-loss":
+		u := r.Spec.UPS
+		if u == nil {
+			return na("the rack has no UPS (spec.ups is empty)")
+		}
+		if p == topology.ProviderK3d {
+			return na("k3d has no machines to power off")
+		}
+		pl.Targets = append(pl.Targets, u.Node)
+		for i, stage := range u.ShutdownOrder {
+			pl.Targets = append(pl.Targets, stage...)
+			pl.Revert = append(pl.Revert, Step{strings.Join(stage, ", "), fmt.Sprintf("%s (stage %d)", powerOn(p), i+1)})
+		}
+		drv := fmt.Sprintf("NUT %s: ups.status OL -> OB -> OB LB", u.Driver)
+		if p == topology.ProviderSSH {
+			drv = "upsmon -c fsd (forced shutdown, needs --allow-power)"
+		}
+		pl.Inject = []Step{
+			{u.Node, drv},
+			{u.Node, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(u.ShutdownOrder), u.BatteryBudget.Duration)},
+		}
+		pl.Revert = append([]Step{{u.Node, powerOn(p) + " (power returns: UPS master first)"}}, pl.Revert...)
+	}
+	return pl, nil
+}
+
+func hardKill(p topology.ProviderName, r *topology.Rack) string {
+	switch p {
+	case topology.ProviderSSH:
+		if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+			return "systemctl kill -s KILL k3s k3s-agent"
+		}
+		return "systemctl kill -s KILL kubelet containerd (etcd and kube-apiserver static pods die with them)"
+	default:
+		return "docker kill (hard power loss)"
+	}
+}
+
+func powerOn(p topology.ProviderName) string {
+	if p == topology.ProviderSSH {
+		return "systemctl start the stopped units"
+	}
+	return "docker start"
+}

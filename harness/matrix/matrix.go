@@ -1,0 +1,204 @@
+package matrix
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"rackdrill.dev/rackdrill/harness/internal/strictyaml"
+)
+
+// APIVersion of the matrix and deviation files.
+const APIVersion = "rackdrill.dev/v1alpha1"
+
+// Probes are the matrix's columns, in the order the architecture document lists
+// them.
+var Probes = []string{"api", "heal", "lan", "internet", "apps", "storage", "data"}
+
+// Expect is what a probe must show while a fault is in place.
+type Expect string
+
+const (
+	// Up: the path stays available; a blip no longer than Cell.Within is allowed
+	// and measured.
+	Up Expect = "up"
+	// Down: the path must become unavailable within Cell.Within and stay so until
+	// the fault is reverted.
+	Down Expect = "down"
+	// Any: the document promises nothing while the fault is in place (a power
+	// drill, or the data probe, which is judged after recovery).
+	Any Expect = "any"
+)
+
+// Cell is one promise: what one probe shows under one fault.
+type Cell struct {
+	During Expect          `json:"during"`
+	Within metav1.Duration `json:"within,omitempty"`
+	// Note qualifies the promise as the document does ("stateless apps").
+	Note string `json:"note,omitempty"`
+}
+
+// Row is one fault and everything the document promises about it.
+type Row struct {
+	Fault  string `json:"fault"`
+	Title  string `json:"title"`
+	Source string `json:"source"`
+	// Labels select the row in suites: disruptive, quorum, power.
+	Labels []string        `json:"labels,omitempty"`
+	Cells  map[string]Cell `json:"cells"`
+	// Settle is how long every probe must be green before injecting.
+	Settle metav1.Duration `json:"settle,omitempty"`
+	// Observe is how long the fault stays in place.
+	Observe metav1.Duration `json:"observe,omitempty"`
+	// Recovery is how long every probe may take to be up again after the revert.
+	Recovery metav1.Duration `json:"recovery,omitempty"`
+}
+
+// Defaults fill what a row or cell leaves out: cluster-api's "default" wait
+// intervals, so that no spec carries a literal timeout.
+type Defaults struct {
+	Settle   metav1.Duration `json:"settle"`
+	Observe  metav1.Duration `json:"observe"`
+	Recovery metav1.Duration `json:"recovery"`
+	// UpWithin is the longest blip an up cell allows by default.
+	UpWithin metav1.Duration `json:"upWithin"`
+	// DownWithin is how soon a down cell must go down by default.
+	DownWithin metav1.Duration `json:"downWithin"`
+}
+
+// Matrix is the documented impact matrix.
+type Matrix struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Probes     []string `json:"probes"`
+	Defaults   Defaults `json:"defaults"`
+	Rows       []Row    `json:"rows"`
+}
+
+// Row returns the row for fault, or nil.
+func (m *Matrix) Row(fault string) *Row {
+	for i := range m.Rows {
+		if m.Rows[i].Fault == fault {
+			return &m.Rows[i]
+		}
+	}
+	return nil
+}
+
+// Load reads and validates a matrix file; after it every row has its budgets and
+// every cell its Within filled from the defaults.
+func Load(path string) (*Matrix, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read impact matrix: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse is Load for bytes.
+func Parse(data []byte, name string) (*Matrix, error) {
+	var m Matrix
+	if err := strictyaml.DecodeFile(data, name, &m); err != nil {
+		return nil, err
+	}
+	if errs := m.validate(); len(errs) > 0 {
+		return nil, &FileError{File: name, Errors: errs}
+	}
+	m.applyDefaults()
+	return &m, nil
+}
+
+// FileError is every problem of one matrix or deviations file.
+type FileError = strictyaml.FileError
+
+func (m *Matrix) validate() field.ErrorList {
+	var errs field.ErrorList
+	if m.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), m.APIVersion, []string{APIVersion}))
+	}
+	if m.Kind != "ImpactMatrix" {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), m.Kind, []string{"ImpactMatrix"}))
+	}
+	if !slices.Equal(m.Probes, Probes) {
+		errs = append(errs, field.Invalid(field.NewPath("probes"), m.Probes, fmt.Sprintf("must be %v: the harness has exactly these probes", Probes)))
+	}
+	dp := field.NewPath("defaults")
+	for name, d := range map[string]metav1.Duration{"settle": m.Defaults.Settle, "observe": m.Defaults.Observe,
+		"recovery": m.Defaults.Recovery, "upWithin": m.Defaults.UpWithin, "downWithin": m.Defaults.DownWithin} {
+		if d.Duration <= 0 {
+			errs = append(errs, field.Required(dp.Child(name), "a positive duration"))
+		}
+	}
+	if len(m.Rows) == 0 {
+		errs = append(errs, field.Required(field.NewPath("rows"), ""))
+	}
+	seen := map[string]bool{}
+	for i, r := range m.Rows {
+		rp := field.NewPath("rows").Index(i)
+		if r.Fault == "" {
+			errs = append(errs, field.Required(rp.Child("fault"), ""))
+		} else if seen[r.Fault] {
+			errs = append(errs, field.Duplicate(rp.Child("fault"), r.Fault))
+		}
+		seen[r.Fault] = true
+		if r.Source == "" {
+			errs = append(errs, field.Required(rp.Child("source"), "the document and section that promise this row"))
+		}
+		for _, l := range r.Labels {
+			if !slices.Contains([]string{"disruptive", "quorum", "power"}, l) {
+				errs = append(errs, field.NotSupported(rp.Child("labels"), l, []string{"disruptive", "quorum", "power"}))
+			}
+		}
+		for _, p := range Probes {
+			if _, ok := r.Cells[p]; !ok {
+				errs = append(errs, field.Required(rp.Child("cells").Key(p), "every row has a cell for every probe"))
+			}
+		}
+		cellNames := make([]string, 0, len(r.Cells))
+		for p := range r.Cells {
+			cellNames = append(cellNames, p)
+		}
+		slices.Sort(cellNames)
+		for _, p := range cellNames {
+			c := r.Cells[p]
+			cp := rp.Child("cells").Key(p)
+			if !slices.Contains(Probes, p) {
+				errs = append(errs, field.NotSupported(cp, p, Probes))
+			}
+			if c.During != Up && c.During != Down && c.During != Any {
+				errs = append(errs, field.NotSupported(cp.Child("during"), c.During, []Expect{Up, Down, Any}))
+			}
+			if c.Within.Duration < 0 {
+				errs = append(errs, field.Invalid(cp.Child("within"), c.Within.Duration.String(), "must not be negative"))
+			}
+		}
+	}
+	return errs
+}
+
+func (m *Matrix) applyDefaults() {
+	for i := range m.Rows {
+		r := &m.Rows[i]
+		fill(&r.Settle, m.Defaults.Settle)
+		fill(&r.Observe, m.Defaults.Observe)
+		fill(&r.Recovery, m.Defaults.Recovery)
+		for p, c := range r.Cells {
+			switch c.During {
+			case Up:
+				fill(&c.Within, m.Defaults.UpWithin)
+			case Down:
+				fill(&c.Within, m.Defaults.DownWithin)
+			}
+			r.Cells[p] = c
+		}
+	}
+}
+
+func fill(d *metav1.Duration, def metav1.Duration) {
+	if d.Duration == 0 {
+		*d = def
+	}
+}

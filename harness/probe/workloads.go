@@ -1,0 +1,211 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"rackdrill.dev/rackdrill/harness/probe/agent"
+)
+
+// Names of the probe workloads, all in the probes' own namespace.
+const (
+	LabelComponent = "rackdrill.dev/probe"
+	HealName       = "rackdrill-heal"
+	AgentName      = "rackdrill-agent"
+	DemoName       = "rackdrill-demo"
+	DataClaim      = "rackdrill-data"
+	// AgentNodePort is where each node's agent answers the harness.
+	AgentNodePort = 30980
+	agentPort     = 8080
+)
+
+// WorkloadConfig says how to deploy the probe workloads.
+type WorkloadConfig struct {
+	Namespace string
+	// Image is the agent image (this repo's static binary, FROM scratch); it is
+	// the demo app too.
+	Image string
+	// IngressHost and IngressClass route the lan and internet probes to the demo
+	// app through the rack's ingress controller.
+	IngressHost  string
+	IngressClass string
+	// StorageClass backs the agents' shared data volume (ReadWriteMany, NFS).
+	StorageClass string
+}
+
+// Workloads returns the objects the probes need, in creation order: the
+// namespace, the demo app with its Service and Ingress (lan, internet, apps),
+// the heal Deployment (heal), the data claim and the agent DaemonSet with its
+// NodePort Service (apps, storage, data).
+func Workloads(cfg WorkloadConfig) []any {
+	ns := cfg.Namespace
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelComponent: name}}
+	}
+	sel := func(name string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{LabelComponent: name}}
+	}
+	never := corev1.PullIfNotPresent
+	ready := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: agent.PathHealth, Port: intstr.FromInt32(agentPort)}}, PeriodSeconds: 1, FailureThreshold: 2}
+	container := func(args ...string) corev1.Container {
+		return corev1.Container{
+			Name: "agent", Image: cfg.Image, ImagePullPolicy: never,
+			Args:  append([]string{"--listen", fmt.Sprintf(":%d", agentPort)}, args...),
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: agentPort}},
+			Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
+				FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
+			ReadinessProbe: ready,
+		}
+	}
+	podTemplate := func(name string, c corev1.Container) corev1.PodTemplateSpec {
+		zero := int64(0)
+		return corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{LabelComponent: name}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{c}, TerminationGracePeriodSeconds: &zero},
+		}
+	}
+	two := int32(2)
+	prefix := networkingv1.PathTypePrefix
+	demoURL := fmt.Sprintf("http://%s.%s.svc/", DemoName, ns)
+
+	agentTpl := podTemplate(AgentName, container("--apps-url", demoURL, "--data-dir", "/data"))
+	agentTpl.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+	agentTpl.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaim}}}}
+	// The agents must answer on every node, tainted ones included.
+	agentTpl.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+
+	sc := cfg.StorageClass
+	return []any{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{LabelComponent: "namespace"}}},
+		&appsv1.Deployment{ObjectMeta: meta(DemoName), Spec: appsv1.DeploymentSpec{
+			Replicas: &two, Selector: sel(DemoName), Template: podTemplate(DemoName, container("--demo"))}},
+		&corev1.Service{ObjectMeta: meta(DemoName), Spec: corev1.ServiceSpec{
+			Selector: map[string]string{LabelComponent: DemoName},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(agentPort)}}}},
+		&networkingv1.Ingress{ObjectMeta: meta(DemoName), Spec: networkingv1.IngressSpec{
+			IngressClassName: &cfg.IngressClass,
+			Rules: []networkingv1.IngressRule{{Host: cfg.IngressHost, IngressRuleValue: networkingv1.IngressRuleValue{
+				HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{{
+					Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+						Name: DemoName, Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}},
+		&appsv1.Deployment{ObjectMeta: meta(HealName), Spec: appsv1.DeploymentSpec{
+			Replicas: &two, Selector: sel(HealName), Template: podTemplate(HealName, container())}},
+		&corev1.PersistentVolumeClaim{ObjectMeta: meta(DataClaim), Spec: corev1.PersistentVolumeClaimSpec{
+			StorageClassName: &sc, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}}},
+		&appsv1.DaemonSet{ObjectMeta: meta(AgentName), Spec: appsv1.DaemonSetSpec{Selector: sel(AgentName), Template: agentTpl}},
+		&corev1.Service{ObjectMeta: meta(AgentName), Spec: corev1.ServiceSpec{
+			Type:                  corev1.ServiceTypeNodePort,
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Selector:              map[string]string{LabelComponent: AgentName},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(agentPort),
+				NodePort: AgentNodePort}}}},
+	}
+}
+
+// Deploy creates the probe workloads, updating those that exist, so that a
+// second run converges instead of failing.
+func Deploy(ctx context.Context, c kubernetes.Interface, cfg WorkloadConfig) error {
+	for _, obj := range Workloads(cfg) {
+		var err error
+		switch o := obj.(type) {
+		case *corev1.Namespace:
+			_, err = c.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				err = nil
+			}
+		case *appsv1.Deployment:
+			err = createOrUpdate(ctx, o.Name, func() error {
+				_, e := c.AppsV1().Deployments(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+				return e
+			},
+				func() error {
+					cur, e := c.AppsV1().Deployments(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
+					if e != nil {
+						return e
+					}
+					cur.Spec = o.Spec
+					_, e = c.AppsV1().Deployments(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+					return e
+				})
+		case *appsv1.DaemonSet:
+			err = createOrUpdate(ctx, o.Name, func() error {
+				_, e := c.AppsV1().DaemonSets(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+				return e
+			},
+				func() error {
+					cur, e := c.AppsV1().DaemonSets(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
+					if e != nil {
+						return e
+					}
+					cur.Spec = o.Spec
+					_, e = c.AppsV1().DaemonSets(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+					return e
+				})
+		case *corev1.Service:
+			err = createOrUpdate(ctx, o.Name, func() error {
+				_, e := c.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+				return e
+			},
+				func() error {
+					cur, e := c.CoreV1().Services(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
+					if e != nil {
+						return e
+					}
+					ip := cur.Spec.ClusterIP // immutable once allocated
+					cur.Spec = o.Spec
+					cur.Spec.ClusterIP, cur.Spec.ClusterIPs = ip, nil
+					_, e = c.CoreV1().Services(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+					return e
+				})
+		case *networkingv1.Ingress:
+			err = createOrUpdate(ctx, o.Name, func() error {
+				_, e := c.NetworkingV1().Ingresses(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+				return e
+			},
+				func() error {
+					cur, e := c.NetworkingV1().Ingresses(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
+					if e != nil {
+						return e
+					}
+					cur.Spec = o.Spec
+					_, e = c.NetworkingV1().Ingresses(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+					return e
+				})
+		case *corev1.PersistentVolumeClaim:
+			// A claim's spec is immutable once bound: create it once.
+			_, err = c.CoreV1().PersistentVolumeClaims(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				err = nil
+			}
+		default:
+			err = fmt.Errorf("unexpected workload %T", obj)
+		}
+		if err != nil {
+			return fmt.Errorf("deploy probe workloads in %s: %w", cfg.Namespace, err)
+		}
+	}
+	return nil
+}
+
+func createOrUpdate(_ context.Context, name string, create, update func() error) error {
+	err := create()
+	if apierrors.IsAlreadyExists(err) {
+		err = update()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}

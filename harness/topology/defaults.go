@@ -1,0 +1,136 @@
+package topology
+
+import "time"
+
+// Defaults that a topology may leave out. They follow what the seeds' racks and
+// their tools use by default (kubeadm's subnets, keepalived's router id 51,
+// HAProxy's stats on 8404, MetalLB's namespace).
+const (
+	DefaultKubernetesVersion = "v1.33.13"
+	DefaultPodSubnet         = "10.244.0.0/16"
+	DefaultServiceSubnet     = "10.96.0.0/12"
+	DefaultAPIPort           = 6443
+	DefaultVirtualRouterID   = 51
+	DefaultInterface         = "eth0"
+	DefaultStatsPort         = 8404
+	DefaultArch              = "amd64"
+	DefaultProbeInterval     = 250 * time.Millisecond
+	DefaultProbeTimeout      = 2 * time.Second
+	DefaultProbeHost         = "demo.rackdrill.local"
+	DefaultProbeNamespace    = "rackdrill-probes"
+	DefaultUPSMinCharge      = 50
+)
+
+// SetDefaults fills what the file left out. It is idempotent.
+func SetDefaults(r *Rack) {
+	s := &r.Spec
+	if s.Provider == "" {
+		s.Provider = ProviderContainers
+	}
+	k := &s.Kubernetes
+	if k.Distribution == "" {
+		k.Distribution = DistributionKubeadm
+	}
+	if k.Version == "" {
+		k.Version = DefaultKubernetesVersion
+	}
+	if k.PodSubnet == "" {
+		k.PodSubnet = DefaultPodSubnet
+	}
+	if k.ServiceSubnet == "" {
+		k.ServiceSubnet = DefaultServiceSubnet
+	}
+	admin := r.AdminNetwork()
+	internet := r.networkByPurpose(PurposeInternet)
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		if n.Network == "" {
+			switch {
+			case len(n.Roles) == 1 && n.Roles[0] == RoleVPS && internet != nil:
+				n.Network = internet.Name
+			case admin != nil:
+				n.Network = admin.Name
+			}
+		}
+		if n.Arch == "" {
+			n.Arch = DefaultArch
+		}
+	}
+	cp := &s.ControlPlane
+	if cp.Endpoint.Port == 0 {
+		cp.Endpoint.Port = DefaultAPIPort
+	}
+	if ka := cp.Keepalived; ka != nil {
+		if ka.VirtualRouterID == 0 {
+			ka.VirtualRouterID = DefaultVirtualRouterID
+		}
+		if ka.Interface == "" {
+			ka.Interface = DefaultInterface
+		}
+	}
+	if hp := cp.HAProxy; hp != nil {
+		if len(hp.Nodes) == 0 && cp.Keepalived != nil {
+			for _, m := range cp.Keepalived.Members {
+				hp.Nodes = append(hp.Nodes, m.Node)
+			}
+		}
+		if hp.StatsPort == 0 {
+			hp.StatsPort = DefaultStatsPort
+		}
+		if len(hp.Backends) == 0 {
+			for _, n := range r.NodesWithRole(RoleServer) {
+				hp.Backends = append(hp.Backends, n.Name)
+			}
+		}
+	}
+	if m := s.MetalLB; m != nil {
+		if m.Mode == "" {
+			m.Mode = "layer2"
+		}
+		if m.Namespace == "" {
+			m.Namespace = "metallb-system"
+		}
+	}
+	if in := s.Ingress; in != nil {
+		if in.Namespace == "" {
+			in.Namespace = in.Controller
+		}
+		if in.Service == "" {
+			in.Service = in.Controller
+		}
+	}
+	if t := s.Tunnel; t != nil {
+		if t.Target == "" && s.Ingress != nil {
+			t.Target = s.Ingress.IP
+		}
+		if t.Server.PublicAddress == "" {
+			if n := r.Node(t.Server.Node); n != nil {
+				t.Server.PublicAddress = n.Address
+			}
+		}
+	}
+	if u := s.UPS; u != nil {
+		if u.Driver == "" {
+			u.Driver = "usbhid-ups"
+		}
+		if u.MinCharge == 0 {
+			u.MinCharge = DefaultUPSMinCharge
+		}
+	}
+	if s.SSH != nil && s.SSH.Port == 0 {
+		s.SSH.Port = 22
+	}
+	p := &s.Probes
+	if p.Interval.Duration == 0 {
+		p.Interval.Duration = DefaultProbeInterval
+	}
+	if p.Timeout.Duration == 0 {
+		p.Timeout.Duration = DefaultProbeTimeout
+	}
+	if p.Host == "" {
+		p.Host = DefaultProbeHost
+	}
+	if p.Namespace == "" {
+		p.Namespace = DefaultProbeNamespace
+	}
+}

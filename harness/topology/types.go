@@ -1,0 +1,326 @@
+package topology
+
+import (
+	"net/netip"
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// APIVersion and Kind identify a topology file. The version is checked on load so
+// that a file written for a later schema fails clearly instead of half-decoding.
+const (
+	APIVersion = "rackdrill.dev/v1alpha1"
+	Kind       = "Rack"
+)
+
+// Rack is one rack as its architecture document describes it: the machines, the
+// two load-balancing systems (API VIP and service load balancer), the ingress, the
+// Internet tunnel, the storage and the UPS. The same file drives every provider:
+// the lab builds it, k3d approximates it, the ssh provider adopts it.
+type Rack struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       RackSpec `json:"spec"`
+}
+
+// Metadata names the rack. The name is the value of the rackdrill.dev/rack label on
+// every Docker object the harness creates for it.
+type Metadata struct {
+	Name        string            `json:"name"`
+	Description string            `json:"description,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// RackSpec is the documented architecture.
+type RackSpec struct {
+	// Provider is the default provider for this rack: containers, k3d or ssh.
+	// The --provider flag overrides it.
+	Provider   ProviderName `json:"provider,omitempty"`
+	Kubernetes Kubernetes   `json:"kubernetes"`
+	// Networks are the rack's L2/L3 networks. The first network with purpose
+	// "admin" is where node addresses, the API VIP and the MetalLB pool live.
+	Networks     []Network    `json:"networks"`
+	Nodes        []Node       `json:"nodes"`
+	ControlPlane ControlPlane `json:"controlPlane"`
+	MetalLB      *MetalLB     `json:"metallb,omitempty"`
+	Ingress      *Ingress     `json:"ingress,omitempty"`
+	Tunnel       *Tunnel      `json:"tunnel,omitempty"`
+	Storage      *Storage     `json:"storage,omitempty"`
+	UPS          *UPS         `json:"ups,omitempty"`
+	SSH          *SSH         `json:"ssh,omitempty"`
+	Probes       Probes       `json:"probes,omitempty"`
+}
+
+// ProviderName selects how the rack is built or reached.
+type ProviderName string
+
+const (
+	ProviderContainers ProviderName = "containers"
+	ProviderK3d        ProviderName = "k3d"
+	ProviderSSH        ProviderName = "ssh"
+)
+
+// Distribution is the Kubernetes distribution the rack runs.
+type Distribution string
+
+const (
+	DistributionKubeadm Distribution = "kubeadm"
+	DistributionK3s     Distribution = "k3s"
+)
+
+// Kubernetes describes the cluster software.
+type Kubernetes struct {
+	Distribution  Distribution `json:"distribution"`
+	Version       string       `json:"version"`
+	PodSubnet     string       `json:"podSubnet,omitempty"`
+	ServiceSubnet string       `json:"serviceSubnet,omitempty"`
+}
+
+// NetworkPurpose says what traffic a network carries (seed 000 separates admin,
+// storage and internode traffic on VLANs).
+type NetworkPurpose string
+
+const (
+	PurposeAdmin     NetworkPurpose = "admin"
+	PurposeStorage   NetworkPurpose = "storage"
+	PurposeInternode NetworkPurpose = "internode"
+	// PurposeInternet is the public side: the VPS and the Internet vantage point.
+	// Nothing on it may route to an admin network.
+	PurposeInternet NetworkPurpose = "internet"
+)
+
+// Network is one subnet of the rack.
+type Network struct {
+	Name    string         `json:"name"`
+	CIDR    string         `json:"cidr"`
+	Purpose NetworkPurpose `json:"purpose"`
+	VLAN    int            `json:"vlan,omitempty"`
+	Gateway string         `json:"gateway,omitempty"`
+}
+
+// Role is what a machine does in the rack. A machine may hold several roles: in
+// seed 001 the NAS boxes are also keepalived BACKUPs; in seed 000 the control-plane
+// nodes hold the VIP themselves.
+type Role string
+
+const (
+	RoleServer       Role = "server"       // control plane (and etcd member)
+	RoleWorker       Role = "worker"       // runs workloads only
+	RoleLoadBalancer Role = "loadbalancer" // keepalived and/or HAProxy for the API
+	RoleNAS          Role = "nas"          // NFS server
+	RoleVPS          Role = "vps"          // public tunnel server
+)
+
+// Roles lists every role, in the order nodes are usually brought up.
+var Roles = []Role{RoleLoadBalancer, RoleNAS, RoleServer, RoleWorker, RoleVPS}
+
+// Node is one machine.
+type Node struct {
+	Name string `json:"name"`
+	// Roles the machine holds.
+	Roles []Role `json:"roles"`
+	// Address on the network named by Network (the admin network by default).
+	// Required but for provider k3d, where Docker assigns it.
+	Address string `json:"address"`
+	// Network names the network Address lives on; default the admin network,
+	// or the Internet network for a node whose only role is vps.
+	Network string `json:"network,omitempty"`
+	// Arch is the CPU architecture as Kubernetes names it: amd64, arm64, arm.
+	Arch   string            `json:"arch,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Taints []Taint           `json:"taints,omitempty"`
+	// SSH overrides the rack's SSH defaults for this machine.
+	SSH *SSH `json:"ssh,omitempty"`
+}
+
+// HasRole reports whether the node holds r.
+func (n *Node) HasRole(r Role) bool { return slices.Contains(n.Roles, r) }
+
+// Addr is the parsed Address; the zero Addr when it does not parse (validation
+// rejects such files, so callers of a validated rack always get a valid address).
+func (n *Node) Addr() netip.Addr {
+	a, _ := netip.ParseAddr(n.Address)
+	return a
+}
+
+// Taint is a Kubernetes node taint.
+type Taint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Effect string `json:"effect"`
+}
+
+// ControlPlane is the API endpoint and how it is kept available.
+type ControlPlane struct {
+	// Endpoint is what kubectl and the kubelets talk to: the keepalived VIP (seed
+	// 001, 000) or a load balancer's address (seed 004).
+	Endpoint Endpoint `json:"endpoint"`
+	// TLSSANs must all be in the API server certificate (seed 004's --tls-san).
+	// The endpoint host is always required and need not be repeated here.
+	TLSSANs    []string    `json:"tlsSANs,omitempty"`
+	Keepalived *Keepalived `json:"keepalived,omitempty"`
+	HAProxy    *HAProxy    `json:"haproxy,omitempty"`
+}
+
+// Endpoint is host and port of the Kubernetes API.
+type Endpoint struct {
+	Host string `json:"host"`
+	Port int    `json:"port,omitempty"`
+}
+
+// Keepalived holds the API VIP (Endpoint.Host) by VRRP.
+type Keepalived struct {
+	VirtualRouterID int    `json:"virtualRouterID,omitempty"`
+	Interface       string `json:"interface,omitempty"`
+	// Members are the nodes running keepalived; the highest priority is the MASTER.
+	Members []KeepalivedMember `json:"members"`
+}
+
+// KeepalivedMember is one VRRP instance.
+type KeepalivedMember struct {
+	Node     string `json:"node"`
+	Priority int    `json:"priority"`
+}
+
+// Master is the member with the highest priority: the one that must hold the VIP.
+func (k *Keepalived) Master() string {
+	best := KeepalivedMember{Priority: -1}
+	for _, m := range k.Members {
+		if m.Priority > best.Priority {
+			best = m
+		}
+	}
+	return best.Node
+}
+
+// HAProxy balances TCP 6443 over the servers.
+type HAProxy struct {
+	// Nodes running HAProxy; default the keepalived members.
+	Nodes     []string `json:"nodes,omitempty"`
+	StatsPort int      `json:"statsPort,omitempty"`
+	// Backends are the servers behind it; default every server node.
+	Backends []string `json:"backends,omitempty"`
+}
+
+// MetalLB is the service load balancer.
+type MetalLB struct {
+	Mode string `json:"mode,omitempty"` // layer2 (bgp is not modelled)
+	// Pool is a range "first-last" or a CIDR, on the admin network.
+	Pool      string `json:"pool"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// Ingress is the HTTP entry point of the rack.
+type Ingress struct {
+	Controller string `json:"controller"` // traefik, ingress-nginx
+	// IP is the LoadBalancer address of the ingress Service, from the MetalLB pool.
+	IP string `json:"ip"`
+	// DaemonSet: the controller runs on every node (seed 000), so losing a worker
+	// does not lose the ingress.
+	DaemonSet bool   `json:"daemonSet,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Service   string `json:"service,omitempty"`
+}
+
+// TunnelType is how the rack is exposed to the Internet.
+type TunnelType string
+
+const (
+	TunnelFRP TunnelType = "frp"
+	TunnelSSH TunnelType = "ssh" // OpenSSH reverse tunnel: the offline lab's stand-in
+)
+
+// Tunnel is the reverse tunnel from a client in the cluster to a public server.
+type Tunnel struct {
+	Type   TunnelType   `json:"type"`
+	Client TunnelClient `json:"client"`
+	Server TunnelServer `json:"server"`
+	Ports  []TunnelPort `json:"ports"`
+	// Target is where forwarded traffic goes; default the ingress IP.
+	Target string `json:"target,omitempty"`
+}
+
+// TunnelClient is the Deployment keeping the tunnel up (frpc).
+type TunnelClient struct {
+	Namespace  string `json:"namespace"`
+	Deployment string `json:"deployment"`
+}
+
+// TunnelServer is the public end (frps).
+type TunnelServer struct {
+	// Node is the VPS's node name in this rack.
+	Node string `json:"node"`
+	// PublicAddress is where Internet users connect; default the node's address.
+	PublicAddress string `json:"publicAddress,omitempty"`
+	DashboardPort int    `json:"dashboardPort,omitempty"`
+}
+
+// TunnelPort is one forwarded port.
+type TunnelPort struct {
+	Name   string `json:"name,omitempty"`
+	Public int    `json:"public"`
+	Target int    `json:"target"`
+}
+
+// Storage is the rack's central NFS storage.
+type Storage struct {
+	NFS            *NFS           `json:"nfs,omitempty"`
+	StorageClasses []StorageClass `json:"storageClasses,omitempty"`
+}
+
+// NFS is the NFS server.
+type NFS struct {
+	// Node is the node serving NFS.
+	Node    string   `json:"node"`
+	Exports []string `json:"exports"`
+}
+
+// StorageClass is one documented StorageClass.
+type StorageClass struct {
+	Name          string `json:"name"`
+	Provisioner   string `json:"provisioner"`
+	Server        string `json:"server,omitempty"`
+	Share         string `json:"share,omitempty"`
+	ReclaimPolicy string `json:"reclaimPolicy,omitempty"`
+	Default       bool   `json:"default,omitempty"`
+}
+
+// UPS is the uninterruptible power supply and the shutdown it drives (seed 002).
+type UPS struct {
+	// Node runs the NUT server and upsmon as master.
+	Node string `json:"node"`
+	// Name is the UPS's name in NUT (ups.conf section).
+	Name   string `json:"name"`
+	Driver string `json:"driver,omitempty"`
+	// ShutdownOrder lists stages; the machines of a stage halt together, each
+	// stage after the previous one has halted. The UPS master's own node halts
+	// last and need not be listed.
+	ShutdownOrder [][]string `json:"shutdownOrder"`
+	// BatteryBudget is how long the battery lasts: every machine must have halted
+	// cleanly before it ends.
+	BatteryBudget metav1.Duration `json:"batteryBudget"`
+	// MinCharge is the battery charge (percent) below which conformance fails.
+	MinCharge int `json:"minCharge,omitempty"`
+}
+
+// SSH is how the harness reaches a machine of a real rack.
+type SSH struct {
+	User         string `json:"user,omitempty"`
+	Port         int    `json:"port,omitempty"`
+	IdentityFile string `json:"identityFile,omitempty"`
+	Agent        bool   `json:"agent,omitempty"`
+	Sudo         bool   `json:"sudo,omitempty"`
+	KnownHosts   string `json:"knownHosts,omitempty"`
+}
+
+// Probes configure how the rack's paths are sampled.
+type Probes struct {
+	Interval metav1.Duration `json:"interval,omitempty"`
+	Timeout  metav1.Duration `json:"timeout,omitempty"`
+	// Host is the Host header of the demo app's Ingress.
+	Host string `json:"host,omitempty"`
+	// Namespace holds the probe workloads.
+	Namespace string `json:"namespace,omitempty"`
+}

@@ -1,0 +1,508 @@
+package topology
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+var (
+	knownArches      = []string{"amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64"}
+	knownEffects     = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
+	knownControllers = []string{"traefik", "ingress-nginx", "nginx"}
+	versionRE        = regexp.MustCompile(`^v\d+\.\d+\.\d+(\+k3s\d+)?$`)
+)
+
+// Validate checks a defaulted rack. It returns every error it finds, and warnings
+// for choices that are valid but weaken what the rack promises.
+func Validate(r *Rack) (field.ErrorList, []Warning) {
+	v := validator{r: r}
+	v.metadata()
+	v.kubernetes()
+	v.networks()
+	v.nodes()
+	v.controlPlane()
+	v.metallb()
+	v.ingress()
+	v.tunnel()
+	v.storage()
+	v.ups()
+	v.probes()
+	return v.errs, v.warns
+}
+
+type validator struct {
+	r     *Rack
+	errs  field.ErrorList
+	warns []Warning
+}
+
+func (v *validator) add(e *field.Error) { v.errs = append(v.errs, e) }
+
+func (v *validator) warn(p *field.Path, format string, args ...any) {
+	v.warns = append(v.warns, Warning{Field: p.String(), Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) metadata() {
+	p := field.NewPath("metadata", "name")
+	name := v.r.Metadata.Name
+	if name == "" {
+		v.add(field.Required(p, "the rack's name labels every object the harness creates"))
+		return
+	}
+	for _, msg := range validation.IsDNS1123Label(name) {
+		v.add(field.Invalid(p, name, msg))
+	}
+}
+
+func (v *validator) kubernetes() {
+	p := field.NewPath("spec", "kubernetes")
+	k := v.r.Spec.Kubernetes
+	if !slices.Contains([]Distribution{DistributionKubeadm, DistributionK3s}, k.Distribution) {
+		v.add(field.NotSupported(p.Child("distribution"), k.Distribution, []Distribution{DistributionKubeadm, DistributionK3s}))
+	}
+	if !versionRE.MatchString(k.Version) {
+		v.add(field.Invalid(p.Child("version"), k.Version, "must look like v1.33.13 (or v1.33.5+k3s1)"))
+	}
+	for _, f := range []struct{ name, val string }{{"podSubnet", k.PodSubnet}, {"serviceSubnet", k.ServiceSubnet}} {
+		if _, err := netip.ParsePrefix(f.val); err != nil {
+			v.add(field.Invalid(p.Child(f.name), f.val, "must be a CIDR"))
+		}
+	}
+	switch v.r.Spec.Provider {
+	case ProviderContainers, ProviderK3d, ProviderSSH:
+	default:
+		v.add(field.NotSupported(field.NewPath("spec", "provider"), v.r.Spec.Provider, []ProviderName{ProviderContainers, ProviderK3d, ProviderSSH}))
+	}
+}
+
+func (v *validator) networks() {
+	p := field.NewPath("spec", "networks")
+	if len(v.r.Spec.Networks) == 0 {
+		v.add(field.Required(p, "at least one network with purpose admin"))
+		return
+	}
+	names := map[string]bool{}
+	var prefixes []netip.Prefix
+	for i, n := range v.r.Spec.Networks {
+		np := p.Index(i)
+		if n.Name == "" {
+			v.add(field.Required(np.Child("name"), ""))
+		} else if names[n.Name] {
+			v.add(field.Duplicate(np.Child("name"), n.Name))
+		}
+		names[n.Name] = true
+		pre, err := netip.ParsePrefix(n.CIDR)
+		if err != nil {
+			v.add(field.Invalid(np.Child("cidr"), n.CIDR, "must be a CIDR such as 10.0.0.0/24"))
+		} else {
+			for j, q := range prefixes {
+				if q.IsValid() && q.Overlaps(pre) {
+					v.add(field.Invalid(np.Child("cidr"), n.CIDR, fmt.Sprintf("overlaps spec.networks[%d] (%s)", j, q)))
+				}
+			}
+		}
+		prefixes = append(prefixes, pre)
+		switch n.Purpose {
+		case PurposeAdmin, PurposeStorage, PurposeInternode, PurposeInternet:
+		default:
+			v.add(field.NotSupported(np.Child("purpose"), n.Purpose, []NetworkPurpose{PurposeAdmin, PurposeStorage, PurposeInternode, PurposeInternet}))
+		}
+		if n.VLAN < 0 || n.VLAN > 4094 {
+			v.add(field.Invalid(np.Child("vlan"), n.VLAN, "must be 0 to 4094"))
+		}
+		if n.Gateway != "" {
+			if g, err := netip.ParseAddr(n.Gateway); err != nil || (pre.IsValid() && !pre.Contains(g)) {
+				v.add(field.Invalid(np.Child("gateway"), n.Gateway, "must be an address inside cidr"))
+			}
+		}
+	}
+	if v.r.AdminNetwork() == nil {
+		v.add(field.Required(p, "no network has purpose admin: node addresses, the API VIP and the MetalLB pool live on it"))
+	}
+}
+
+func (v *validator) nodes() {
+	p := field.NewPath("spec", "nodes")
+	if len(v.r.Spec.Nodes) == 0 {
+		v.add(field.Required(p, "a rack has at least one server"))
+		return
+	}
+	names := map[string]bool{}
+	addrs := map[netip.Addr]string{}
+	for i, n := range v.r.Spec.Nodes {
+		np := p.Index(i)
+		switch {
+		case n.Name == "":
+			v.add(field.Required(np.Child("name"), ""))
+		case names[n.Name]:
+			v.add(field.Duplicate(np.Child("name"), n.Name))
+		default:
+			for _, msg := range validation.IsDNS1123Subdomain(n.Name) {
+				v.add(field.Invalid(np.Child("name"), n.Name, msg))
+			}
+		}
+		names[n.Name] = true
+		if len(n.Roles) == 0 {
+			v.add(field.Required(np.Child("roles"), "one or more of server, worker, loadbalancer, nas, vps"))
+		}
+		for j, role := range n.Roles {
+			if !slices.Contains(Roles, role) {
+				v.add(field.NotSupported(np.Child("roles").Index(j), role, Roles))
+			}
+		}
+		if n.HasRole(RoleServer) && n.HasRole(RoleWorker) {
+			v.add(field.Invalid(np.Child("roles"), n.Roles, "a node is a server or a worker, not both (servers run workloads unless tainted)"))
+		}
+		v.nodeAddress(np, n, addrs)
+		if !slices.Contains(knownArches, n.Arch) {
+			v.add(field.NotSupported(np.Child("arch"), n.Arch, knownArches))
+		}
+		for k, val := range n.Labels {
+			for _, msg := range validation.IsQualifiedName(k) {
+				v.add(field.Invalid(np.Child("labels").Key(k), k, msg))
+			}
+			for _, msg := range validation.IsValidLabelValue(val) {
+				v.add(field.Invalid(np.Child("labels").Key(k), val, msg))
+			}
+		}
+		for j, t := range n.Taints {
+			tp := np.Child("taints").Index(j)
+			for _, msg := range validation.IsQualifiedName(t.Key) {
+				v.add(field.Invalid(tp.Child("key"), t.Key, msg))
+			}
+			if !slices.Contains(knownEffects, t.Effect) {
+				v.add(field.NotSupported(tp.Child("effect"), t.Effect, knownEffects))
+			}
+		}
+	}
+	servers := v.r.NodesWithRole(RoleServer)
+	switch {
+	case len(servers) == 0:
+		v.add(field.Required(p, "no node has role server"))
+	case len(servers)%2 == 0:
+		n := len(servers)
+		quorum := n/2 + 1
+		v.warn(p, "%d servers: etcd quorum is %d, so the rack survives the loss of %d server(s), no more than with %d; use an odd number",
+			n, quorum, n-quorum, n-1)
+	}
+}
+
+func (v *validator) nodeAddress(np *field.Path, n Node, seen map[netip.Addr]string) {
+	if n.Address == "" && v.r.Spec.Provider == ProviderK3d {
+		return // Docker assigns k3d's node addresses; the provider reads them
+	}
+	a, err := netip.ParseAddr(n.Address)
+	if err != nil {
+		v.add(field.Invalid(np.Child("address"), n.Address, "must be an IP address"))
+		return
+	}
+	if other, dup := seen[a]; dup {
+		v.add(field.Duplicate(np.Child("address"), fmt.Sprintf("%s (also node %s)", n.Address, other)))
+	}
+	seen[a] = n.Name
+	net := v.r.Network(n.Network)
+	if net == nil {
+		v.add(field.NotFound(np.Child("network"), n.Network))
+		return
+	}
+	if pre := net.Prefix(); pre.IsValid() && !pre.Contains(a) {
+		v.add(field.Invalid(np.Child("address"), n.Address, fmt.Sprintf("outside its network %s (%s)", net.Name, net.CIDR)))
+	}
+	if net.Purpose == PurposeInternet && !(len(n.Roles) == 1 && n.Roles[0] == RoleVPS) {
+		v.add(field.Invalid(np.Child("network"), n.Network, "only a vps node lives on the internet network"))
+	}
+}
+
+// nodeRef checks that name is a node holding role.
+func (v *validator) nodeRef(p *field.Path, name string, role Role) *Node {
+	if name == "" {
+		v.add(field.Required(p, "a node name"))
+		return nil
+	}
+	n := v.r.Node(name)
+	if n == nil {
+		v.add(field.NotFound(p, name))
+		return nil
+	}
+	if role != "" && !n.HasRole(role) {
+		v.add(field.Invalid(p, name, fmt.Sprintf("node %s does not have role %s", name, role)))
+	}
+	return n
+}
+
+func (v *validator) controlPlane() {
+	p := field.NewPath("spec", "controlPlane")
+	cp := v.r.Spec.ControlPlane
+	ep := p.Child("endpoint")
+	if cp.Endpoint.Host == "" {
+		v.add(field.Required(ep.Child("host"), "the API VIP or load balancer address"))
+	}
+	if cp.Endpoint.Port < 1 || cp.Endpoint.Port > 65535 {
+		v.add(field.Invalid(ep.Child("port"), cp.Endpoint.Port, "must be 1 to 65535"))
+	}
+	for i, san := range cp.TLSSANs {
+		if _, err := netip.ParseAddr(san); err == nil {
+			continue
+		}
+		if msgs := validation.IsDNS1123Subdomain(san); len(msgs) > 0 {
+			v.add(field.Invalid(p.Child("tlsSANs").Index(i), san, "must be an IP address or a DNS name"))
+		}
+	}
+	if ka := cp.Keepalived; ka != nil {
+		kp := p.Child("keepalived")
+		vip, err := netip.ParseAddr(cp.Endpoint.Host)
+		admin := v.r.AdminNetwork()
+		switch {
+		case err != nil:
+			v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, "with keepalived the endpoint is its VIP and must be an IP address"))
+		case admin != nil && admin.Prefix().IsValid() && !admin.Prefix().Contains(vip):
+			v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, fmt.Sprintf("the VIP is outside its network %s (%s)", admin.Name, admin.CIDR)))
+		default:
+			for _, n := range v.r.Spec.Nodes {
+				if n.Addr() == vip {
+					v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, fmt.Sprintf("the VIP is node %s's own address", n.Name)))
+				}
+			}
+		}
+		if ka.VirtualRouterID < 1 || ka.VirtualRouterID > 255 {
+			v.add(field.Invalid(kp.Child("virtualRouterID"), ka.VirtualRouterID, "must be 1 to 255"))
+		}
+		if len(ka.Members) == 0 {
+			v.add(field.Required(kp.Child("members"), "the nodes running keepalived"))
+		}
+		prios := map[int]string{}
+		for i, m := range ka.Members {
+			mp := kp.Child("members").Index(i)
+			v.nodeRef(mp.Child("node"), m.Node, RoleLoadBalancer)
+			if m.Priority < 1 || m.Priority > 254 {
+				v.add(field.Invalid(mp.Child("priority"), m.Priority, "must be 1 to 254"))
+			}
+			if other, dup := prios[m.Priority]; dup {
+				v.add(field.Duplicate(mp.Child("priority"), fmt.Sprintf("%d (also %s): the MASTER must be unambiguous", m.Priority, other)))
+			}
+			prios[m.Priority] = m.Node
+		}
+	}
+	if hp := cp.HAProxy; hp != nil {
+		hpp := p.Child("haproxy")
+		if len(hp.Nodes) == 0 {
+			v.add(field.Required(hpp.Child("nodes"), "the nodes running HAProxy"))
+		}
+		for i, n := range hp.Nodes {
+			v.nodeRef(hpp.Child("nodes").Index(i), n, RoleLoadBalancer)
+		}
+		for i, n := range hp.Backends {
+			v.nodeRef(hpp.Child("backends").Index(i), n, RoleServer)
+		}
+		if hp.StatsPort < 1 || hp.StatsPort > 65535 {
+			v.add(field.Invalid(hpp.Child("statsPort"), hp.StatsPort, "must be 1 to 65535"))
+		}
+	}
+}
+
+func (v *validator) metallb() {
+	m := v.r.Spec.MetalLB
+	if m == nil {
+		return
+	}
+	p := field.NewPath("spec", "metallb")
+	if m.Mode != "layer2" {
+		v.add(field.NotSupported(p.Child("mode"), m.Mode, []string{"layer2"}))
+	}
+	pool, err := ParseRange(m.Pool)
+	if err != nil {
+		v.add(field.Invalid(p.Child("pool"), m.Pool, err.Error()))
+		return
+	}
+	if admin := v.r.AdminNetwork(); admin != nil && admin.Prefix().IsValid() {
+		pre := admin.Prefix()
+		if !pre.Contains(pool.First) || !pre.Contains(pool.Last) {
+			v.add(field.Invalid(p.Child("pool"), m.Pool, fmt.Sprintf("outside the admin network %s (%s)", admin.Name, admin.CIDR)))
+		}
+		if pool.Contains(pre.Addr()) || pool.Contains(lastAddr(pre)) {
+			v.add(field.Invalid(p.Child("pool"), m.Pool, "includes the network or broadcast address"))
+		}
+	}
+	for _, n := range v.r.Spec.Nodes {
+		if pool.Contains(n.Addr()) {
+			v.add(field.Invalid(p.Child("pool"), m.Pool, fmt.Sprintf("overlaps node %s's address %s", n.Name, n.Address)))
+		}
+	}
+	if vip, err := netip.ParseAddr(v.r.Spec.ControlPlane.Endpoint.Host); err == nil && pool.Contains(vip) {
+		v.add(field.Invalid(p.Child("pool"), m.Pool, fmt.Sprintf("overlaps the API VIP %s", vip)))
+	}
+}
+
+func (v *validator) ingress() {
+	in := v.r.Spec.Ingress
+	if in == nil {
+		return
+	}
+	p := field.NewPath("spec", "ingress")
+	if !slices.Contains(knownControllers, in.Controller) {
+		v.add(field.NotSupported(p.Child("controller"), in.Controller, knownControllers))
+	}
+	ip, err := netip.ParseAddr(in.IP)
+	if err != nil {
+		v.add(field.Invalid(p.Child("ip"), in.IP, "must be an IP address"))
+		return
+	}
+	if m := v.r.Spec.MetalLB; m != nil {
+		if pool, err := ParseRange(m.Pool); err == nil && !pool.Contains(ip) {
+			v.add(field.Invalid(p.Child("ip"), in.IP, fmt.Sprintf("outside the MetalLB pool %s", pool)))
+		}
+	}
+}
+
+func (v *validator) tunnel() {
+	t := v.r.Spec.Tunnel
+	if t == nil {
+		return
+	}
+	p := field.NewPath("spec", "tunnel")
+	if t.Type != TunnelFRP && t.Type != TunnelSSH {
+		v.add(field.NotSupported(p.Child("type"), t.Type, []TunnelType{TunnelFRP, TunnelSSH}))
+	}
+	if t.Client.Namespace == "" {
+		v.add(field.Required(p.Child("client", "namespace"), ""))
+	}
+	if t.Client.Deployment == "" {
+		v.add(field.Required(p.Child("client", "deployment"), ""))
+	}
+	v.nodeRef(p.Child("server", "node"), t.Server.Node, RoleVPS)
+	if t.Server.PublicAddress != "" {
+		if _, err := netip.ParseAddr(t.Server.PublicAddress); err != nil && len(validation.IsDNS1123Subdomain(t.Server.PublicAddress)) > 0 {
+			v.add(field.Invalid(p.Child("server", "publicAddress"), t.Server.PublicAddress, "must be an IP address or a DNS name"))
+		}
+	}
+	if len(t.Ports) == 0 {
+		v.add(field.Required(p.Child("ports"), "the forwarded ports, e.g. 80 and 443"))
+	}
+	public := map[int]bool{}
+	for i, port := range t.Ports {
+		pp := p.Child("ports").Index(i)
+		for _, f := range []struct {
+			name string
+			val  int
+		}{{"public", port.Public}, {"target", port.Target}} {
+			if f.val < 1 || f.val > 65535 {
+				v.add(field.Invalid(pp.Child(f.name), f.val, "must be 1 to 65535"))
+			}
+		}
+		if public[port.Public] {
+			v.add(field.Duplicate(pp.Child("public"), port.Public))
+		}
+		public[port.Public] = true
+	}
+	if t.Target == "" {
+		v.add(field.Required(p.Child("target"), "where forwarded traffic goes (defaults to spec.ingress.ip when there is an ingress)"))
+	} else if _, err := netip.ParseAddr(t.Target); err != nil {
+		v.add(field.Invalid(p.Child("target"), t.Target, "must be an IP address"))
+	}
+}
+
+func (v *validator) storage() {
+	s := v.r.Spec.Storage
+	if s == nil {
+		return
+	}
+	p := field.NewPath("spec", "storage")
+	if s.NFS != nil {
+		v.nodeRef(p.Child("nfs", "node"), s.NFS.Node, RoleNAS)
+		if len(s.NFS.Exports) == 0 {
+			v.add(field.Required(p.Child("nfs", "exports"), "the exported directories"))
+		}
+		for i, e := range s.NFS.Exports {
+			if !path.IsAbs(e) {
+				v.add(field.Invalid(p.Child("nfs", "exports").Index(i), e, "must be an absolute path"))
+			}
+		}
+	}
+	names := map[string]bool{}
+	defaults := 0
+	for i, sc := range s.StorageClasses {
+		sp := p.Child("storageClasses").Index(i)
+		if names[sc.Name] {
+			v.add(field.Duplicate(sp.Child("name"), sc.Name))
+		}
+		names[sc.Name] = true
+		for _, msg := range validation.IsDNS1123Subdomain(sc.Name) {
+			v.add(field.Invalid(sp.Child("name"), sc.Name, msg))
+		}
+		if sc.Provisioner == "" {
+			v.add(field.Required(sp.Child("provisioner"), "e.g. nfs.csi.k8s.io"))
+		}
+		if sc.ReclaimPolicy != "" && sc.ReclaimPolicy != "Delete" && sc.ReclaimPolicy != "Retain" {
+			v.add(field.NotSupported(sp.Child("reclaimPolicy"), sc.ReclaimPolicy, []string{"Delete", "Retain"}))
+		}
+		if sc.Share != "" && !path.IsAbs(sc.Share) {
+			v.add(field.Invalid(sp.Child("share"), sc.Share, "must be an absolute path"))
+		}
+		if sc.Default {
+			defaults++
+		}
+	}
+	if defaults > 1 {
+		v.add(field.Invalid(p.Child("storageClasses"), defaults, "at most one StorageClass is the default"))
+	}
+}
+
+func (v *validator) ups() {
+	u := v.r.Spec.UPS
+	if u == nil {
+		return
+	}
+	p := field.NewPath("spec", "ups")
+	v.nodeRef(p.Child("node"), u.Node, "")
+	if u.Name == "" {
+		v.add(field.Required(p.Child("name"), "the UPS's name in NUT's ups.conf"))
+	}
+	if u.BatteryBudget.Duration <= 0 {
+		v.add(field.Required(p.Child("batteryBudget"), "how long the battery lasts, e.g. 5m"))
+	}
+	if u.MinCharge < 1 || u.MinCharge > 100 {
+		v.add(field.Invalid(p.Child("minCharge"), u.MinCharge, "must be 1 to 100 (percent)"))
+	}
+	if len(u.ShutdownOrder) == 0 {
+		v.add(field.Required(p.Child("shutdownOrder"), "the stages in which machines halt"))
+	}
+	seen := map[string]bool{}
+	for i, stage := range u.ShutdownOrder {
+		if len(stage) == 0 {
+			v.add(field.Required(p.Child("shutdownOrder").Index(i), "an empty stage"))
+		}
+		for j, name := range stage {
+			np := p.Child("shutdownOrder").Index(i).Index(j)
+			if v.nodeRef(np, name, "") == nil {
+				continue
+			}
+			switch {
+			case name == u.Node:
+				v.add(field.Invalid(np, name, "the UPS master halts last by itself; do not list it"))
+			case seen[name]:
+				v.add(field.Duplicate(np, name))
+			}
+			seen[name] = true
+		}
+	}
+}
+
+func (v *validator) probes() {
+	p := field.NewPath("spec", "probes")
+	pr := v.r.Spec.Probes
+	if pr.Interval.Duration <= 0 {
+		v.add(field.Invalid(p.Child("interval"), pr.Interval.Duration.String(), "must be positive"))
+	}
+	if pr.Timeout.Duration <= 0 {
+		v.add(field.Invalid(p.Child("timeout"), pr.Timeout.Duration.String(), "must be positive"))
+	}
+	for _, msg := range validation.IsDNS1123Label(pr.Namespace) {
+		v.add(field.Invalid(p.Child("namespace"), pr.Namespace, msg))
+	}
+}
