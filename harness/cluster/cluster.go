@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -124,4 +125,22 @@ func ByName(nodes []Node, names ...string) ([]Node, error) {
 		return nil, fmt.Errorf("no such node: %s", strings.Join(missing, ", "))
 	}
 	return out, nil
+}
+
+// KubeconfigSource is a provider that can give the rack's kubeconfig (admin
+// credentials). The containers and k3d providers build the rack and hold it;
+// the ssh provider reads it from a server.
+type KubeconfigSource interface {
+	Kubeconfig(ctx context.Context) ([]byte, error)
+}
+
+// Dialer is a vantage point's network: connections made through it leave from
+// that place (the Internet vantage point has no route to the LAN).
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// InternetVantage is a provider that has an Internet vantage point for the
+// internet probe. Without it the probe runs from the harness's own machine,
+// which on a real rack is wherever the user runs rackdrill.
+type InternetVantage interface {
+	InternetDialer(ctx context.Context) (Dialer, error)
 }

@@ -214,10 +214,24 @@ func (g *Guard) revert(parent context.Context, f Fault, e Entry, sigs <-chan os.
 	}()
 	g.log.Info("reverting fault", "fault", f.Name())
 	if err := f.Revert(ctx); err != nil {
-		return fmt.Errorf("revert fault %s (still in the ledger %s; `rackdrill recover` retries): %w", f.Name(), g.ledger.Dir(), err)
+		return &RevertError{Fault: f.Name(), Ledger: g.ledger.Dir(), Err: err}
 	}
 	return g.ledger.Clear(e.ID)
 }
+
+// RevertError is a fault that could not be reverted: it may still be in place,
+// and it stays in the ledger for `rackdrill recover`.
+type RevertError struct {
+	Fault  string
+	Ledger string
+	Err    error
+}
+
+func (e *RevertError) Error() string {
+	return fmt.Sprintf("revert fault %s (still in the ledger %s; `rackdrill recover` retries): %v", e.Fault, e.Ledger, e.Err)
+}
+
+func (e *RevertError) Unwrap() error { return e.Err }
 
 // Recovered is one ledger entry `Recover` dealt with.
 type Recovered struct {

@@ -102,10 +102,17 @@ type RowResult struct {
 
 // EvaluateRow judges every cell of row against the timelines (by probe name),
 // applies the overlay and sums up: the row holds when no cell is broken.
-func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, dev *Deviations) RowResult {
+// unprobed names the probes this rack does not have (no tunnel: no internet
+// probe), each with its reason; their cells are not applicable. A probe that is
+// neither sampled nor listed there is broken: a missing probe never passes.
+func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, dev *Deviations, unprobed map[string]string) RowResult {
 	rr := RowResult{Fault: row.Fault, Source: row.Source, Window: w, Verdict: Held}
 	for _, p := range Probes {
 		c := row.Cells[p]
+		if why, ok := unprobed[p]; ok {
+			rr.Cells = append(rr.Cells, CellResult{Fault: row.Fault, Probe: p, Promise: c, Verdict: NotApplicable, Why: why})
+			continue
+		}
 		res := dev.Apply(Evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration))
 		rr.Cells = append(rr.Cells, res)
 		switch {

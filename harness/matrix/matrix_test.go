@@ -117,15 +117,15 @@ func TestEvaluate(t *testing.T) {
 		return matrix.Cell{During: matrix.Down, Within: metaDur(d)}
 	}
 	for _, tc := range []struct {
-		name      string
-		cell      matrix.Cell
-		ok        func(time.Duration) bool
-		recovery  time.Duration
-		verdict   matrix.Verdict
-		observed  string
-		tti, ttr  time.Duration // -1: nil
-		longest   time.Duration
-		why       string
+		name     string
+		cell     matrix.Cell
+		ok       func(time.Duration) bool
+		recovery time.Duration
+		verdict  matrix.Verdict
+		observed string
+		tti, ttr time.Duration // -1: nil
+		longest  time.Duration
+		why      string
 	}{
 		{name: "up and never failed", cell: up(5 * time.Second), ok: between(-1, -1), recovery: time.Minute,
 			verdict: matrix.Held, observed: "up", tti: -1, ttr: 0, why: "stayed up (240 samples, none failed)"},
@@ -200,7 +200,7 @@ func TestDeviations(t *testing.T) {
 	}
 	// lan stays up (declared), internet stays up too (not declared): the row is
 	// broken, the lan cell is a known deviation with its reason.
-	rr := matrix.EvaluateRow(row, tl, w, d)
+	rr := matrix.EvaluateRow(row, tl, w, d, nil)
 	cells := map[string]matrix.CellResult{}
 	for _, c := range rr.Cells {
 		cells[c.Probe] = c
@@ -217,13 +217,13 @@ func TestDeviations(t *testing.T) {
 	// The deviation says "up"; if lan goes down as documented, the cell simply holds.
 	tl["lan"] = timeline(t0, -5*time.Second, row.Observe.Duration+time.Minute, between(2*time.Second, row.Observe.Duration+3*time.Second))
 	tl["internet"] = tl["lan"]
-	rr = matrix.EvaluateRow(row, tl, w, d)
+	rr = matrix.EvaluateRow(row, tl, w, d, nil)
 	if rr.Verdict != matrix.Held {
 		t.Errorf("row with the documented behaviour: %s: %+v", rr.Verdict, rr.Cells)
 	}
 	// A deviation never excuses a failed recovery.
 	tl["lan"] = timeline(t0, -5*time.Second, row.Observe.Duration+time.Minute, between(row.Observe.Duration-time.Second, time.Hour))
-	rr = matrix.EvaluateRow(row, tl, w, d)
+	rr = matrix.EvaluateRow(row, tl, w, d, nil)
 	for _, c := range rr.Cells {
 		if c.Probe == "lan" && c.Verdict != matrix.Broken {
 			t.Errorf("unrecovered lan cell is %s", c.Verdict)
@@ -234,6 +234,25 @@ func TestDeviations(t *testing.T) {
 		!strings.Contains(err.Error(), `deviations[0].fault: Not found: "metallb-gone"`) ||
 		!strings.Contains(err.Error(), "deviations[0].reason: Required value") {
 		t.Errorf("invalid overlay: %v", err)
+	}
+}
+
+func TestUnprobedCells(t *testing.T) {
+	m, _ := matrix.Load(shipped)
+	row := m.Row("tunnel-client-cut")
+	t0 := time.Now()
+	w := matrix.Window{Inject: t0, Revert: t0.Add(time.Minute), End: t0.Add(2 * time.Minute)}
+	tl := map[string][]matrix.Sample{}
+	for _, p := range []string{"api", "heal", "lan", "apps", "storage", "data"} {
+		tl[p] = timeline(t0, -time.Second, 2*time.Minute, between(-1, -1))
+	}
+	// internet is neither sampled nor declared unprobed: broken, never passed.
+	if rr := matrix.EvaluateRow(row, tl, w, nil, nil); rr.Verdict != matrix.Broken {
+		t.Errorf("missing probe: row %s", rr.Verdict)
+	}
+	rr := matrix.EvaluateRow(row, tl, w, nil, map[string]string{"internet": "the rack has no tunnel"})
+	if rr.Verdict != matrix.Held || rr.Cells[3].Verdict != matrix.NotApplicable || rr.Cells[3].Why != "the rack has no tunnel" {
+		t.Errorf("declared unprobed: row %s, internet %+v", rr.Verdict, rr.Cells[3])
 	}
 }
 

@@ -106,19 +106,29 @@ func reportResult(rep agent.Report, err error, took time.Duration) Result {
 }
 
 // Data is the data probe: records written before a fault read back intact after
-// it. Write must be called (in the steady state) before the first Check.
+// it. Write must be called (in the steady state) before the first Check. It
+// reads every record at each check, so it is paced slower than the others.
 type Data struct {
-	agents  *Agents
-	records int
+	agents   *Agents
+	records  int
+	interval time.Duration
+	timeout  time.Duration
 
 	mu      sync.Mutex
 	written map[string]string
 }
 
-// NewData returns the data probe writing records records.
-func NewData(a *Agents, records int) *Data { return &Data{agents: a, records: records} }
+// NewData returns the data probe writing records records, verified at most
+// every interval, each check bounded by timeout.
+func NewData(a *Agents, records int, interval, timeout time.Duration) *Data {
+	return &Data{agents: a, records: records, interval: interval, timeout: timeout}
+}
 
-func (p *Data) Name() string { return "data" }
+var _ Paced = (*Data)(nil)
+
+func (p *Data) Name() string            { return "data" }
+func (p *Data) Interval() time.Duration { return p.interval }
+func (p *Data) Timeout() time.Duration  { return p.timeout }
 
 // Write stores fresh records and remembers their checksums.
 func (p *Data) Write(ctx context.Context) error {

@@ -212,7 +212,7 @@ func TestAgentProbes(t *testing.T) {
 	dir := t.TempDir()
 	a, demo, nodes := agents(t, dir, 2)
 	ctx := context.Background()
-	apps, storage, data := probe.NewApps(a), probe.NewStorage(a), probe.NewData(a, 20)
+	apps, storage, data := probe.NewApps(a), probe.NewStorage(a), probe.NewData(a, 20, time.Second, 5*time.Second)
 
 	if r := data.Check(ctx); r.OK || !strings.Contains(r.Err.Error(), "no records were written") {
 		t.Errorf("data before Write: %+v", r)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -55,6 +56,7 @@ type Provider struct {
 // NewProvider returns the provider of the rack named rack. It connects to Docker
 // lazily, on first use.
 func NewProvider(rack string, opts ...Option) *Provider {
+	ConfigureTestcontainers()
 	p := &Provider{rack: rack, log: logr.Discard(), stopTimeout: 30}
 	for _, o := range opts {
 		o(p)
@@ -63,6 +65,23 @@ func NewProvider(rack string, opts ...Option) *Provider {
 }
 
 var _ cluster.NodeLister = (*Provider)(nil)
+
+// ConfigureTestcontainers sets the two testcontainers-go settings this provider
+// needs, unless the user set them: no Ryuk (its image cannot be pulled offline,
+// and the lab must outlive the process that built it: cleanup is by label), and
+// loopback as the host of mapped ports (testcontainers takes a machine with a
+// /.dockerenv for a container and would use the default gateway, an address that
+// is not ours). It must run before testcontainers reads its configuration.
+func ConfigureTestcontainers() {
+	for k, v := range map[string]string{
+		"TESTCONTAINERS_RYUK_DISABLED": "true",
+		"TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1",
+	} {
+		if _, set := os.LookupEnv(k); !set {
+			_ = os.Setenv(k, v)
+		}
+	}
+}
 
 func (p *Provider) client(ctx context.Context) (*client.Client, error) {
 	p.once.Do(func() {

@@ -1,0 +1,71 @@
+# rackdrill: chaos and conformance drills for self-hosted HA Kubernetes racks.
+#
+# Common uses:
+#   make setup          install and start what rackdrill needs (Docker) on Debian
+#   make test           every test of the repo (unit, integration with Docker)
+#   make conformance    the conformance and chaos suites on the default lab
+#   make plan           what each fault would do to the default lab; touches nothing
+#   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
+
+SHELL := bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+TOPOLOGY  ?= kind-configs/lab.yaml
+PROVIDER  ?=
+ARTIFACTS ?= _artifacts
+FUZZTIME  ?= 60s
+LABELS    ?=
+GINKGO    := $(GO) tool ginkgo
+
+# testcontainers-go on this kind of machine: no Ryuk (its image cannot be pulled;
+# cleanup is by label), loopback for mapped ports (see lab-notes).
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
+
+.PHONY: help
+help: ## this list
+	@echo "Common uses:"
+	@sed -n 's/^#   /  /p' $(MAKEFILE_LIST)
+	@echo
+	@echo "All targets:"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## install and start Docker (Debian), check Go
+	hack/setup.sh
+
+.PHONY: build
+build: ## build bin/rackdrill and bin/rackdrill-agent
+	$(GO) build -o bin/ ./cmd/...
+
+.PHONY: vet
+vet: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: test
+# The suites are drills against a rack (make conformance): here they are only
+# compiled, and their wiring is tested by suites/framework.
+test: vet ## every test of the repo (Docker-backed ones too)
+	$(GO) test -count=1 -run '^$$' ./suites/...
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -vE '/suites/(chaos|conformance|preupgrade)$$')
+
+.PHONY: fuzz
+fuzz: ## fuzz the topology decoder for FUZZTIME
+	$(GO) test ./harness/topology -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+.PHONY: plan
+plan: ## what each fault of the matrix would do to TOPOLOGY
+	$(GO) run ./cmd/rackdrill plan --topology $(TOPOLOGY)
+
+.PHONY: conformance
+conformance: ## conformance and chaos suites on TOPOLOGY, reports in ARTIFACTS
+	@mkdir -p $(ARTIFACTS)
+	$(GINKGO) run --timeout 3h --output-dir $(ARTIFACTS) --junit-report junit.xml --json-report ginkgo.json \
+	  $(if $(LABELS),--label-filter '$(LABELS)') ./suites/conformance ./suites/chaos -- \
+	  --topology $(abspath $(TOPOLOGY)) --artifacts $(abspath $(ARTIFACTS)) $(if $(PROVIDER),--provider $(PROVIDER))
+
+.PHONY: clean
+clean: ## remove build output and artifacts
+	rm -rf bin $(ARTIFACTS)

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildRackdrill builds the CLI under test once per test binary: the tests run
+// it as a user does, exit codes and all.
+func buildRackdrill(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "rackdrill-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "rackdrill")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = errors.New(err.Error() + "\n" + string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build rackdrill: %v", buildErr)
+	}
+	return builtBin
+}
+
+// rackdrill runs the CLI from the repository root, where its defaults point.
+func rackdrill(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(buildRackdrill(t), args...)
+	cmd.Dir = "../.."
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestValidateShippedTopologies(t *testing.T) {
+	files, _ := filepath.Glob("../../kind-configs/*.yaml")
+	var args []string
+	for _, f := range files {
+		args = append(args, strings.TrimPrefix(f, "../../"))
+	}
+	out, errOut, code := rackdrill(t, append([]string{"validate"}, args...)...)
+	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 3 {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
+func TestValidateRejectsBadInput(t *testing.T) {
+	files, _ := filepath.Glob("../../harness/topology/testdata/invalid-*.yaml")
+	for _, f := range files {
+		rel := strings.TrimPrefix(f, "../../")
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, errOut, code := rackdrill(t, "validate", rel)
+			if code != 2 {
+				t.Errorf("exit %d, want 2", code)
+			}
+			data, _ := os.ReadFile(f)
+			for _, line := range strings.Split(string(data), "\n") {
+				if w, ok := strings.CutPrefix(line, "# want: "); ok && !strings.Contains(errOut, rel+": "+w) {
+					t.Errorf("stderr lacks %q:\n%s", rel+": "+w, errOut)
+				}
+			}
+			if strings.Contains(errOut, "panic") || strings.Contains(errOut, "goroutine") {
+				t.Errorf("crashed:\n%s", errOut)
+			}
+		})
+	}
+	_, errOut, code := rackdrill(t, "validate", "no/such/rack.yaml")
+	if code != 2 || !strings.Contains(errOut, "no/such/rack.yaml") {
+		t.Errorf("missing file: exit %d: %s", code, errOut)
+	}
+	// Every command that loads a topology refuses it the same way.
+	_, errOut, code = rackdrill(t, "plan", "--topology", "harness/topology/testdata/invalid-vip-outside.yaml")
+	if code != 2 || !strings.Contains(errOut, "the VIP is outside its network") {
+		t.Errorf("plan with a bad topology: exit %d: %s", code, errOut)
+	}
+}
+
+func TestPlanListsEveryRow(t *testing.T) {
+	out, errOut, code := rackdrill(t, "plan", "--topology", "kind-configs/lab.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for i, want := range []string{"server-kill-1", "server-kill-2", "lb-master-lost", "cp-lb-lost", "metallb-dropped",
+		"tunnel-client-cut", "tunnel-server-lost", "nfs-lost", "worker-lost", "ups-power-loss"} {
+		if !strings.Contains(out, fmt.Sprintf("%2d. %s: ", i+1, want)) {
+			t.Errorf("plan lacks row %d %s", i+1, want)
+		}
+	}
+	if n := strings.Count(out, "    targets: "); n != 10 {
+		t.Errorf("%d rows with targets, want 10", n)
+	}
+	if n := strings.Count(out, "api=") + strings.Count(out, "data="); n != 20 {
+		t.Errorf("expected cells missing: %d api/data cells", n)
+	}
+	for _, want := range []string{"inject:  lb-1         docker kill", "inject:  nas-1        docker stop", "NUT dummy-ups"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+
+	js, _, code := rackdrill(t, "plan", "-o", "json")
+	var rows []struct {
+		Row  struct{ Fault string }
+		Plan struct {
+			Applicable bool
+			Targets    []string
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &rows); err != nil || code != 0 || len(rows) != 10 {
+		t.Fatalf("plan -o json: exit %d, %d rows, %v", code, len(rows), err)
+	}
+	k3d, _, _ := rackdrill(t, "plan", "-t", "kind-configs/k3d-ha.yaml", "--fault", "lb-master-lost")
+	if !strings.Contains(k3d, "NOT APPLICABLE") {
+		t.Errorf("k3d lb-master-lost:\n%s", k3d)
+	}
+}
+
+func TestUnknownInputExits2(t *testing.T) {
+	for _, args := range [][]string{{"explode"}, {"plan", "--fault", "meteor"}, {"plan", "-o", "yaml"}} {
+		_, errOut, code := rackdrill(t, args...)
+		if code != 2 || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine for rackdrill: Debian's Docker engine (started
+# here if nothing runs it), and checks for Go. Idempotent: a second run does
+# nothing but the checks. Needs root (or sudo) for apt-get and dockerd.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+export PATH="$PATH:/usr/local/go/bin"
+if ! command -v go >/dev/null 2>&1; then
+  log "Go is not installed: rackdrill needs Go 1.24 or newer (https://go.dev/doc/install)"
+  exit 2
+fi
+
+# Debian's docker.io is the engine; iptables for its networks; git for go.
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]} from Debian (a minute or two)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    log "starting docker with systemd"
+    as_root systemctl start docker
+  else
+    # No init system (a container-like VM): run dockerd ourselves.
+    log "starting dockerd (log: /var/log/rackdrill-dockerd.log)"
+    as_root sh -c 'nohup dockerd >/var/log/rackdrill-dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  if ! docker info >/dev/null 2>&1; then
+    log "dockerd did not come up within 60s; see /var/log/rackdrill-dockerd.log"
+    exit 2
+  fi
+fi
+log "ready: $(go version | cut -d' ' -f3), Docker $(docker version --format '{{.Server.Version}}')"

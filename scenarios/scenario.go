@@ -1,0 +1,233 @@
+// Package scenarios turns a row of the impact matrix into a drill: the steady
+// state, the fault held while every probe samples, the revert, the recovery and
+// the verdict of every cell. Run does it and returns what it saw; ScenarioSpec
+// wires Run into a ginkgo spec that asserts (cluster-api's QuickStartSpec
+// pattern: the _test.go files of the suites only wire inputs).
+//
+// impact-matrix.yaml beside this file is the documented matrix, every row with
+// its source; deviations-<provider>.yaml are the known differences of an
+// environment, each with its reason.
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/probe"
+)
+
+// ScenarioInput is everything one drill needs.
+type ScenarioInput struct {
+	// Row is the matrix row: the promises and the budgets.
+	Row        *matrix.Row
+	Deviations *matrix.Deviations
+	// NotApplicable, when set, is why the row's fault does not exist on this
+	// rack or provider: the row is reported as such, never as held.
+	NotApplicable string
+	// Build binds the fault to its targets. It is called once the steady state
+	// is green, so that targets that depend on the rack's state (the etcd
+	// leader) are chosen then.
+	Build func(ctx context.Context) (fault.Recordable, error)
+	// Guard journals and always reverts the fault.
+	Guard *fault.Guard
+	// Probes are sampled throughout; Unprobed names the matrix probes this rack
+	// does not have, with the reason.
+	Probes   []probe.Probe
+	Unprobed map[string]string
+	// Data, when set, writes its records in the steady state, before the fault.
+	Data *probe.Data
+	// Interval and Timeout of the sampler (the topology's spec.probes).
+	Interval time.Duration
+	Timeout  time.Duration
+	Log      logr.Logger
+}
+
+// Outcome is what one drill observed.
+type Outcome struct {
+	Result    matrix.RowResult `json:"result"`
+	Timelines probe.Timelines  `json:"timelines"`
+	// SteadyAt is when every probe had been green for the settle window.
+	SteadyAt time.Time `json:"steadyAt"`
+	// RevertErr is set when the fault could not be reverted: the rack is not
+	// in its steady state and `rackdrill recover` must finish the job.
+	RevertErr error `json:"-"`
+}
+
+// ErrNotSteady is returned when the rack was not green before the fault: nothing
+// was injected.
+var ErrNotSteady = errors.New("the rack is not in its steady state")
+
+func (in *ScenarioInput) validate() error {
+	var missing []string
+	if in.Row == nil {
+		missing = append(missing, "Row")
+	}
+	if in.NotApplicable == "" {
+		if in.Build == nil {
+			missing = append(missing, "Build")
+		}
+		if in.Guard == nil {
+			missing = append(missing, "Guard")
+		}
+		if len(in.Probes) == 0 {
+			missing = append(missing, "Probes")
+		}
+		if in.Interval <= 0 || in.Timeout <= 0 {
+			missing = append(missing, "Interval/Timeout")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("scenario input lacks %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (in *ScenarioInput) probeNames() []string {
+	var out []string
+	for _, p := range in.Probes {
+		out = append(out, p.Name())
+	}
+	return out
+}
+
+// Run drills one row:
+//  1. every probe green for the row's settle window (else ErrNotSteady, and
+//     nothing is injected);
+//  2. the data probe writes its records;
+//  3. the fault is built, journaled and injected under the guard, which reverts
+//     it however this function ends;
+//  4. every probe is sampled through the observation window;
+//  5. after the revert, sampling goes on until every probe is green again (or
+//     the recovery budget ends);
+//  6. every cell is evaluated against the timelines.
+func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
+	if err := in.validate(); err != nil {
+		return Outcome{}, err
+	}
+	row := in.Row
+	if in.NotApplicable != "" {
+		return Outcome{Result: matrix.NotApplicableRow(row, in.NotApplicable)}, nil
+	}
+	log := in.Log.WithValues("fault", row.Fault)
+	sampler := probe.NewSampler(in.Probes, probe.WithInterval(in.Interval), probe.WithTimeout(in.Timeout),
+		probe.WithSamplerLogger(log),
+		// Bounded: the longest this drill may take, and a count to match.
+		probe.WithLimits(2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration,
+			int((2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration)/in.Interval)+10))
+	stop := sampler.Start(ctx)
+	stopped := false
+	var out Outcome
+	defer func() {
+		if !stopped {
+			out.Timelines = stop()
+		}
+	}()
+
+	log.Info("waiting for the steady state", "settle", row.Settle.Duration)
+	steadyAt, err := waitGreen(ctx, sampler, in.probeNames(), row.Settle.Duration, row.Recovery.Duration+row.Settle.Duration)
+	if err != nil {
+		return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
+	}
+	out.SteadyAt = steadyAt
+	if in.Data != nil {
+		if err := in.Data.Write(ctx); err != nil {
+			return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
+		}
+	}
+	f, err := in.Build(ctx)
+	if err != nil {
+		return out, fmt.Errorf("build fault %s: %w", row.Fault, err)
+	}
+	marked := &markedFault{Recordable: f}
+	var w matrix.Window
+	holdErr := in.Guard.Hold(ctx, marked, row.Observe.Duration+in.Timeout+row.Recovery.Duration, func(ctx context.Context) error {
+		log.Info("fault in place; observing", "observe", row.Observe.Duration)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(row.Observe.Duration):
+		}
+		w.Revert = time.Now()
+		return nil
+	})
+	w.Inject = marked.injectedAt
+	if w.Revert.IsZero() {
+		w.Revert = time.Now()
+	}
+	if holdErr != nil {
+		// A failed revert still leaves timelines worth judging; anything else
+		// (the fault never went in, the run was interrupted) ends the drill.
+		var re *fault.RevertError
+		if !errors.As(holdErr, &re) || w.Inject.IsZero() {
+			return out, holdErr
+		}
+		out.RevertErr = re
+	}
+	log.Info("fault reverted; waiting for recovery", "budget", row.Recovery.Duration)
+	// Recovery: until every probe is green (a short settle of its own), or the
+	// budget ends; the evaluation says which probe did not make it.
+	_, _ = waitGreen(ctx, sampler, in.probeNames(), 2*in.Interval+in.Timeout, row.Recovery.Duration)
+	w.End = time.Now()
+	out.Timelines = stop()
+	stopped = true
+	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w, in.Deviations, in.Unprobed)
+	return out, errors.Join(holdErr, ctx.Err())
+}
+
+// waitGreen waits until every probe has been green for settle, for at most
+// limit; it returns when that state began.
+func waitGreen(ctx context.Context, s *probe.Sampler, probes []string, settle, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		tl := s.Snapshot()
+		if since := tl.GreenSince(probes); !since.IsZero() && time.Since(since) >= settle {
+			return since, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("not every probe green for %s within %s: %s", settle, limit, failing(tl, probes))
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// failing says which probes are failing now, and why.
+func failing(tl probe.Timelines, probes []string) string {
+	var out []string
+	for _, p := range probes {
+		rs := tl[p]
+		switch {
+		case len(rs) == 0:
+			out = append(out, p+": no sample yet")
+		case !rs[len(rs)-1].OK:
+			out = append(out, fmt.Sprintf("%s: %v", p, rs[len(rs)-1].Err))
+		}
+	}
+	if len(out) == 0 {
+		return "probes are green but not for long enough (flapping)"
+	}
+	return strings.Join(out, "; ")
+}
+
+// markedFault records when the injection began: the start of the fault window.
+type markedFault struct {
+	fault.Recordable
+	injectedAt time.Time
+}
+
+func (m *markedFault) Inject(ctx context.Context) error {
+	m.injectedAt = time.Now()
+	return m.Recordable.Inject(ctx)
+}

@@ -1,0 +1,47 @@
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads as prose
+	. "github.com/onsi/gomega"    //nolint:revive
+
+	"rackdrill.dev/rackdrill/harness/matrix"
+)
+
+// ScenarioSpec declares the drill of one matrix row as a spec. inputGetter is
+// called when the spec runs (after the suite's BeforeSuite has built the rack),
+// and record receives every outcome, held or not, for the reports.
+func ScenarioSpec(ctx context.Context, inputGetter func() ScenarioInput, record func(Outcome)) {
+	It("holds every promise of its matrix row, and the rack recovers", func(specCtx SpecContext) {
+		input := inputGetter()
+		if input.NotApplicable != "" {
+			out, err := Run(ctx, input)
+			Expect(err).NotTo(HaveOccurred())
+			record(out)
+			Skip("not applicable: " + input.NotApplicable)
+		}
+		out, err := Run(specCtx, input)
+		record(out)
+		Expect(out.RevertErr).NotTo(HaveOccurred(), "the fault could not be reverted: run `rackdrill recover`")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(out.Result.Verdict).NotTo(Equal(matrix.Broken), brokenCells(out.Result))
+	})
+}
+
+// brokenCells says, per broken cell, the promise, the observation and the timing.
+func brokenCells(rr matrix.RowResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: promises broken (source: %s)\n", rr.Fault, rr.Source)
+	for _, c := range rr.Cells {
+		if c.Verdict != matrix.Broken {
+			continue
+		}
+		fmt.Fprintf(&b, "  %-8s promised %s, observed %s: %s (impact %s, longest outage %s, recovery %s)\n",
+			c.Probe, c.Promise.During, c.Observed, c.Why, matrix.Since(c.TimeToImpact),
+			c.LongestOutage.Round(1e7), matrix.Since(c.TimeToRecovery))
+	}
+	return b.String()
+}

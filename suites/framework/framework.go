@@ -1,0 +1,211 @@
+// Package framework is what the suites share: their flags (topology, provider,
+// artifacts folder, matrix), loading and checking those inputs before any spec
+// runs, connecting to the rack, and writing the run's reports into the
+// artifacts folder (JUnit, ginkgo's JSON, run.json).
+package framework
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/onsi/ginkgo/v2/types"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/scenarios"
+)
+
+// Flags of every suite; paths default to the repository's own files.
+var (
+	topologyFlag   = flag.String("topology", "", "rack topology file (default kind-configs/lab.yaml)")
+	providerFlag   = flag.String("provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
+	artifactsFlag  = flag.String("artifacts", "", "folder for reports and the fault ledger (default _artifacts, or $ARTIFACTS)")
+	matrixFlag     = flag.String("matrix", "", "impact matrix (default scenarios/impact-matrix.yaml)")
+	deviationsFlag = flag.String("deviations", "", "known deviations overlay (default scenarios/deviations-<provider>.yaml if it exists)")
+)
+
+// Env is a suite's view of the rack under test.
+type Env struct {
+	Rack       *topology.Rack
+	Provider   topology.ProviderName
+	Matrix     *matrix.Matrix
+	Deviations *matrix.Deviations
+	Artifacts  string
+	Ledger     *fault.Ledger
+	Log        logr.Logger
+	Nodes      cluster.NodeLister
+
+	mu       sync.Mutex
+	outcomes []scenarios.Outcome
+	started  time.Time
+}
+
+// RepoRoot is the folder holding go.mod, found from the working directory (a
+// suite runs in its own package folder).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the rackdrill repository (no go.mod above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// Load reads and checks every input of a suite. A bad input is an error naming
+// the file and field, before any spec runs.
+func Load(log logr.Logger) (*Env, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	def := func(v, d string) string {
+		if v == "" {
+			v = d
+		}
+		if !filepath.IsAbs(v) {
+			v = filepath.Join(root, v)
+		}
+		return v
+	}
+	artifacts := *artifactsFlag
+	if artifacts == "" {
+		artifacts = os.Getenv("ARTIFACTS")
+	}
+	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now()}
+	r, warns, err := topology.Load(def(*topologyFlag, "kind-configs/lab.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warns {
+		log.Info("topology warning", "warning", w.String())
+	}
+	env.Rack = r
+	env.Provider = r.Spec.Provider
+	if *providerFlag != "" {
+		env.Provider = topology.ProviderName(*providerFlag)
+	}
+	if env.Matrix, err = matrix.Load(def(*matrixFlag, "scenarios/impact-matrix.yaml")); err != nil {
+		return nil, err
+	}
+	devPath := *deviationsFlag
+	if devPath == "" {
+		candidate := filepath.Join(root, "scenarios", "deviations-"+string(env.Provider)+".yaml")
+		if _, err := os.Stat(candidate); err == nil {
+			devPath = candidate
+		}
+	}
+	if devPath != "" {
+		if env.Deviations, err = matrix.LoadDeviations(def(devPath, ""), env.Matrix); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(env.Artifacts, 0o755); err != nil {
+		return nil, fmt.Errorf("artifacts folder: %w", err)
+	}
+	if env.Ledger, err = fault.OpenLedger(filepath.Join(env.Artifacts, "ledger")); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// Connect finds the rack's machines through the provider and checks that every
+// machine of the topology is there. It fails, saying how to bring the rack up,
+// when the rack does not exist.
+func (e *Env) Connect(ctx context.Context) error {
+	switch e.Provider {
+	case topology.ProviderContainers:
+		e.Nodes = containers.NewProvider(e.Rack.Metadata.Name, containers.WithLogger(e.Log))
+	default:
+		return fmt.Errorf("provider %s: not available in this version of rackdrill (the containers provider is)", e.Provider)
+	}
+	nodes, err := e.Nodes.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("rack %s is not up: no node carries the label %s=%s (bring it up with `rackdrill up --topology ...`)",
+			e.Rack.Metadata.Name, containers.LabelRack, e.Rack.Metadata.Name)
+	}
+	have := map[string]bool{}
+	for _, n := range nodes {
+		have[n.Name()] = true
+	}
+	var missing []string
+	for _, n := range e.Rack.Spec.Nodes {
+		if !have[n.Name] {
+			missing = append(missing, n.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("rack %s lacks nodes of its topology: %s", e.Rack.Metadata.Name, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Record keeps a drill's outcome for run.json.
+func (e *Env) Record(o scenarios.Outcome) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.outcomes = append(e.outcomes, o)
+}
+
+// Run is what run.json holds: the rack, the run and every drill with its
+// timelines, the input of the reports.
+type Run struct {
+	Rack       string              `json:"rack"`
+	Provider   string              `json:"provider"`
+	Kubernetes string              `json:"kubernetes"`
+	Suite      string              `json:"suite"`
+	Started    time.Time           `json:"started"`
+	Finished   time.Time           `json:"finished"`
+	Drills     []scenarios.Outcome `json:"drills"`
+}
+
+// WriteRun writes <artifacts>/run-<suite>.json.
+func (e *Env) WriteRun(suite string) (string, error) {
+	e.mu.Lock()
+	drills := append([]scenarios.Outcome(nil), e.outcomes...)
+	e.mu.Unlock()
+	sort.SliceStable(drills, func(i, j int) bool { return drills[i].SteadyAt.Before(drills[j].SteadyAt) })
+	run := Run{Rack: e.Rack.Metadata.Name, Provider: string(e.Provider), Kubernetes: e.Rack.Spec.Kubernetes.Version,
+		Suite: suite, Started: e.started, Finished: time.Now(), Drills: drills}
+	data, err := json.MarshalIndent(run, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(e.Artifacts, "run-"+suite+".json")
+	return p, os.WriteFile(p, data, 0o644)
+}
+
+// ReporterConfig points ginkgo's JUnit and JSON reports into the artifacts
+// folder unless the ginkgo CLI was told where to put them.
+func (e *Env) ReporterConfig(suite string, rc types.ReporterConfig) types.ReporterConfig {
+	if rc.JUnitReport == "" {
+		rc.JUnitReport = filepath.Join(e.Artifacts, "junit-"+suite+".xml")
+	}
+	if rc.JSONReport == "" {
+		rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo-"+suite+".json")
+	}
+	return rc
+}
