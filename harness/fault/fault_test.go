@@ -54,20 +54,8 @@ func TestHoldRevertsOnEveryWayOut(t *testing.T) {
 		{name: "observe fails", observe: func(context.Context) error { return errors.New("cell broken") }, wantErr: "cell broken"},
 		{name: "timeout", timeout: 300 * time.Millisecond,
 			observe: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, wantErr: "held for its 300ms timeout"},
-		{name: "SIGTERM", observe: func(ctx context.Context) error {
-			if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-				return err
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		}, wantErr: "interrupted by terminated"},
-		{name: "SIGINT", observe: func(ctx context.Context) error {
-			if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
-				return err
-			}
-			<-ctx.Done()
-			return ctx.Err()
-		}, wantErr: "interrupted by interrupt"},
+		{name: "SIGTERM", observe: signalSelf(syscall.SIGTERM), wantErr: "interrupted by terminated"},
+		{name: "SIGINT", observe: signalSelf(syscall.SIGINT), wantErr: "interrupted by interrupt"},
 		{name: "caller's context ends", observe: func(ctx context.Context) error { return context.Canceled }, wantErr: "canceled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +79,18 @@ func TestHoldRevertsOnEveryWayOut(t *testing.T) {
 				t.Errorf("%d ledger entries after a successful revert", n)
 			}
 		})
+	}
+}
+
+// signalSelf is an observation during which this process gets sig, as from a
+// user's Ctrl-C or a CI runner's SIGTERM.
+func signalSelf(sig syscall.Signal) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if err := syscall.Kill(os.Getpid(), sig); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return ctx.Err()
 	}
 }
 

@@ -14,15 +14,7 @@ import (
 
 var env *framework.Env
 
-func TestChaos(t *testing.T) {
-	RegisterFailHandler(Fail)
-	var err error
-	if env, err = framework.Load(GinkgoLogr); err != nil {
-		t.Fatalf("chaos suite: %v", err)
-	}
-	suite, reporter := GinkgoConfiguration()
-	RunSpecs(t, "rackdrill chaos", suite, env.ReporterConfig("chaos", reporter))
-}
+func TestChaos(t *testing.T) { framework.RunSuite(t, "chaos", &env) }
 
 var _ = BeforeSuite(func(ctx context.Context) {
 	Expect(env.Connect(ctx)).To(Succeed())

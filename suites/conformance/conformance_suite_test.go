@@ -6,20 +6,9 @@ package conformance
 import (
 	"testing"
 
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
-
 	"rackdrill.dev/rackdrill/suites/framework"
 )
 
 var env *framework.Env
 
-func TestConformance(t *testing.T) {
-	RegisterFailHandler(Fail)
-	var err error
-	if env, err = framework.Load(GinkgoLogr); err != nil {
-		t.Fatalf("conformance suite: %v", err)
-	}
-	suite, reporter := GinkgoConfiguration()
-	RunSpecs(t, "rackdrill conformance", suite, env.ReporterConfig("conformance", reporter))
-}
+func TestConformance(t *testing.T) { framework.RunSuite(t, "conformance", &env) }

@@ -15,10 +15,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/onsi/ginkgo/v2"
 	"github.com/onsi/ginkgo/v2/types"
+	"github.com/onsi/gomega"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
@@ -198,9 +201,24 @@ func (e *Env) WriteRun(suite string) (string, error) {
 	return p, os.WriteFile(p, data, 0o644)
 }
 
-// ReporterConfig points ginkgo's JUnit and JSON reports into the artifacts
+// RunSuite is a suite's entry point: it loads and checks the suite's inputs into
+// *env (before the spec tree is built, which reads it), then runs the specs with
+// their JUnit and JSON reports in the artifacts folder.
+func RunSuite(t *testing.T, suite string, env **Env) {
+	t.Helper()
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	e, err := Load(ginkgo.GinkgoLogr)
+	if err != nil {
+		t.Fatalf("%s suite: %v", suite, err)
+	}
+	*env = e
+	sc, rc := ginkgo.GinkgoConfiguration()
+	ginkgo.RunSpecs(t, "rackdrill "+suite, sc, e.reporterConfig(suite, rc))
+}
+
+// reporterConfig points ginkgo's JUnit and JSON reports into the artifacts
 // folder unless the ginkgo CLI was told where to put them.
-func (e *Env) ReporterConfig(suite string, rc types.ReporterConfig) types.ReporterConfig {
+func (e *Env) reporterConfig(suite string, rc types.ReporterConfig) types.ReporterConfig {
 	if rc.JUnitReport == "" {
 		rc.JUnitReport = filepath.Join(e.Artifacts, "junit-"+suite+".xml")
 	}
