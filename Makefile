@@ -4,6 +4,7 @@
 #   make setup          install and start what rackdrill needs (Docker) on Debian
 #   make test           every test of the repo (unit, integration with Docker)
 #   make conformance    the conformance and chaos suites on the default lab
+#   make images         build the offline lab's images (cached: a second run takes seconds)
 #   make plan           what each fault would do to the default lab; touches nothing
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
 
@@ -54,6 +55,10 @@ test: vet ## every test of the repo (Docker-backed ones too)
 .PHONY: fuzz
 fuzz: ## fuzz the topology decoder for FUZZTIME
 	$(GO) test ./harness/topology -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+.PHONY: images
+images: ## build the offline lab's images from the Go module proxy and Debian
+	$(GO) run ./cmd/rackdrill images
 
 .PHONY: plan
 plan: ## what each fault of the matrix would do to TOPOLOGY

@@ -41,6 +41,7 @@ every path, and reports which promises held.`,
 		newValidateCommand(g),
 		newPlanCommand(g),
 		newRecoverCommand(g),
+		newImagesCommand(g),
 	)
 	return root
 }

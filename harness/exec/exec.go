@@ -20,6 +20,7 @@ type Cmd interface {
 	SetStdout(io.Writer) Cmd
 	SetStderr(io.Writer) Cmd
 	SetEnv(...string) Cmd
+	SetDir(string) Cmd
 }
 
 // Cmder makes commands on one machine. Faults are written once against it and run
@@ -103,3 +104,4 @@ func (c *localCmd) SetStdin(r io.Reader) Cmd  { c.cmd.Stdin = r; return c }
 func (c *localCmd) SetStdout(w io.Writer) Cmd { c.cmd.Stdout = w; return c }
 func (c *localCmd) SetStderr(w io.Writer) Cmd { c.cmd.Stderr = w; return c }
 func (c *localCmd) SetEnv(env ...string) Cmd  { c.cmd.Env = append(c.cmd.Environ(), env...); return c }
+func (c *localCmd) SetDir(dir string) Cmd     { c.cmd.Dir = dir; return c }

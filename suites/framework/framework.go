@@ -7,7 +7,6 @@ package framework
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/scenarios"
@@ -56,29 +56,10 @@ type Env struct {
 	started  time.Time
 }
 
-// RepoRoot is the folder holding go.mod, found from the working directory (a
-// suite runs in its own package folder).
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the rackdrill repository (no go.mod above the working directory)")
-		}
-		dir = parent
-	}
-}
-
 // Load reads and checks every input of a suite. A bad input is an error naming
 // the file and field, before any spec runs.
 func Load(log logr.Logger) (*Env, error) {
-	root, err := RepoRoot()
+	root, err := lab.RepoRoot()
 	if err != nil {
 		return nil, err
 	}

@@ -240,6 +240,7 @@ type execCmd struct {
 	ctx    context.Context
 	argv   []string
 	env    []string
+	dir    string
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -249,6 +250,7 @@ func (c *execCmd) SetStdin(r io.Reader) exec.Cmd  { c.stdin = r; return c }
 func (c *execCmd) SetStdout(w io.Writer) exec.Cmd { c.stdout = w; return c }
 func (c *execCmd) SetStderr(w io.Writer) exec.Cmd { c.stderr = w; return c }
 func (c *execCmd) SetEnv(e ...string) exec.Cmd    { c.env = append(c.env, e...); return c }
+func (c *execCmd) SetDir(d string) exec.Cmd       { c.dir = d; return c }
 
 func (c *execCmd) Run() error {
 	fail := func(err error) error {
@@ -256,7 +258,7 @@ func (c *execCmd) Run() error {
 	}
 	dc := c.n.dc()
 	created, err := dc.ExecCreate(c.ctx, c.n.id, client.ExecCreateOptions{
-		Cmd: c.argv, Env: c.env, AttachStdin: c.stdin != nil, AttachStdout: true, AttachStderr: true,
+		Cmd: c.argv, Env: c.env, WorkingDir: c.dir, AttachStdin: c.stdin != nil, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
 		return fail(err)

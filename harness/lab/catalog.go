@@ -1,0 +1,513 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/exec"
+)
+
+// Versions of everything the lab runs (shared/architecture.md, "The offline lab").
+const (
+	KubernetesVersion = "v1.33.13"
+	stagingVersion    = "v0.33.13"
+	EtcdVersion       = "3.5.24"
+	etcdctlVersion    = "v3.5.21" // etcdctl's v3.5.24 module is not served; v3.5.21 builds with the 3.5.24 client
+	CoreDNSVersion    = "v1.12.0"
+	PauseVersion      = "3.10"
+	MetalLBVersion    = "v0.15.2"
+	TraefikVersion    = "v3.7.13"
+	FlannelVersion    = "v0.28.10"
+	debianSuite       = "bookworm"
+	debianMirror      = "http://deb.debian.org/debian"
+)
+
+// Image is one image of the lab.
+type Image struct {
+	Name    string
+	Summary string
+	// Aliases are the names the cluster knows the image by
+	// (registry.k8s.io/kube-apiserver:v1.33.13), tagged besides the content tag.
+	Aliases []string
+	// Recipes are the embedded recipe folders the image is made from.
+	Recipes []string
+	// Go is the build of the image's binaries, if any.
+	Go *GoBuild
+	// Bins are the binaries of Go the image carries: name -> path in the image.
+	Bins map[string]string
+	// Sources are folders of this repository the image is built from.
+	Sources []string
+	// Deps are images this one is built from or carries.
+	Deps []string
+	// Preload: the node image carries it, imported into containerd at boot.
+	Preload bool
+	// Entrypoint of a FROM scratch image; Collect lists files of the rootfs
+	// (with their libraries) the image needs beside its binaries.
+	Entrypoint []string
+	Collect    []string
+	build      func(ctx context.Context, b *Builder, img *Image, tag string) error
+}
+
+var kubernetesBuild = &GoBuild{
+	Name: "kubernetes", GoDirective: "1.24.0", GoDebug: "default=go1.24",
+	Require: []string{"k8s.io/kubernetes " + KubernetesVersion},
+	Replace: stagingReplaces(),
+	Packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
+		"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy", "k8s.io/kubernetes/cmd/kubelet",
+		"k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubectl"},
+	LDFlags: versionLDFlags(),
+}
+
+// stagingReplaces maps every staging module of k8s.io/kubernetes (the
+// ./staging/... replaces of its own go.mod) to its release.
+func stagingReplaces() []string {
+	var out []string
+	for _, m := range []string{"api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
+		"cloud-provider", "cluster-bootstrap", "component-base", "component-helpers", "controller-manager",
+		"cri-api", "cri-client", "csi-translation-lib", "dynamic-resource-allocation", "endpointslice", "externaljwt",
+		"kms", "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet",
+		"metrics", "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin", "sample-controller"} {
+		out = append(out, fmt.Sprintf("k8s.io/%s => k8s.io/%s %s", m, m, stagingVersion))
+	}
+	return append(out, "k8s.io/code-generator => k8s.io/code-generator v0.33.0")
+}
+
+// versionLDFlags stamps the version kubeadm's preflight and the nodes report.
+// The build date is fixed so that the flags, and so the build cache, never change.
+func versionLDFlags() string {
+	var parts []string
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		for k, v := range map[string]string{"gitVersion": KubernetesVersion, "gitMajor": "1", "gitMinor": "33",
+			"gitTreeState": "clean", "gitCommit": "0000000000000000000000000000000000000000", "buildDate": "2026-01-01T00:00:00Z"} {
+			parts = append(parts, fmt.Sprintf("-X %s.%s=%s", pkg, k, v))
+		}
+	}
+	sort.Strings(parts)
+	return "-s -w " + strings.Join(parts, " ")
+}
+
+var etcdBuild = &GoBuild{
+	Name: "etcd", GoDirective: "1.24",
+	Require: []string{"go.etcd.io/etcd/server/v3 v" + EtcdVersion, "go.etcd.io/etcd/etcdctl/v3 " + etcdctlVersion},
+	Mains: map[string]string{"etcd": `// etcd as upstream's binary: etcdmain.Main of the pinned server module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+`},
+	Packages: []string{"./etcd", "go.etcd.io/etcd/etcdctl/v3"},
+	LDFlags:  "-s -w",
+}
+
+var corednsBuild = &GoBuild{
+	Name: "coredns", GoDirective: "1.22.7",
+	Require: []string{"github.com/coredns/coredns " + CoreDNSVersion},
+	Mains: map[string]string{"coredns": `// CoreDNS with upstream's plugin set, as its own main does.
+package main
+
+import (
+	_ "github.com/coredns/coredns/core/plugin"
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+`},
+	Packages: []string{"./coredns"},
+	LDFlags:  "-s -w",
+}
+
+var metallbBuild = &GoBuild{
+	Name: "metallb", GoDirective: "1.24.0",
+	Require:  []string{"go.universe.tf/metallb " + MetalLBVersion},
+	Packages: []string{"go.universe.tf/metallb/controller", "go.universe.tf/metallb/speaker"},
+	LDFlags:  "-s -w",
+}
+
+var traefikBuild = &GoBuild{
+	Name: "traefik", GoDirective: "1.26.0",
+	Require: []string{"github.com/traefik/traefik/v3 " + TraefikVersion},
+	// The three replace lines of traefik's own go.mod; the first points into
+	// traefik's module, resolved from the module cache when the module is written.
+	Replace: []string{
+		"github.com/traefik/traefik/dynamic/ext => {{moddir github.com/traefik/traefik/v3@" + TraefikVersion + "}}/pkg/config/dynamic/ext",
+		"github.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20260804094822-b975dcaa8c48",
+		"github.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59",
+	},
+	Packages: []string{"github.com/traefik/traefik/v3/cmd/traefik"},
+	LDFlags:  "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=" + TraefikVersion,
+}
+
+var flannelBuild = &GoBuild{
+	Name: "flannel", GoDirective: "1.26.0",
+	Require:  []string{"github.com/flannel-io/flannel " + FlannelVersion},
+	Packages: []string{"github.com/flannel-io/flannel"},
+	LDFlags:  "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=" + FlannelVersion,
+}
+
+var agentBuild = &GoBuild{Name: "agent", Local: true, Packages: []string{"./cmd/rackdrill-agent"}, LDFlags: "-s -w"}
+
+// iptablesFiles are what kube-proxy and flanneld need to program iptables
+// through nftables, as the host does: the multi-call binary, its names, and the
+// extensions it loads at run time (not in ldd's list).
+var iptablesFiles = []string{"/usr/sbin/xtables-nft-multi", "/usr/sbin/iptables", "/usr/sbin/iptables-save",
+	"/usr/sbin/iptables-restore", "/usr/sbin/ip6tables", "/usr/sbin/ip6tables-save", "/usr/sbin/ip6tables-restore",
+	"/usr/lib/x86_64-linux-gnu/xtables", "/usr/sbin/conntrack", "/usr/sbin/ip"}
+
+// catalog is every image of the lab.
+var catalog = map[string]*Image{}
+
+func add(img *Image) { catalog[img.Name] = img }
+
+func init() {
+	add(&Image{Name: "rootfs", Summary: "Debian " + debianSuite + " by debootstrap, every package of the lab's machines",
+		Recipes: []string{"rootfs"}, build: buildRootfs})
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		add(&Image{Name: c, Summary: "FROM scratch, built from k8s.io/kubernetes " + KubernetesVersion,
+			Aliases: []string{"registry.k8s.io/" + c + ":" + KubernetesVersion}, Go: kubernetesBuild,
+			Bins: map[string]string{c: "/usr/local/bin/" + c}, Preload: true, build: buildScratch})
+	}
+	add(&Image{Name: "kube-proxy", Summary: "kube-proxy with iptables (nft) and conntrack",
+		Aliases: []string{"registry.k8s.io/kube-proxy:" + KubernetesVersion}, Go: kubernetesBuild, Deps: []string{"rootfs"},
+		Bins: map[string]string{"kube-proxy": "/usr/local/bin/kube-proxy"}, Collect: iptablesFiles, Preload: true, build: buildScratch})
+	add(&Image{Name: "etcd", Summary: "etcd " + EtcdVersion + " and etcdctl from go.etcd.io",
+		Aliases: []string{"registry.k8s.io/etcd:" + EtcdVersion + "-0"}, Go: etcdBuild,
+		Bins: map[string]string{"etcd": "/usr/local/bin/etcd", "etcdctl": "/usr/local/bin/etcdctl"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "coredns", Summary: "CoreDNS " + CoreDNSVersion,
+		Aliases: []string{"registry.k8s.io/coredns/coredns:" + CoreDNSVersion}, Go: corednsBuild,
+		Bins: map[string]string{"coredns": "/coredns"}, Entrypoint: []string{"/coredns"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "pause", Summary: "pause " + PauseVersion + ", static gcc build of the kubernetes module's pause.c",
+		Aliases:    []string{"registry.k8s.io/pause:" + PauseVersion},
+		Entrypoint: []string{"/pause"}, Preload: true, build: buildPause})
+	add(&Image{Name: "metallb-controller", Summary: "MetalLB " + MetalLBVersion + " controller",
+		Aliases: []string{"quay.io/metallb/controller:" + MetalLBVersion}, Go: metallbBuild,
+		Bins: map[string]string{"controller": "/controller"}, Entrypoint: []string{"/controller"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "metallb-speaker", Summary: "MetalLB " + MetalLBVersion + " speaker",
+		Aliases: []string{"quay.io/metallb/speaker:" + MetalLBVersion}, Go: metallbBuild,
+		Bins: map[string]string{"speaker": "/speaker"}, Entrypoint: []string{"/speaker"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "traefik", Summary: "Traefik " + TraefikVersion + " ingress controller",
+		Aliases: []string{"docker.io/library/traefik:" + TraefikVersion}, Go: traefikBuild,
+		Bins: map[string]string{"traefik": "/traefik"}, Entrypoint: []string{"/traefik"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "flannel", Summary: "Flannel " + FlannelVersion + " (the CNI K3s ships)",
+		Aliases: []string{"ghcr.io/flannel-io/flannel:" + FlannelVersion}, Go: flannelBuild, Deps: []string{"rootfs"},
+		Bins: map[string]string{"flannel": "/opt/bin/flanneld"}, Collect: iptablesFiles,
+		Entrypoint: []string{"/opt/bin/flanneld"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "agent", Summary: "rackdrill-agent: the probes' workload and demo app",
+		Aliases: []string{"rackdrill.dev/agent:latest"}, Go: agentBuild,
+		Sources: []string{"cmd/rackdrill-agent", "harness/probe/agent", "go.mod"},
+		Bins:    map[string]string{"rackdrill-agent": "/rackdrill-agent"}, Entrypoint: []string{"/rackdrill-agent"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "tunnel-client", Summary: "OpenSSH client from Debian: the lab's reverse tunnel client",
+		Aliases: []string{"rackdrill.dev/tunnel-client:latest"}, Deps: []string{"rootfs"},
+		Collect:    []string{"/usr/bin/ssh", "/etc/ssh/ssh_config", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"},
+		Entrypoint: []string{"/usr/bin/ssh"}, Preload: true, build: buildScratch})
+	var preload []string
+	for _, img := range catalog {
+		if img.Preload {
+			preload = append(preload, img.Name)
+		}
+	}
+	sort.Strings(preload)
+	add(&Image{Name: "node", Summary: "systemd, containerd, kubelet/kubeadm/kubectl " + KubernetesVersion + ", every image preloaded",
+		Aliases: []string{"rackdrill.dev/node:" + KubernetesVersion}, Recipes: []string{"node"}, Go: kubernetesBuild,
+		Deps: append([]string{"rootfs"}, preload...), build: buildNode})
+}
+
+// Names lists the lab's images in build order.
+func Names() []string {
+	order, _ := buildOrder(nil)
+	var out []string
+	for _, img := range order {
+		out = append(out, img.Name)
+	}
+	return out
+}
+
+// Preloaded lists the images the node image carries, by the names the cluster
+// knows them by.
+func Preloaded() []string {
+	var out []string
+	for _, img := range catalog {
+		if img.Preload {
+			out = append(out, img.Aliases...)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// buildOrder is names and their dependencies, dependencies first; images that
+// share a Go build are kept together so the build runs once while its outputs
+// are fresh in the cache.
+func buildOrder(names []string) ([]*Image, error) {
+	if len(names) == 0 {
+		for n := range catalog {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var out []*Image
+	seen := map[string]bool{}
+	var visit func(string) error
+	visit = func(n string) error {
+		img, ok := catalog[n]
+		if !ok {
+			var known []string
+			for k := range catalog {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return fmt.Errorf("unknown lab image %q (known: %s)", n, strings.Join(known, ", "))
+		}
+		if seen[n] {
+			return nil
+		}
+		seen[n] = true
+		for _, d := range img.Deps {
+			if err := visit(d); err != nil {
+				return err
+			}
+		}
+		out = append(out, img)
+		return nil
+	}
+	for _, n := range names {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// buildRootfs debootstraps Debian with every package of the lab, prepares it
+// for containers and imports it.
+func buildRootfs(ctx context.Context, b *Builder, img *Image, tag string) error {
+	pkgs, err := recipes.ReadFile("recipes/rootfs/packages.txt")
+	if err != nil {
+		return err
+	}
+	var include []string
+	for _, l := range strings.Split(string(pkgs), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			include = append(include, l)
+		}
+	}
+	dir := filepath.Join(b.CacheDir, "rootfs")
+	if err := os.RemoveAll(dir); err != nil {
+		return &StepError{Image: img.Name, Step: "clean " + dir, Err: err}
+	}
+	if _, err := exec.Output(b.cmdr.Command(ctx, "which", "debootstrap")); err != nil {
+		return &StepError{Image: img.Name, Step: "debootstrap", Err: fmt.Errorf("debootstrap is not installed (apt-get install debootstrap, or `make setup`)")}
+	}
+	if err := exec.Run(b.cmdr.Command(ctx, "debootstrap", "--variant=minbase", "--include="+strings.Join(include, ","),
+		debianSuite, dir, debianMirror)); err != nil {
+		return &StepError{Image: img.Name, Step: "debootstrap " + debianSuite, Err: err}
+	}
+	setup, _ := recipes.ReadFile("recipes/rootfs/setup.sh")
+	if err := os.WriteFile(filepath.Join(dir, "tmp", "rackdrill-setup.sh"), setup, 0o755); err != nil {
+		return err
+	}
+	if err := exec.Run(b.cmdr.Command(ctx, "chroot", dir, "/bin/sh", "/tmp/rackdrill-setup.sh")); err != nil {
+		return &StepError{Image: img.Name, Step: "prepare the rootfs (recipes/rootfs/setup.sh)", Err: err}
+	}
+	_ = os.Remove(filepath.Join(dir, "tmp", "rackdrill-setup.sh"))
+	h, _ := b.hash(img.Name)
+	tarCmd := fmt.Sprintf("tar -C %q --numeric-owner -c . | docker import --change 'LABEL %s=rootfs' --change 'LABEL %s=%s' - %s",
+		dir, LabelImage, LabelInputs, h, tag)
+	if err := exec.Run(b.cmdr.Command(ctx, "sh", "-c", tarCmd)); err != nil {
+		return &StepError{Image: img.Name, Step: "docker import", Err: err}
+	}
+	return os.RemoveAll(dir)
+}
+
+// scratchTemplate makes a FROM scratch image. Files collected from the rootfs
+// are copied dereferenced (a multi-call binary like xtables-nft-multi answers to
+// the name it is called by), with every library ldd finds for them and the
+// loader's cache.
+var scratchTemplate = template.Must(template.New("scratch").Parse(`{{if .Collect}}FROM {{.Rootfs}} AS os
+RUN set -e; mkdir -p /out; \
+    for f in {{.Collect}} /etc/ld.so.cache; do cp -aL --parents "$f" /out/; done; \
+    find /out -type f -exec sh -c 'ldd "$1" 2>/dev/null || true' _ {} \; \
+      | grep -o '/[^ ]*' | sort -u | while read -r lib; do cp -aL --parents "$lib" /out/; done
+FROM scratch
+COPY --from=os /out/ /
+{{else}}FROM scratch
+{{end}}COPY bin/ /
+ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+{{if .Entrypoint}}ENTRYPOINT {{.Entrypoint}}
+{{end}}`))
+
+// buildScratch makes a FROM scratch image of the image's Go binaries and the
+// rootfs files it collects.
+func buildScratch(ctx context.Context, b *Builder, img *Image, tag string) error {
+	dir, err := b.workDir(img.Name)
+	if err != nil {
+		return err
+	}
+	if img.Go != nil {
+		bins, err := b.binaries(ctx, img.Name, img.Go)
+		if err != nil {
+			return err
+		}
+		for src, dst := range img.Bins {
+			if err := copyFile(filepath.Join(bins, src), filepath.Join(dir, "bin", dst), 0o755); err != nil {
+				return &StepError{Image: img.Name, Step: "stage " + src, Err: err}
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return err
+	}
+	data := map[string]string{"Collect": strings.Join(img.Collect, " ")}
+	if len(img.Collect) > 0 {
+		if data["Rootfs"], err = b.Tag("rootfs"); err != nil {
+			return err
+		}
+	}
+	if len(img.Entrypoint) > 0 {
+		ep, _ := json.Marshal(img.Entrypoint)
+		data["Entrypoint"] = string(ep)
+	}
+	f, err := os.Create(filepath.Join(dir, "Dockerfile"))
+	if err != nil {
+		return err
+	}
+	if err := scratchTemplate.Execute(f, data); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	return b.dockerBuild(ctx, img, dir, tag)
+}
+
+// buildPause compiles pause.c of the kubernetes module statically.
+func buildPause(ctx context.Context, b *Builder, img *Image, tag string) error {
+	src, err := b.moduleDir(ctx, "k8s.io/kubernetes@"+KubernetesVersion)
+	if err != nil {
+		return &StepError{Image: img.Name, Step: "download k8s.io/kubernetes", Err: err}
+	}
+	dir, err := b.workDir(img.Name)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		return err
+	}
+	if err := exec.Run(b.cmdr.Command(ctx, "gcc", "-Os", "-Wall", "-Werror", "-static",
+		"-DVERSION=v"+PauseVersion+"-rackdrill", "-o", filepath.Join(dir, "bin", "pause"),
+		filepath.Join(src, "build/pause/linux/pause.c"))); err != nil {
+		return &StepError{Image: img.Name, Step: "gcc -static pause.c (needs gcc and libc6-dev)", Err: err}
+	}
+	df := "FROM scratch\nCOPY bin/pause /pause\nUSER 65535:65535\nENTRYPOINT [\"/pause\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return err
+	}
+	return b.dockerBuild(ctx, img, dir, tag)
+}
+
+// buildNode makes the machine image: the rootfs, the node binaries, the node's
+// files, and a docker save of every preloaded image.
+func buildNode(ctx context.Context, b *Builder, img *Image, tag string) error {
+	dir, err := b.workDir(img.Name)
+	if err != nil {
+		return err
+	}
+	if err := copyRecipe("node", dir); err != nil {
+		return &StepError{Image: img.Name, Step: "write recipe", Err: err}
+	}
+	bins, err := b.binaries(ctx, img.Name, kubernetesBuild)
+	if err != nil {
+		return err
+	}
+	etcdBins, err := b.binaries(ctx, img.Name, etcdBuild)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ dir, name string }{{bins, "kubelet"}, {bins, "kubeadm"}, {bins, "kubectl"}, {etcdBins, "etcdctl"}} {
+		if err := copyFile(filepath.Join(f.dir, f.name), filepath.Join(dir, "bin", f.name), 0o755); err != nil {
+			return &StepError{Image: img.Name, Step: "stage " + f.name, Err: err}
+		}
+	}
+	images := filepath.Join(dir, "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return err
+	}
+	var inputs, list []string
+	for _, d := range img.Deps {
+		dep := catalog[d]
+		if !dep.Preload {
+			continue
+		}
+		depTag, _ := b.Tag(d)
+		inputs = append(inputs, depTag)
+		list = append(list, dep.Aliases...)
+		t0 := time.Now()
+		args := append([]string{"save", "-o", filepath.Join(images, d+".tar")}, dep.Aliases...)
+		if err := b.docker(ctx, args...); err != nil {
+			return &StepError{Image: img.Name, Step: "docker save " + d, Err: err}
+		}
+		fmt.Fprintf(b.Out, "         node: saved %s (%s)\n", d, time.Since(t0).Round(time.Millisecond))
+	}
+	sort.Strings(list)
+	if err := os.WriteFile(filepath.Join(images, "inputs"), []byte(strings.Join(inputs, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(images, "images.txt"), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	rootfs, err := b.Tag("rootfs")
+	if err != nil {
+		return err
+	}
+	tpl, err := template.ParseFS(recipes, "recipes/node/Dockerfile")
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "Dockerfile"))
+	if err != nil {
+		return err
+	}
+	if err := tpl.Execute(f, map[string]string{"Rootfs": rootfs}); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	return b.dockerBuild(ctx, img, dir, tag)
+}
+
+// moduleDir downloads a module version and returns its folder in the cache.
+func (b *Builder) moduleDir(ctx context.Context, modVersion string) (string, error) {
+	out, err := exec.Output(b.cmdr.Command(ctx, "go", "mod", "download", "-json", modVersion).SetDir(os.TempDir()))
+	if err != nil {
+		return "", err
+	}
+	var m struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &m); err != nil {
+		return "", err
+	}
+	if m.Error != "" {
+		return "", fmt.Errorf("%s", m.Error)
+	}
+	return m.Dir, nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, mode)
+}
