@@ -13,10 +13,14 @@ if ! command -v go >/dev/null 2>&1; then
   exit 2
 fi
 
-# Debian's docker.io is the engine; iptables for its networks; git for go.
+# Debian's docker.io is the engine and iptables its networks; the lab's images
+# need debootstrap (the machines' Debian) and a static C toolchain (pause).
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian (a minute or two)"
   as_root apt-get update -qq

@@ -24,7 +24,6 @@ const (
 	PauseVersion      = "3.10"
 	MetalLBVersion    = "v0.15.2"
 	TraefikVersion    = "v3.7.13"
-	FlannelVersion    = "v0.28.10"
 	debianSuite       = "bookworm"
 	debianMirror      = "http://deb.debian.org/debian"
 )
@@ -149,16 +148,14 @@ var traefikBuild = &GoBuild{
 	LDFlags:  "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=" + TraefikVersion,
 }
 
-var flannelBuild = &GoBuild{
-	Name: "flannel", GoDirective: "1.26.0",
-	Require:  []string{"github.com/flannel-io/flannel " + FlannelVersion},
-	Packages: []string{"github.com/flannel-io/flannel"},
-	LDFlags:  "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=" + FlannelVersion,
-}
-
 var agentBuild = &GoBuild{Name: "agent", Local: true, Packages: []string{"./cmd/rackdrill-agent"}, LDFlags: "-s -w"}
 
-// iptablesFiles are what kube-proxy and flanneld need to program iptables
+// The CNI is Debian's ptp and host-local plugins (in the rootfs), the
+// fallback the architecture names: Flannel (github.com/flannel-io/flannel)
+// cannot be built here, since its go.mod requires the Tencent Cloud SDK modules
+// and the module proxy refuses every version of them.
+
+// iptablesFiles are what kube-proxy needs to program iptables
 // through nftables, as the host does: the multi-call binary, its names, and the
 // extensions it loads at run time (not in ldd's list).
 var iptablesFiles = []string{"/usr/sbin/xtables-nft-multi", "/usr/sbin/iptables", "/usr/sbin/iptables-save",
@@ -199,10 +196,6 @@ func init() {
 	add(&Image{Name: "traefik", Summary: "Traefik " + TraefikVersion + " ingress controller",
 		Aliases: []string{"docker.io/library/traefik:" + TraefikVersion}, Go: traefikBuild,
 		Bins: map[string]string{"traefik": "/traefik"}, Entrypoint: []string{"/traefik"}, Preload: true, build: buildScratch})
-	add(&Image{Name: "flannel", Summary: "Flannel " + FlannelVersion + " (the CNI K3s ships)",
-		Aliases: []string{"ghcr.io/flannel-io/flannel:" + FlannelVersion}, Go: flannelBuild, Deps: []string{"rootfs"},
-		Bins: map[string]string{"flannel": "/opt/bin/flanneld"}, Collect: iptablesFiles,
-		Entrypoint: []string{"/opt/bin/flanneld"}, Preload: true, build: buildScratch})
 	add(&Image{Name: "agent", Summary: "rackdrill-agent: the probes' workload and demo app",
 		Aliases: []string{"rackdrill.dev/agent:latest"}, Go: agentBuild,
 		Sources: []string{"cmd/rackdrill-agent", "harness/probe/agent", "go.mod"},

@@ -115,7 +115,10 @@ func (b *Builder) Build(ctx context.Context, names ...string) ([]Result, error) 
 		}
 		fmt.Fprintf(b.Out, "%s building (%s)\n", prefix, img.Summary)
 		t0 := time.Now()
-		if err := img.build(ctx, b, img, tag); err != nil {
+		stopBeat := b.heartbeat(prefix, t0)
+		err = img.build(ctx, b, img, tag)
+		stopBeat()
+		if err != nil {
 			var se *StepError
 			if errors.As(err, &se) {
 				return results, err
@@ -133,6 +136,24 @@ func (b *Builder) Build(ctx context.Context, names ...string) ([]Result, error) 
 	}
 	fmt.Fprintf(b.Out, "images: %d built, %d cached, in %s\n", countBuilt(results), len(results)-countBuilt(results), time.Since(start).Round(time.Second))
 	return results, nil
+}
+
+// heartbeat says every minute that a long step is still running.
+func (b *Builder) heartbeat(prefix string, t0 time.Time) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				fmt.Fprintf(b.Out, "%s still building (%s)\n", prefix, time.Since(t0).Round(time.Second))
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func countBuilt(rs []Result) int {

@@ -1,0 +1,136 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestCatalogOrder(t *testing.T) {
+	names := Names()
+	if len(names) != 14 || names[len(names)-1] != "node" {
+		t.Fatalf("names %v", names)
+	}
+	pos := map[string]int{}
+	for i, n := range names {
+		pos[n] = i
+	}
+	for _, n := range []string{"kube-proxy", "tunnel-client", "node"} {
+		if pos["rootfs"] > pos[n] {
+			t.Errorf("%s is built before the rootfs it is made from", n)
+		}
+	}
+	if _, err := buildOrder([]string{"kube-apiserver", "nope"}); err == nil || !strings.Contains(err.Error(), `unknown lab image "nope"`) {
+		t.Errorf("unknown image: %v", err)
+	}
+}
+
+// The node image carries exactly what kubeadm v1.33.13 pulls (as
+// `kubeadm config images list` prints it) and the in-cluster images.
+func TestPreloaded(t *testing.T) {
+	want := []string{
+		"docker.io/library/traefik:" + TraefikVersion,
+		"quay.io/metallb/controller:v0.15.2",
+		"quay.io/metallb/speaker:v0.15.2",
+		"rackdrill.dev/agent:latest",
+		"rackdrill.dev/tunnel-client:latest",
+		"registry.k8s.io/coredns/coredns:v1.12.0",
+		"registry.k8s.io/etcd:3.5.24-0",
+		"registry.k8s.io/kube-apiserver:v1.33.13",
+		"registry.k8s.io/kube-controller-manager:v1.33.13",
+		"registry.k8s.io/kube-proxy:v1.33.13",
+		"registry.k8s.io/kube-scheduler:v1.33.13",
+		"registry.k8s.io/pause:3.10",
+	}
+	if got := Preloaded(); !slices.Equal(got, want) {
+		t.Errorf("preloaded\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestVersionLDFlags(t *testing.T) {
+	f := versionLDFlags()
+	for _, want := range []string{"-X k8s.io/component-base/version.gitVersion=v1.33.13", "-X k8s.io/client-go/pkg/version.gitVersion=v1.33.13",
+		"-X k8s.io/component-base/version.gitMinor=33", "-X k8s.io/component-base/version.gitTreeState=clean"} {
+		if !strings.Contains(f, want) {
+			t.Errorf("ldflags lack %q", want)
+		}
+	}
+	if versionLDFlags() != f {
+		t.Error("ldflags change between calls: the Go build cache would miss")
+	}
+	if n := len(stagingReplaces()); n != 31 {
+		t.Errorf("%d staging replaces, want 30 modules + code-generator", n)
+	}
+}
+
+// Tags are hashes of inputs: a change to this repository's agent sources
+// changes the agent's tag and the node image's (which carries it), and nothing
+// else's.
+func TestTagsFollowInputs(t *testing.T) {
+	repo := t.TempDir()
+	for _, f := range []string{"cmd/rackdrill-agent/main.go", "harness/probe/agent/agent.go", "go.mod"} {
+		if err := os.MkdirAll(filepath.Join(repo, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(repo, f), []byte("package x // "+f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tags := func() map[string]string {
+		b := &Builder{RepoRoot: repo, hashes: map[string]string{}, goVer: "go1.26.8"}
+		out := map[string]string{}
+		for _, n := range Names() {
+			tag, err := b.Tag(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(tag, Repository+"/"+n+":") {
+				t.Errorf("tag %s", tag)
+			}
+			out[n] = tag
+		}
+		return out
+	}
+	before := tags()
+	if again := tags(); !mapsEqual(before, again) {
+		t.Fatal("tags are not stable")
+	}
+	if err := os.WriteFile(filepath.Join(repo, "harness/probe/agent/agent.go"), []byte("package x // changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A test file is not an input.
+	if err := os.WriteFile(filepath.Join(repo, "harness/probe/agent/agent_test.go"), []byte("package x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after := tags()
+	for n := range before {
+		changed := before[n] != after[n]
+		if want := n == "agent" || n == "node"; changed != want {
+			t.Errorf("%s: tag changed %v, want %v", n, changed, want)
+		}
+	}
+	// A new Go toolchain rebuilds what Go builds (and the node, which carries
+	// it), not the Debian rootfs, the pause image or the tunnel client.
+	b := &Builder{RepoRoot: repo, hashes: map[string]string{}, goVer: "go1.27.0"}
+	for n, tag := range after {
+		got, _ := b.Tag(n)
+		want := catalog[n].Go != nil || n == "node"
+		if changed := got != tag; changed != want {
+			t.Errorf("%s: tag changed %v with the Go toolchain, want %v", n, changed, want)
+		}
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
