@@ -42,6 +42,9 @@ every path, and reports which promises held.`,
 		newPlanCommand(g),
 		newRecoverCommand(g),
 		newImagesCommand(g),
+		newUpCommand(g),
+		newDownCommand(g),
+		newStatusCommand(g),
 	)
 	return root
 }

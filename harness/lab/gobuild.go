@@ -93,6 +93,7 @@ func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (strin
 	cmd := b.cmdr.Command(ctx, "go", args...)
 	cmd.SetEnv("CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=", "GOWORK=off")
 	if err := exec.Run(cmd.SetDir(dir)); err != nil {
+		_ = os.RemoveAll(tmp)
 		return "", &StepError{Image: image, Step: "go build " + strings.Join(g.Packages, " "), Err: err}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".done"), nil, 0o644); err != nil {

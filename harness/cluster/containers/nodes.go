@@ -44,9 +44,12 @@ func WithStopTimeout(seconds int) Option { return func(p *Provider) { p.stopTime
 
 // Provider is the rack as Docker containers on this machine.
 type Provider struct {
-	rack        string
-	log         logr.Logger
-	stopTimeout int
+	rack          string
+	log           logr.Logger
+	stopTimeout   int
+	progress      io.Writer
+	artifacts     string
+	keepOnFailure bool
 
 	once   sync.Once
 	docker *client.Client

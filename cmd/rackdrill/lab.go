@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// containersProvider is the provider of a topology that `up`, `down` and
+// `status` act on; they refuse other providers clearly.
+func containersProvider(cmd *cobra.Command, g *globalOptions, opts ...containers.Option) (*topology.Rack, *containers.Provider, error) {
+	r, err := loadRack(g.topology, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.Spec.Provider != topology.ProviderContainers {
+		return nil, nil, fmt.Errorf("%s: spec.provider is %s; this version of rackdrill builds racks with the containers provider only", g.topology, r.Spec.Provider)
+	}
+	log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+	opts = append([]containers.Option{containers.WithLogger(log), containers.WithArtifacts(g.artifacts)}, opts...)
+	return r, containers.NewProvider(r.Metadata.Name, opts...), nil
+}
+
+func newUpCommand(g *globalOptions) *cobra.Command {
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Build the rack of the topology as Docker containers (the offline lab)",
+		Long: `up builds the rack as Docker containers on this machine from the lab's images
+(make images): networks, machines, the API load balancers, kubeadm's control
+plane and workers, pod networking. It prints every step with its time, and a
+failed step names the node and shows the end of its journal. The kubeconfig is
+written to the artifacts folder and points at the VIP.`,
+		Example: `  rackdrill up
+  rackdrill up --topology kind-configs/lab.yaml --keep-on-failure`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			r, p, err := containersProvider(cmd, g, containers.WithProgress(cmd.OutOrStdout()), containers.WithKeepOnFailure(keep))
+			if err != nil {
+				return err
+			}
+			return p.Up(ctx, r)
+		},
+	}
+	cmd.Flags().BoolVar(&keep, "keep-on-failure", false, "keep a half-built rack for inspection")
+	return cmd
+}
+
+func newDownCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "down",
+		Short: "Remove every container, network and volume of the rack (found by label)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			r, p, err := containersProvider(cmd, g)
+			if err != nil {
+				return err
+			}
+			if err := p.Down(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rack %s removed (everything labelled %s=%s)\n", r.Metadata.Name, containers.LabelRack, r.Metadata.Name)
+			return nil
+		},
+	}
+}
+
+func newStatusCommand(g *globalOptions) *cobra.Command {
+	var resources bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "One line per machine and per component of the rack",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			r, p, err := containersProvider(cmd, g)
+			if err != nil {
+				return err
+			}
+			nodes, err := p.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if len(nodes) == 0 {
+				fmt.Fprintf(out, "rack %s is not up (no machine labelled %s=%s)\n", r.Metadata.Name, containers.LabelRack, r.Metadata.Name)
+				return nil
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "MACHINE\tROLES\tADDRESS\tSTATE")
+			vipHolder := "nobody"
+			var vip string
+			if r.Spec.ControlPlane.Keepalived != nil {
+				vip = r.Spec.ControlPlane.Endpoint.Host
+			}
+			for _, n := range nodes {
+				running, err := n.Running(ctx)
+				state := "down"
+				if err != nil {
+					state = "unknown: " + err.Error()
+				} else if running {
+					state = "up"
+				}
+				var roles []string
+				for _, ro := range n.Roles() {
+					roles = append(roles, string(ro))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", n.Name(), strings.Join(roles, ","), n.Addr(), state)
+				if vip != "" && running {
+					if o, err := exec.Output(n.Command(ctx, "ip", "-4", "-o", "addr", "show")); err == nil && strings.Contains(string(o), " "+vip+"/") {
+						vipHolder = n.Name()
+					}
+				}
+			}
+			w.Flush()
+			if vip != "" {
+				fmt.Fprintf(out, "API VIP %s: held by %s\n", vip, vipHolder)
+			}
+			fmt.Fprintf(out, "Kubernetes API: %s\n", apiStatus(ctx, p, r))
+			if resources {
+				return printResources(ctx, cmd, r)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&resources, "resources", false, "also the memory and CPU of every machine (docker stats)")
+	return cmd
+}
+
+// apiStatus answers through the VIP, as kubectl would.
+func apiStatus(ctx context.Context, p *containers.Provider, r *topology.Rack) string {
+	kc, err := p.Kubeconfig(ctx)
+	if err != nil {
+		return "no kubeconfig: " + err.Error()
+	}
+	cfg, err := probe.RESTConfig(kc, r.APIServerURL())
+	if err != nil {
+		return err.Error()
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err.Error()
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	nodes, err := cs.CoreV1().Nodes().List(actx, metav1.ListOptions{})
+	if err != nil {
+		return "not answering through " + r.APIServerURL() + ": " + err.Error()
+	}
+	ready := 0
+	for _, n := range nodes.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == "Ready" && c.Status == "True" {
+				ready++
+			}
+		}
+	}
+	return fmt.Sprintf("answers through %s; %d of %d nodes Ready", r.APIServerURL(), ready, len(nodes.Items))
+}
+
+// printResources prints docker stats of the rack's machines and their total.
+func printResources(ctx context.Context, cmd *cobra.Command, r *topology.Rack) error {
+	ids, err := exec.Output(exec.Local{}.Command(ctx, "docker", "ps", "-q", "--filter", "label="+containers.LabelRack+"="+r.Metadata.Name))
+	if err != nil {
+		return err
+	}
+	args := append([]string{"stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}\t{{.CPUPerc}}"}, strings.Fields(string(ids))...)
+	out, err := exec.Output(exec.Local{}.Command(ctx, "docker", args...))
+	if err != nil {
+		return err
+	}
+	var total float64
+	fmt.Fprintln(cmd.OutOrStdout(), "\nMACHINE\tMEMORY\tCPU")
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fmt.Fprintln(cmd.OutOrStdout(), l)
+		f := strings.Split(l, "\t")
+		if len(f) > 1 {
+			total += parseMiB(strings.TrimSpace(strings.Split(f[1], "/")[0]))
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "total memory of rack %s: %.0f MiB (%.2f GiB)\n", r.Metadata.Name, total, total/1024)
+	return nil
+}
+
+func parseMiB(s string) float64 {
+	var v float64
+	var unit string
+	fmt.Sscanf(s, "%f%s", &v, &unit)
+	switch unit {
+	case "GiB":
+		return v * 1024
+	case "KiB":
+		return v / 1024
+	case "B":
+		return v / 1024 / 1024
+	}
+	return v
+}

@@ -1,0 +1,684 @@
+package containers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	mobynet "github.com/moby/moby/api/types/network"
+	"github.com/testcontainers/testcontainers-go"
+	tcnet "github.com/testcontainers/testcontainers-go/network"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+//go:embed templates
+var templates embed.FS
+
+var tmpl = template.Must(template.ParseFS(templates, "templates/*.tmpl"))
+
+// LabelNetwork names a rack network's role (lan, internet).
+const LabelNetwork = "rackdrill.dev/network"
+
+// UpError is a failed step of Up: the step, the node, and the end of that
+// node's log, so that the user sees why without digging.
+type UpError struct {
+	Step    string
+	Node    string
+	Err     error
+	LogTail string
+}
+
+func (e *UpError) Error() string {
+	s := "up: " + e.Step
+	if e.Node != "" {
+		s += " on node " + e.Node
+	}
+	s += ": " + e.Err.Error()
+	if e.LogTail != "" {
+		s += "\nlast lines of " + e.Node + "'s journal:\n" + e.LogTail
+	}
+	return s
+}
+
+func (e *UpError) Unwrap() error { return e.Err }
+
+// WithProgress sends one line per step of Up to w.
+func WithProgress(w io.Writer) Option { return func(p *Provider) { p.progress = w } }
+
+// WithArtifacts sets the folder Up writes the kubeconfig and SSH keys into.
+func WithArtifacts(dir string) Option { return func(p *Provider) { p.artifacts = dir } }
+
+// WithKeepOnFailure keeps a half-built rack for inspection.
+func WithKeepOnFailure(keep bool) Option { return func(p *Provider) { p.keepOnFailure = keep } }
+
+// Up builds the rack r as containers and returns when the API answers through
+// the VIP with every node Ready. A failed Up removes what it made, unless
+// WithKeepOnFailure.
+func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
+	if r.Metadata.Name != p.rack {
+		return fmt.Errorf("up: provider of rack %s asked to build rack %s", p.rack, r.Metadata.Name)
+	}
+	start := time.Now()
+	u := &upRun{p: p, r: r, nodes: map[string]*node{}}
+	defer func() {
+		if err != nil && !p.keepOnFailure {
+			p.step("removing the half-built rack (--keep-on-failure keeps it)")
+			if derr := p.Down(context.WithoutCancel(ctx)); derr != nil {
+				err = errors.Join(err, fmt.Errorf("clean up: %w", derr))
+			}
+		}
+	}()
+	steps := []struct {
+		name string
+		fn   func(context.Context) error
+	}{
+		{"check images and Docker", u.preflight},
+		{"create networks", u.networks},
+		{"start the Internet vantage point", u.vantage},
+		{"start machines", u.machines},
+		{"wait for systemd on every machine", u.boot},
+		{"start the API load balancers (keepalived + HAProxy)", u.loadBalancers},
+		{"start containerd and import the preloaded images", u.runtimes},
+		{"kubeadm init on the first server", u.kubeadmInit},
+		{"join the other servers (stacked etcd)", u.joinServers},
+		{"join the workers", u.joinWorkers},
+		{"configure pod networking (ptp, routes)", u.podNetwork},
+		{"wait for every node Ready", u.nodesReady},
+	}
+	for i, s := range steps {
+		t0 := time.Now()
+		p.step(fmt.Sprintf("[%2d/%d] %s", i+1, len(steps), s.name))
+		if err := s.fn(ctx); err != nil {
+			var ue *UpError
+			if !errors.As(err, &ue) {
+				err = &UpError{Step: s.name, Err: err}
+			}
+			return err
+		}
+		p.step(fmt.Sprintf("        done in %s", time.Since(t0).Round(100*time.Millisecond)))
+	}
+	p.step(fmt.Sprintf("rack %s is up in %s; kubeconfig: %s", r.Metadata.Name, time.Since(start).Round(time.Second), p.kubeconfigPath()))
+	return nil
+}
+
+func (p *Provider) step(msg string) {
+	if p.progress != nil {
+		fmt.Fprintln(p.progress, msg)
+	}
+	p.log.V(1).Info(msg)
+}
+
+func (p *Provider) kubeconfigPath() string { return filepath.Join(p.artifacts, "kubeconfig") }
+
+// Kubeconfig returns the rack's admin kubeconfig, pointing at the VIP.
+func (p *Provider) Kubeconfig(ctx context.Context) ([]byte, error) {
+	nodes, err := p.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		for _, r := range n.Roles() {
+			if r != topology.RoleServer {
+				continue
+			}
+			if out, err := exec.Output(n.Command(ctx, "cat", "/etc/kubernetes/admin.conf")); err == nil {
+				return out, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("kubeconfig of rack %s: no server has /etc/kubernetes/admin.conf (is the rack up?)", p.rack)
+}
+
+var _ cluster.KubeconfigSource = (*Provider)(nil)
+
+// upRun is the state of one Up.
+type upRun struct {
+	p        *Provider
+	r        *topology.Rack
+	image    string
+	nets     map[string]string // network name in the topology -> Docker network name
+	mu       sync.Mutex
+	nodes    map[string]*node
+	token    string
+	cert     string
+	podCIDRs map[string]string
+}
+
+func (u *upRun) preflight(ctx context.Context) error {
+	dc, err := u.p.client(ctx)
+	if err != nil {
+		return err
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	b, err := lab.NewBuilder(root, io.Discard)
+	if err != nil {
+		return err
+	}
+	if u.image, err = b.Tag("node"); err != nil {
+		return err
+	}
+	if _, err := dc.ImageInspect(ctx, u.image); err != nil {
+		return fmt.Errorf("the node image %s is not built: run `make images` first", u.image)
+	}
+	existing, err := u.p.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if len(existing) > 0 {
+		return fmt.Errorf("rack %s already has %d machines: `rackdrill down` first (or `rackdrill status`)", u.r.Metadata.Name, len(existing))
+	}
+	if u.r.Spec.Kubernetes.Distribution != topology.DistributionKubeadm {
+		return fmt.Errorf("spec.kubernetes.distribution: the containers provider builds kubeadm racks, not %s", u.r.Spec.Kubernetes.Distribution)
+	}
+	if u.r.Spec.Kubernetes.Version != lab.KubernetesVersion {
+		return fmt.Errorf("spec.kubernetes.version: the lab's images are %s, not %s", lab.KubernetesVersion, u.r.Spec.Kubernetes.Version)
+	}
+	if u.p.artifacts == "" {
+		u.p.artifacts = "_artifacts"
+	}
+	if err := os.MkdirAll(u.p.artifacts, 0o755); err != nil {
+		return err
+	}
+	buf := make([]byte, 32)
+	_, _ = rand.Read(buf)
+	u.cert = hex.EncodeToString(buf)
+	u.token = hex.EncodeToString(buf[:3]) + "." + hex.EncodeToString(buf[3:11])
+	return nil
+}
+
+// networks creates the rack's networks: Docker allocates dynamic addresses
+// only from the top quarter of each subnet, away from the nodes, the VIP and
+// the MetalLB pool the topology places below it.
+func (u *upRun) networks(ctx context.Context) error {
+	u.nets = map[string]string{}
+	for _, n := range u.r.Spec.Networks {
+		pre := n.Prefix()
+		gw := pre.Addr().Next()
+		dyn := netip.PrefixFrom(quarter(pre), pre.Bits()+2)
+		nw, err := tcnet.New(ctx,
+			tcnet.WithLabels(map[string]string{LabelRack: u.r.Metadata.Name, LabelNetwork: n.Name}),
+			tcnet.WithIPAM(&mobynet.IPAM{Driver: "default", Config: []mobynet.IPAMConfig{{Subnet: pre, Gateway: gw, IPRange: dyn}}}))
+		if err != nil {
+			return fmt.Errorf("network %s (%s): %w", n.Name, n.CIDR, err)
+		}
+		u.nets[n.Name] = nw.Name
+	}
+	return nil
+}
+
+// vantage starts the Internet vantage point: a small container on the Internet
+// network only, whose network namespace the internet probe dials from.
+func (u *upRun) vantage(ctx context.Context) error {
+	inet := u.r.InternetNetwork()
+	if inet == nil {
+		return nil
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	b, err := lab.NewBuilder(root, io.Discard)
+	if err != nil {
+		return err
+	}
+	agent, err := b.Tag("agent")
+	if err != nil {
+		return err
+	}
+	netName := u.nets[inet.Name]
+	_, err = testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image: agent, Name: u.r.Metadata.Name + "-internet-vantage", Cmd: []string{"--demo"},
+			Labels:   map[string]string{LabelRack: u.r.Metadata.Name, LabelVantage: "internet"},
+			Networks: []string{netName},
+		},
+		Started: true,
+	})
+	return err
+}
+
+// quarter is the first address of the top quarter of p.
+func quarter(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	size := uint32(1) << (32 - p.Bits())
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += size / 4 * 3
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// machines starts every node container at once, with the flags that replace
+// --privileged on this kind of machine (lab-notes).
+func (u *upRun) machines(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(u.r.Spec.Nodes))
+	for i := range u.r.Spec.Nodes {
+		tn := u.r.Spec.Nodes[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = u.machine(ctx, tn)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
+	var roles []string
+	for _, r := range tn.Roles {
+		roles = append(roles, string(r))
+	}
+	netName := u.nets[tn.Network]
+	addr := tn.Addr()
+	labels := map[string]string{LabelRack: u.r.Metadata.Name, LabelNode: tn.Name,
+		LabelRoles: strings.Join(roles, ","), LabelAddress: tn.Address}
+	req := testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image:          u.image,
+			Name:           u.r.Metadata.Name + "-" + tn.Name,
+			Labels:         labels,
+			Networks:       []string{netName},
+			NetworkAliases: map[string][]string{netName: {tn.Name}},
+			Tmpfs:          map[string]string{"/tmp": "", "/run": "", "/run/lock": ""},
+			ConfigModifier: func(c *container.Config) {
+				c.Hostname = tn.Name
+				c.Tty = true
+			},
+			HostConfigModifier: func(h *container.HostConfig) {
+				// --privileged fails here (no CAP_SYS_RESOURCE in the VM's
+				// bounding set); this is its equivalent that works.
+				h.CapAdd = []string{"ALL"}
+				h.CapDrop = []string{"SYS_RESOURCE"}
+				h.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+				h.DeviceCgroupRules = []string{"a *:* rwm"}
+				h.Devices = []container.DeviceMapping{{PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm"}}
+				h.CgroupnsMode = container.CgroupnsModePrivate
+				h.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyDisabled}
+				// /var on a volume of its own: containerd's overlayfs cannot sit on
+				// the container's own overlay. Named and labelled, so Down finds it.
+				h.Mounts = append(h.Mounts, mount.Mount{Type: mount.TypeVolume, Source: u.r.Metadata.Name + "-" + tn.Name + "-var",
+					Target: "/var", VolumeOptions: &mount.VolumeOptions{Labels: labels}})
+			},
+			EndpointSettingsModifier: func(m map[string]*mobynet.EndpointSettings) {
+				if es, ok := m[netName]; ok {
+					es.IPAMConfig = &mobynet.EndpointIPAMConfig{IPv4Address: addr}
+				}
+			},
+		},
+		Started: true,
+	}
+	c, err := testcontainers.GenericContainer(ctx, req)
+	if err != nil {
+		return &UpError{Step: "start machine", Node: tn.Name, Err: err}
+	}
+	n := &node{p: u.p, id: c.GetContainerID(), name: tn.Name, roles: tn.Roles, addr: addr}
+	u.mu.Lock()
+	u.nodes[tn.Name] = n
+	u.mu.Unlock()
+	return nil
+}
+
+// each runs fn on the nodes in parallel and joins their errors.
+func (u *upRun) each(nodes []*node, fn func(*node) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(n)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (u *upRun) withRole(role topology.Role) []*node {
+	var out []*node
+	for _, tn := range u.r.NodesWithRole(role) {
+		out = append(out, u.nodes[tn.Name])
+	}
+	return out
+}
+
+func (u *upRun) all() []*node {
+	var out []*node
+	for _, tn := range u.r.Spec.Nodes {
+		out = append(out, u.nodes[tn.Name])
+	}
+	return out
+}
+
+// fail wraps err of a step on node n with the end of n's journal.
+func (u *upRun) fail(ctx context.Context, step string, n *node, err error) error {
+	tail, _ := exec.Output(n.Command(context.WithoutCancel(ctx), "journalctl", "--no-pager", "-n", "25", "-o", "cat"))
+	return &UpError{Step: step, Node: n.name, Err: err, LogTail: strings.TrimSpace(string(tail))}
+}
+
+func (u *upRun) boot(ctx context.Context) error {
+	return u.each(u.all(), func(n *node) error {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		// "degraded" is fine: a unit of a role the machine does not hold may fail.
+		out, err := exec.Output(n.Command(bctx, "systemctl", "is-system-running", "--wait"))
+		state := strings.TrimSpace(string(out))
+		if state == "running" || state == "degraded" {
+			return nil
+		}
+		return u.fail(ctx, "boot", n, fmt.Errorf("systemd is %q: %v", state, err))
+	})
+}
+
+// write puts content at path on n (streamed: files copied into tmpfs paths are
+// not visible, lab-notes).
+func write(ctx context.Context, n *node, path, content string) error {
+	return exec.Run(n.Command(ctx, "sh", "-c", fmt.Sprintf("mkdir -p %q && cat > %q", filepath.Dir(path), path)).SetStdin(strings.NewReader(content)))
+}
+
+func render(name string, data any) (string, error) {
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func (u *upRun) loadBalancers(ctx context.Context) error {
+	cp := u.r.Spec.ControlPlane
+	admin := u.r.AdminNetwork().Prefix()
+	type backend struct{ Name, Address string }
+	var backends []backend
+	if cp.HAProxy != nil {
+		for _, name := range cp.HAProxy.Backends {
+			backends = append(backends, backend{name, u.r.Node(name).Address})
+		}
+	}
+	lbs := u.withRole(topology.RoleLoadBalancer)
+	err := u.each(lbs, func(n *node) error {
+		var units []string
+		if cp.HAProxy != nil && contains(cp.HAProxy.Nodes, n.name) {
+			cfg, err := render("haproxy.cfg.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
+				"Port": cp.Endpoint.Port, "StatsPort": cp.HAProxy.StatsPort, "Backends": backends})
+			if err != nil {
+				return err
+			}
+			if err := write(ctx, n, "/etc/haproxy/haproxy.cfg", cfg); err != nil {
+				return u.fail(ctx, "write haproxy.cfg", n, err)
+			}
+			units = append(units, "haproxy")
+		}
+		if ka := cp.Keepalived; ka != nil {
+			for _, m := range ka.Members {
+				if m.Node != n.name {
+					continue
+				}
+				sum := sha(u.r.Metadata.Name)
+				cfg, err := render("keepalived.conf.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
+					"Master": ka.Master() == n.name, "Interface": ka.Interface, "RouterID": ka.VirtualRouterID,
+					"Priority": m.Priority, "Password": sum[:8], "VIP": cp.Endpoint.Host, "Bits": admin.Bits()})
+				if err != nil {
+					return err
+				}
+				if err := write(ctx, n, "/etc/keepalived/keepalived.conf", cfg); err != nil {
+					return u.fail(ctx, "write keepalived.conf", n, err)
+				}
+				units = append(units, "keepalived")
+			}
+		}
+		if len(units) == 0 {
+			return nil
+		}
+		if err := exec.Run(n.Command(ctx, "systemctl", append([]string{"enable", "--now"}, units...)...)); err != nil {
+			return u.fail(ctx, "start "+strings.Join(units, ", "), n, err)
+		}
+		return nil
+	})
+	if err != nil || cp.Keepalived == nil {
+		return err
+	}
+	master := u.nodes[cp.Keepalived.Master()]
+	return poll(ctx, 30*time.Second, func() error {
+		out, err := exec.Output(master.Command(ctx, "ip", "-4", "-o", "addr", "show"))
+		if err == nil && strings.Contains(string(out), " "+cp.Endpoint.Host+"/") {
+			return nil
+		}
+		return fmt.Errorf("the VIP %s is not on the MASTER %s", cp.Endpoint.Host, master.name)
+	})
+}
+
+func (u *upRun) kubeNodes() []*node {
+	return append(u.withRole(topology.RoleServer), u.withRole(topology.RoleWorker)...)
+}
+
+func (u *upRun) runtimes(ctx context.Context) error {
+	return u.each(u.kubeNodes(), func(n *node) error {
+		if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "containerd", "rackdrill-preload", "kubelet")); err != nil {
+			return u.fail(ctx, "start containerd", n, err)
+		}
+		return nil
+	})
+}
+
+func (u *upRun) kubeadmConfig(n *node, init, controlPlane bool) (string, error) {
+	cp := u.r.Spec.ControlPlane
+	tn := u.r.Node(n.name)
+	sans := append([]string{cp.Endpoint.Host}, cp.TLSSANs...)
+	var labels []string
+	for k, v := range tn.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	return render("kubeadm.yaml.tmpl", map[string]any{
+		"Init": init, "ControlPlane": controlPlane, "Token": u.token, "CertificateKey": u.cert,
+		"Address": tn.Address, "Port": 6443, "Node": n.name, "Rack": u.r.Metadata.Name,
+		"Version": u.r.Spec.Kubernetes.Version, "Endpoint": fmt.Sprintf("%s:%d", cp.Endpoint.Host, cp.Endpoint.Port),
+		"SANs": sans, "PodSubnet": u.r.Spec.Kubernetes.PodSubnet, "ServiceSubnet": u.r.Spec.Kubernetes.ServiceSubnet,
+		"Labels": strings.Join(labels, ","), "Taints": tn.Taints,
+	})
+}
+
+func (u *upRun) kubeadm(ctx context.Context, n *node, init, controlPlane bool) error {
+	cfg, err := u.kubeadmConfig(n, init, controlPlane)
+	if err != nil {
+		return err
+	}
+	if err := write(ctx, n, "/etc/kubernetes/rackdrill-kubeadm.yaml", cfg); err != nil {
+		return u.fail(ctx, "write kubeadm config", n, err)
+	}
+	args := []string{"join", "--config", "/etc/kubernetes/rackdrill-kubeadm.yaml"}
+	step := "kubeadm join"
+	if init {
+		args = []string{"init", "--config", "/etc/kubernetes/rackdrill-kubeadm.yaml", "--upload-certs"}
+		step = "kubeadm init"
+	}
+	if err := exec.Run(n.Command(ctx, "kubeadm", args...)); err != nil {
+		return u.fail(ctx, step, n, err)
+	}
+	return nil
+}
+
+func (u *upRun) kubeadmInit(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	if err := u.kubeadm(ctx, first, true, true); err != nil {
+		return err
+	}
+	kc, err := exec.Output(first.Command(ctx, "cat", "/etc/kubernetes/admin.conf"))
+	if err != nil {
+		return u.fail(ctx, "read admin.conf", first, err)
+	}
+	return os.WriteFile(u.p.kubeconfigPath(), kc, 0o600)
+}
+
+// joinServers joins the other servers one at a time, each after etcd is
+// healthy again: a member added but never started takes quorum with it.
+func (u *upRun) joinServers(ctx context.Context) error {
+	servers := u.withRole(topology.RoleServer)
+	first := servers[0]
+	for _, n := range servers[1:] {
+		if err := u.kubeadm(ctx, n, false, true); err != nil {
+			return err
+		}
+		if err := poll(ctx, time.Minute, func() error {
+			return exec.Run(first.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw", "/readyz/etcd"))
+		}); err != nil {
+			return u.fail(ctx, "etcd healthy after joining "+n.name, first, err)
+		}
+	}
+	return nil
+}
+
+func (u *upRun) joinWorkers(ctx context.Context) error {
+	return u.each(u.withRole(topology.RoleWorker), func(n *node) error { return u.kubeadm(ctx, n, false, false) })
+}
+
+// podNetwork gives every Kubernetes node Debian's ptp plugin with host-local
+// addresses from its podCIDR, and routes to every other node's podCIDR, kept in
+// a file a unit replays at boot (a restarted container has a new network
+// namespace).
+func (u *upRun) podNetwork(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	u.podCIDRs = map[string]string{}
+	err := poll(ctx, time.Minute, func() error {
+		out, err := exec.Output(first.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`))
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			name, cidr, _ := strings.Cut(l, "=")
+			if cidr == "" {
+				return fmt.Errorf("node %s has no podCIDR yet", name)
+			}
+			u.podCIDRs[name] = cidr
+		}
+		if len(u.podCIDRs) < len(u.kubeNodes()) {
+			return fmt.Errorf("%d of %d nodes registered", len(u.podCIDRs), len(u.kubeNodes()))
+		}
+		return nil
+	})
+	if err != nil {
+		return u.fail(ctx, "read podCIDRs", first, err)
+	}
+	return u.each(u.kubeNodes(), func(n *node) error {
+		conf := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "rackdrill",
+  "plugins": [
+    {"type": "ptp", "mtu": 1500, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, u.podCIDRs[n.name])
+		var routes []string
+		for _, other := range u.kubeNodes() {
+			if other.name != n.name {
+				routes = append(routes, fmt.Sprintf("ip route replace %s via %s", u.podCIDRs[other.name], other.addr))
+			}
+		}
+		// Pod traffic leaving for outside the pod network is masqueraded.
+		routes = append(routes, fmt.Sprintf("iptables -t nat -C POSTROUTING -s %s ! -d %s -j MASQUERADE 2>/dev/null || iptables -t nat -A POSTROUTING -s %s ! -d %s -j MASQUERADE",
+			u.podCIDRs[n.name], u.r.Spec.Kubernetes.PodSubnet, u.podCIDRs[n.name], u.r.Spec.Kubernetes.PodSubnet))
+		script := "#!/bin/sh\n# Pod routes of this lab machine, replayed at every boot.\nset -e\n" + strings.Join(routes, "\n") + "\n"
+		unit := `[Unit]
+Description=Routes to the other nodes' pods
+After=network.target
+Before=kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/bin/rackdrill-routes
+
+[Install]
+WantedBy=multi-user.target
+`
+		for path, content := range map[string]string{"/etc/cni/net.d/10-rackdrill.conflist": conf,
+			"/usr/local/bin/rackdrill-routes": script, "/etc/systemd/system/rackdrill-routes.service": unit} {
+			if err := write(ctx, n, path, content); err != nil {
+				return u.fail(ctx, "write "+path, n, err)
+			}
+		}
+		if err := exec.Run(n.Command(ctx, "sh", "-c", "chmod +x /usr/local/bin/rackdrill-routes && systemctl daemon-reload && systemctl enable --now rackdrill-routes")); err != nil {
+			return u.fail(ctx, "pod routes", n, err)
+		}
+		return nil
+	})
+}
+
+func (u *upRun) nodesReady(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	want := len(u.kubeNodes())
+	err := poll(ctx, 3*time.Minute, func() error {
+		out, err := exec.Output(first.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`))
+		if err != nil {
+			return err
+		}
+		ready := strings.Count(string(out), "=True")
+		if ready < want {
+			return fmt.Errorf("%d of %d nodes Ready:\n%s", ready, want, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return u.fail(ctx, "nodes Ready", first, err)
+	}
+	return nil
+}
+
+// poll retries fn every second until it succeeds or limit passes.
+func poll(ctx context.Context, limit time.Duration, fn func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %s: %w", limit, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
