@@ -480,7 +480,14 @@ func buildNode(ctx context.Context, b *Builder, img *Image, tag string) error {
 
 // moduleDir downloads a module version and returns its folder in the cache.
 func (b *Builder) moduleDir(ctx context.Context, modVersion string) (string, error) {
-	out, err := exec.Output(b.cmdr.Command(ctx, "go", "mod", "download", "-json", modVersion).SetDir(os.TempDir()))
+	return ModuleDir(ctx, modVersion)
+}
+
+// ModuleDir downloads a module version through the Go module proxy (a no-op
+// when it is in the module cache) and returns its folder: the lab reads
+// upstream's own manifests (MetalLB's) from there.
+func ModuleDir(ctx context.Context, modVersion string) (string, error) {
+	out, err := exec.Output(exec.Local{}.Command(ctx, "go", "mod", "download", "-json", modVersion).SetDir(os.TempDir()))
 	if err != nil {
 		return "", err
 	}

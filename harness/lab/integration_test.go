@@ -1,4 +1,4 @@
-package lab
+package lab_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/internal/dockertest"
 )
 
@@ -28,11 +29,11 @@ func TestIntegrationLabImages(t *testing.T) {
 	dockertest.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
 	defer cancel()
-	root, err := RepoRoot()
+	root, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBuilder(root, testWriter{t})
+	b, err := lab.NewBuilder(root, testWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,16 +49,16 @@ func TestIntegrationLabImages(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	if v := run("kubeadm", "version", "-o", "short"); v != KubernetesVersion {
-		t.Errorf("kubeadm version %q, want %s", v, KubernetesVersion)
+	if v := run("kubeadm", "version", "-o", "short"); v != lab.KubernetesVersion {
+		t.Errorf("kubeadm version %q, want %s", v, lab.KubernetesVersion)
 	}
 	for _, bin := range []string{"kubelet", "kubectl"} {
-		if v := run(bin, "--version"); !strings.Contains(v, KubernetesVersion) {
+		if v := run(bin, "--version"); !strings.Contains(v, lab.KubernetesVersion) {
 			t.Errorf("%s --version: %q", bin, v)
 		}
 	}
 	var kubeadmImages []string
-	for _, l := range strings.Split(run("kubeadm", "config", "images", "list", "--kubernetes-version", KubernetesVersion), "\n") {
+	for _, l := range strings.Split(run("kubeadm", "config", "images", "list", "--kubernetes-version", lab.KubernetesVersion), "\n") {
 		if strings.Contains(l, "/") && !strings.Contains(l, " ") {
 			kubeadmImages = append(kubeadmImages, l)
 		}
@@ -66,7 +67,7 @@ func TestIntegrationLabImages(t *testing.T) {
 		t.Fatalf("kubeadm lists %d images: %v", len(kubeadmImages), kubeadmImages)
 	}
 	want := append([]string(nil), kubeadmImages...)
-	for _, p := range Preloaded() {
+	for _, p := range lab.Preloaded() {
 		if !strings.HasPrefix(p, "registry.k8s.io/") {
 			want = append(want, p)
 		}

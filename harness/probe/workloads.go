@@ -38,7 +38,8 @@ type WorkloadConfig struct {
 	// app through the rack's ingress controller.
 	IngressHost  string
 	IngressClass string
-	// StorageClass backs the agents' shared data volume (ReadWriteMany, NFS).
+	// StorageClass backs the agents' shared data volume (ReadWriteMany, NFS);
+	// empty: the agents have no data volume and say so to the storage probes.
 	StorageClass string
 }
 
@@ -78,15 +79,19 @@ func Workloads(cfg WorkloadConfig) []any {
 	prefix := networkingv1.PathTypePrefix
 	demoURL := fmt.Sprintf("http://%s.%s.svc/", DemoName, ns)
 
-	agentTpl := podTemplate(AgentName, container("--apps-url", demoURL, "--data-dir", "/data"))
-	agentTpl.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
-	agentTpl.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaim}}}}
+	agentTpl := podTemplate(AgentName, container("--apps-url", demoURL))
+	if cfg.StorageClass != "" {
+		c := &agentTpl.Spec.Containers[0]
+		c.Args = append(c.Args, "--data-dir", "/data")
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+		agentTpl.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaim}}}}
+	}
 	// The agents must answer on every node, tainted ones included.
 	agentTpl.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
 
 	sc := cfg.StorageClass
-	return []any{
+	objs := []any{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{LabelComponent: "namespace"}}},
 		&appsv1.Deployment{ObjectMeta: meta(DemoName), Spec: appsv1.DeploymentSpec{
 			Replicas: &two, Selector: sel(DemoName), Template: podTemplate(DemoName, container("--demo"))}},
@@ -101,9 +106,6 @@ func Workloads(cfg WorkloadConfig) []any {
 						Name: DemoName, Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}},
 		&appsv1.Deployment{ObjectMeta: meta(HealName), Spec: appsv1.DeploymentSpec{
 			Replicas: &two, Selector: sel(HealName), Template: podTemplate(HealName, container())}},
-		&corev1.PersistentVolumeClaim{ObjectMeta: meta(DataClaim), Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: &sc, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
-			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}}},
 		&appsv1.DaemonSet{ObjectMeta: meta(AgentName), Spec: appsv1.DaemonSetSpec{Selector: sel(AgentName), Template: agentTpl}},
 		&corev1.Service{ObjectMeta: meta(AgentName), Spec: corev1.ServiceSpec{
 			Type:                  corev1.ServiceTypeNodePort,
@@ -112,6 +114,14 @@ func Workloads(cfg WorkloadConfig) []any {
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(agentPort),
 				NodePort: AgentNodePort}}}},
 	}
+	if sc == "" {
+		return objs
+	}
+	// The claim goes before the DaemonSet that mounts it.
+	claim := &corev1.PersistentVolumeClaim{ObjectMeta: meta(DataClaim), Spec: corev1.PersistentVolumeClaimSpec{
+		StorageClassName: &sc, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+		Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}}}
+	return append(objs[:len(objs)-2:len(objs)-2], claim, objs[len(objs)-2], objs[len(objs)-1])
 }
 
 // Deploy creates the probe workloads, updating those that exist, so that a

@@ -24,10 +24,13 @@ import (
 	mobynet "github.com/moby/moby/api/types/network"
 	"github.com/testcontainers/testcontainers-go"
 	tcnet "github.com/testcontainers/testcontainers-go/network"
+	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/probe"
+	agentpkg "rackdrill.dev/rackdrill/harness/probe/agent"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -104,6 +107,9 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"join the workers", u.joinWorkers},
 		{"configure pod networking (ptp, routes)", u.podNetwork},
 		{"wait for every node Ready", u.nodesReady},
+		{"install MetalLB (layer 2)", u.metallb},
+		{"install the ingress controller", u.ingress},
+		{"deploy the probe workloads and the demo app", u.workloads},
 	}
 	for i, s := range steps {
 		t0 := time.Now()
@@ -648,6 +654,123 @@ func (u *upRun) nodesReady(ctx context.Context) error {
 		return u.fail(ctx, "nodes Ready", first, err)
 	}
 	return nil
+}
+
+// kubectl runs kubectl on the first server with the admin kubeconfig; stdin
+// (manifests) when given.
+func (u *upRun) kubectl(ctx context.Context, stdin string, args ...string) ([]byte, error) {
+	first := u.withRole(topology.RoleServer)[0]
+	cmd := first.Command(ctx, "kubectl", append([]string{"--kubeconfig", "/etc/kubernetes/admin.conf"}, args...)...)
+	if stdin != "" {
+		cmd.SetStdin(strings.NewReader(stdin))
+	}
+	return exec.Output(cmd)
+}
+
+func (u *upRun) apply(ctx context.Context, manifests string) error {
+	_, err := u.kubectl(ctx, manifests, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	return err
+}
+
+// metallb applies MetalLB's own manifest (metallb-native.yaml of the pinned
+// module, whose images the lab preloads), then the topology's pool once the
+// controller's webhook answers.
+func (u *upRun) metallb(ctx context.Context) error {
+	m := u.r.Spec.MetalLB
+	if m == nil {
+		return nil
+	}
+	dir, err := lab.ModuleDir(ctx, "go.universe.tf/metallb@"+lab.MetalLBVersion)
+	if err != nil {
+		return fmt.Errorf("MetalLB's manifest: %w", err)
+	}
+	native, err := os.ReadFile(filepath.Join(dir, "config", "manifests", "metallb-native.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := u.apply(ctx, string(native)); err != nil {
+		return err
+	}
+	cfg, err := render("metallb-config.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": m.Namespace, "Pool": m.Pool})
+	if err != nil {
+		return err
+	}
+	// The pool is validated by the controller's webhook, which needs a moment.
+	return poll(ctx, 3*time.Minute, func() error { return u.apply(ctx, cfg) })
+}
+
+func (u *upRun) ingress(ctx context.Context) error {
+	in := u.r.Spec.Ingress
+	if in == nil {
+		return nil
+	}
+	if in.Controller != "traefik" {
+		return fmt.Errorf("spec.ingress.controller: the lab runs traefik (ingress-nginx cannot be built offline), not %s", in.Controller)
+	}
+	man, err := render("traefik.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": in.Namespace,
+		"Service": in.Service, "IP": in.IP, "Image": "docker.io/library/traefik:" + lab.TraefikVersion})
+	if err != nil {
+		return err
+	}
+	if err := u.apply(ctx, man); err != nil {
+		return err
+	}
+	return poll(ctx, 3*time.Minute, func() error {
+		out, err := u.kubectl(ctx, "", "-n", in.Namespace, "get", "service", in.Service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(out)) != in.IP {
+			return fmt.Errorf("ingress Service %s/%s has address %q, want %s", in.Namespace, in.Service, out, in.IP)
+		}
+		return nil
+	})
+}
+
+// workloads deploys what the probes need (the demo app behind its Ingress, the
+// heal Deployment, the agents) and waits until the demo app answers through the
+// ingress IP.
+func (u *upRun) workloads(ctx context.Context) error {
+	kc, err := os.ReadFile(u.p.kubeconfigPath())
+	if err != nil {
+		return err
+	}
+	cfg, err := probe.RESTConfig(kc, u.r.APIServerURL())
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	b, err := lab.NewBuilder(root, io.Discard)
+	if err != nil {
+		return err
+	}
+	agent, err := b.Tag("agent")
+	if err != nil {
+		return err
+	}
+	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: agent, IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
+	if err := probe.Deploy(ctx, cs, wc); err != nil {
+		return err
+	}
+	if u.r.Spec.Ingress == nil {
+		return nil
+	}
+	lan := probe.NewHTTP("lan", "http://"+u.r.Spec.Ingress.IP+"/", probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker))
+	return poll(ctx, 3*time.Minute, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if r := lan.Check(cctx); !r.OK {
+			return fmt.Errorf("the demo app does not answer through the ingress IP: %v", r.Err)
+		}
+		return nil
+	})
 }
 
 // poll retries fn every second until it succeeds or limit passes.
