@@ -22,6 +22,8 @@ func main() {
 	listen := flag.String("listen", ":8080", "address to serve on")
 	appsURL := flag.String("apps-url", "", "URL of the demo app's Service (the apps probe's target)")
 	dataDir := flag.String("data-dir", "", "directory on the NFS-backed volume (the storage and data probes)")
+	nfsServer := flag.String("nfs-server", "", "NFS server spoken to from user space, where pods cannot mount NFS (the lab)")
+	nfsExport := flag.String("nfs-export", "", "the export on --nfs-server")
 	demo := flag.Bool("demo", false, "serve as the demo app")
 	flag.Parse()
 
@@ -31,8 +33,14 @@ func main() {
 	}
 	h := &agent.Handler{AppsURL: *appsURL, AppsMarker: agent.DemoMarker, Node: node, Demo: *demo,
 		Client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
-	if *dataDir != "" {
+	switch {
+	case *dataDir != "" && *nfsServer != "":
+		fmt.Fprintln(os.Stderr, "rackdrill-agent: --data-dir and --nfs-server are exclusive")
+		os.Exit(2)
+	case *dataDir != "":
 		h.Store = agent.DirStore{Dir: *dataDir}
+	case *nfsServer != "":
+		h.Store = agent.NFSStore{Server: *nfsServer, Export: *nfsExport}
 	}
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "rackdrill-agent: unexpected arguments:", flag.Args())

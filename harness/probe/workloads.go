@@ -41,6 +41,10 @@ type WorkloadConfig struct {
 	// StorageClass backs the agents' shared data volume (ReadWriteMany, NFS);
 	// empty: the agents have no data volume and say so to the storage probes.
 	StorageClass string
+	// NFSServer and NFSExport, on a rack whose pods cannot mount NFS (the lab's
+	// kernel has no NFS client), make the agents speak NFS from user space.
+	NFSServer string
+	NFSExport string
 }
 
 // Workloads returns the objects the probes need, in creation order: the
@@ -80,7 +84,10 @@ func Workloads(cfg WorkloadConfig) []any {
 	demoURL := fmt.Sprintf("http://%s.%s.svc/", DemoName, ns)
 
 	agentTpl := podTemplate(AgentName, container("--apps-url", demoURL))
-	if cfg.StorageClass != "" {
+	if cfg.NFSServer != "" {
+		c := &agentTpl.Spec.Containers[0]
+		c.Args = append(c.Args, "--nfs-server", cfg.NFSServer, "--nfs-export", cfg.NFSExport)
+	} else if cfg.StorageClass != "" {
 		c := &agentTpl.Spec.Containers[0]
 		c.Args = append(c.Args, "--data-dir", "/data")
 		c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}

@@ -37,7 +37,7 @@ import (
 //go:embed templates
 var templates embed.FS
 
-var tmpl = template.Must(template.ParseFS(templates, "templates/*.tmpl"))
+var tmpl = template.Must(template.New("").Funcs(template.FuncMap{"add": func(a, b int) int { return a + b }}).ParseFS(templates, "templates/*.tmpl"))
 
 // LabelNetwork names a rack network's role (lan, internet).
 const LabelNetwork = "rackdrill.dev/network"
@@ -101,6 +101,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"start machines", u.machines},
 		{"wait for systemd on every machine", u.boot},
 		{"start the API load balancers (keepalived + HAProxy)", u.loadBalancers},
+		{"start the NAS (nfs-ganesha)", u.nas},
 		{"start containerd and import the preloaded images", u.runtimes},
 		{"kubeadm init on the first server", u.kubeadmInit},
 		{"join the other servers (stacked etcd)", u.joinServers},
@@ -327,6 +328,14 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 				// the container's own overlay. Named and labelled, so Down finds it.
 				h.Mounts = append(h.Mounts, mount.Mount{Type: mount.TypeVolume, Source: u.r.Metadata.Name + "-" + tn.Name + "-var",
 					Target: "/var", VolumeOptions: &mount.VolumeOptions{Labels: labels}})
+				// The NAS's exports too: nfs-ganesha's VFS backend needs file
+				// handles, which the container's overlay root does not give.
+				if nfs := u.r.Spec.Storage; nfs != nil && nfs.NFS != nil && nfs.NFS.Node == tn.Name {
+					for i, e := range nfs.NFS.Exports {
+						h.Mounts = append(h.Mounts, mount.Mount{Type: mount.TypeVolume, Source: fmt.Sprintf("%s-%s-export%d", u.r.Metadata.Name, tn.Name, i),
+							Target: e, VolumeOptions: &mount.VolumeOptions{Labels: labels}})
+					}
+				}
 			},
 			EndpointSettingsModifier: func(m map[string]*mobynet.EndpointSettings) {
 				if es, ok := m[netName]; ok {
@@ -473,6 +482,39 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 		}
 		return fmt.Errorf("the VIP %s is not on the MASTER %s", cp.Endpoint.Host, master.name)
 	})
+}
+
+// nas starts nfs-ganesha on the NAS and waits until NFS answers through
+// rpcbind, as clients find it.
+func (u *upRun) nas(ctx context.Context) error {
+	st := u.r.Spec.Storage
+	if st == nil || st.NFS == nil {
+		return nil
+	}
+	n := u.nodes[st.NFS.Node]
+	cfg, err := render("ganesha.conf.tmpl", map[string]any{"Node": n.name, "Exports": st.NFS.Exports})
+	if err != nil {
+		return err
+	}
+	if err := write(ctx, n, "/etc/ganesha/ganesha.conf", cfg); err != nil {
+		return u.fail(ctx, "write ganesha.conf", n, err)
+	}
+	if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "rpcbind", "nfs-ganesha")); err != nil {
+		return u.fail(ctx, "start nfs-ganesha", n, err)
+	}
+	if err := poll(ctx, time.Minute, func() error {
+		out, err := exec.Output(n.Command(ctx, "rpcinfo", "-p", "127.0.0.1"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(out), "nfs") || !strings.Contains(string(out), "mountd") {
+			return fmt.Errorf("nfs and mountd not registered with rpcbind yet:\n%s", out)
+		}
+		return nil
+	}); err != nil {
+		return u.fail(ctx, "NFS registered with rpcbind", n, err)
+	}
+	return nil
 }
 
 func (u *upRun) kubeNodes() []*node {
@@ -756,6 +798,10 @@ func (u *upRun) workloads(ctx context.Context) error {
 		return err
 	}
 	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: agent, IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
+	if st := u.r.Spec.Storage; st != nil && st.NFS != nil {
+		// The lab's pods cannot mount NFS: the agents speak it from user space.
+		wc.NFSServer, wc.NFSExport = u.r.Node(st.NFS.Node).Address, st.NFS.Exports[0]
+	}
 	if err := probe.Deploy(ctx, cs, wc); err != nil {
 		return err
 	}
