@@ -22,8 +22,11 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	mobynet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 	tcnet "github.com/testcontainers/testcontainers-go/network"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
@@ -37,7 +40,13 @@ import (
 //go:embed templates
 var templates embed.FS
 
-var tmpl = template.Must(template.New("").Funcs(template.FuncMap{"add": func(a, b int) int { return a + b }}).ParseFS(templates, "templates/*.tmpl"))
+var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
+	"add": func(a, b int) int { return a + b },
+	"indent": func(n int, s string) string {
+		pad := strings.Repeat(" ", n)
+		return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+	},
+}).ParseFS(templates, "templates/*.tmpl"))
 
 // LabelNetwork names a rack network's role (lan, internet).
 const LabelNetwork = "rackdrill.dev/network"
@@ -100,6 +109,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"start the Internet vantage point", u.vantage},
 		{"start machines", u.machines},
 		{"wait for systemd on every machine", u.boot},
+		{"SSH access: the rack's key, known_hosts, checked", u.sshAccess},
 		{"start the API load balancers (keepalived + HAProxy)", u.loadBalancers},
 		{"start the NAS (nfs-ganesha)", u.nas},
 		{"start containerd and import the preloaded images", u.runtimes},
@@ -111,6 +121,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"install MetalLB (layer 2)", u.metallb},
 		{"install the ingress controller", u.ingress},
 		{"deploy the probe workloads and the demo app", u.workloads},
+		{"start the tunnel to the VPS (ssh -R)", u.tunnel},
 	}
 	for i, s := range steps {
 		t0 := time.Now()
@@ -160,15 +171,17 @@ var _ cluster.KubeconfigSource = (*Provider)(nil)
 
 // upRun is the state of one Up.
 type upRun struct {
-	p        *Provider
-	r        *topology.Rack
-	image    string
-	nets     map[string]string // network name in the topology -> Docker network name
-	mu       sync.Mutex
-	nodes    map[string]*node
-	token    string
-	cert     string
-	podCIDRs map[string]string
+	p          *Provider
+	r          *topology.Rack
+	image      string
+	nets       map[string]string // network name in the topology -> Docker network name
+	mu         sync.Mutex
+	nodes      map[string]*node
+	token      string
+	cert       string
+	sshKey     []byte
+	knownHosts string
+	podCIDRs   map[string]string
 }
 
 func (u *upRun) preflight(ctx context.Context) error {
@@ -300,6 +313,13 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 	}
 	netName := u.nets[tn.Network]
 	addr := tn.Addr()
+	networks := []string{netName}
+	if t := u.r.Spec.Tunnel; t != nil && t.Server.Node == tn.Name && tn.Network != u.r.AdminNetwork().Name {
+		// The VPS has a leg on the LAN too: a LAN client reaches a VPS through
+		// its router's NAT in real life, and Docker isolates bridges. Nothing on
+		// the Internet network routes through it: its default route stays there.
+		networks = append(networks, u.nets[u.r.AdminNetwork().Name])
+	}
 	labels := map[string]string{LabelRack: u.r.Metadata.Name, LabelNode: tn.Name,
 		LabelRoles: strings.Join(roles, ","), LabelAddress: tn.Address}
 	req := testcontainers.GenericContainerRequest{
@@ -814,6 +834,87 @@ func (u *upRun) workloads(ctx context.Context) error {
 		defer cancel()
 		if r := lan.Check(cctx); !r.OK {
 			return fmt.Errorf("the demo app does not answer through the ingress IP: %v", r.Err)
+		}
+		return nil
+	})
+}
+
+// tunnel starts the tunnel client Deployment: ssh -R from the VPS's public
+// ports to the target (the ingress IP), with the rack's key and the VPS's host
+// key pinned; then waits until the demo app answers from the Internet side.
+func (u *upRun) tunnel(ctx context.Context) error {
+	t := u.r.Spec.Tunnel
+	if t == nil {
+		return nil
+	}
+	if t.Type != topology.TunnelSSH {
+		return fmt.Errorf("spec.tunnel.type: the lab's tunnel is ssh (FRP cannot be built offline), not %s", t.Type)
+	}
+	vps := u.nodes[t.Server.Node]
+	dc, err := u.p.client(ctx)
+	if err != nil {
+		return err
+	}
+	ins, err := dc.ContainerInspect(ctx, vps.id, client.ContainerInspectOptions{})
+	if err != nil {
+		return err
+	}
+	var lanAddr string
+	for name, es := range ins.Container.NetworkSettings.Networks {
+		if name == u.nets[u.r.AdminNetwork().Name] && es.IPAddress.IsValid() {
+			lanAddr = es.IPAddress.String()
+		}
+	}
+	if lanAddr == "" {
+		return u.fail(ctx, "find the VPS's LAN address", vps, fmt.Errorf("not attached to the LAN"))
+	}
+	hk, err := exec.Output(vps.Command(ctx, "cat", "/etc/ssh/ssh_host_ed25519_key.pub"))
+	if err != nil {
+		return u.fail(ctx, "read the VPS host key", vps, err)
+	}
+	key, _, _, _, err := ssh.ParseAuthorizedKey(hk)
+	if err != nil {
+		return err
+	}
+	var forwards []string
+	for _, p := range t.Ports {
+		forwards = append(forwards, fmt.Sprintf("0.0.0.0:%d:%s:%d", p.Public, t.Target, p.Target))
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	b, err := lab.NewBuilder(root, io.Discard)
+	if err != nil {
+		return err
+	}
+	image, err := b.Tag("tunnel-client")
+	if err != nil {
+		return err
+	}
+	man, err := render("tunnel.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
+		"Key": string(u.sshKey), "KnownHosts": knownhosts.Line([]string{lanAddr}, key), "Image": image,
+		"Forwards": forwards, "Server": lanAddr})
+	if err != nil {
+		return err
+	}
+	if err := u.apply(ctx, man); err != nil {
+		return err
+	}
+	if u.r.Spec.Ingress == nil {
+		return nil
+	}
+	dial, err := u.p.InternetDialer(ctx)
+	if err != nil {
+		return err
+	}
+	inet := probe.NewHTTP("internet", fmt.Sprintf("http://%s:%d/", t.Server.PublicAddress, t.Ports[0].Public),
+		probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker), probe.WithDialer(dial))
+	return poll(ctx, 2*time.Minute, func() error {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if r := inet.Check(cctx); !r.OK {
+			return fmt.Errorf("the demo app does not answer from the Internet vantage point: %v", r.Err)
 		}
 		return nil
 	})
