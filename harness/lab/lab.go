@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/exec"
@@ -95,6 +96,19 @@ func (e *StepError) Unwrap() error { return e.Err }
 func (b *Builder) Build(ctx context.Context, names ...string) ([]Result, error) {
 	if err := b.preflight(ctx); err != nil {
 		return nil, err
+	}
+	// One build at a time per cache: a second waits (two `rackdrill images`,
+	// or tests of several packages building the lab at once).
+	lock, err := os.OpenFile(filepath.Join(b.CacheDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		fmt.Fprintf(b.Out, "another build of the lab's images is running; waiting for it\n")
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			return nil, err
+		}
 	}
 	order, err := buildOrder(names)
 	if err != nil {
