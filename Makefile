@@ -3,7 +3,7 @@
 # Common uses:
 #   make setup          install and start what rackdrill needs (Docker) on Debian
 #   make test           every test of the repo (unit, integration with Docker)
-#   make conformance    the conformance and chaos suites on the default lab
+#   make conformance    the conformance and chaos suites on the default lab (brought up if needed)
 #   make images         build the offline lab's images (cached: a second run takes seconds)
 #   make plan           what each fault would do to the default lab; touches nothing
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
@@ -66,8 +66,20 @@ images: ## build the offline lab's images from the Go module proxy and Debian
 plan: ## what each fault of the matrix would do to TOPOLOGY
 	$(GO) run ./cmd/rackdrill plan --topology $(TOPOLOGY)
 
+RACKDRILL := $(GO) run ./cmd/rackdrill
+
+.PHONY: lab
+lab: images ## bring the lab of TOPOLOGY up, unless it is up already
+	@if $(RACKDRILL) status --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) | grep -q "is not up"; then \
+	  $(RACKDRILL) up --topology $(TOPOLOGY) --artifacts $(ARTIFACTS); \
+	else echo "lab: $(TOPOLOGY) is up already (rackdrill status)"; fi
+
+.PHONY: down
+down: ## remove the lab of TOPOLOGY
+	$(RACKDRILL) down --topology $(TOPOLOGY)
+
 .PHONY: conformance
-conformance: ## conformance and chaos suites on TOPOLOGY, reports in ARTIFACTS
+conformance: $(if $(filter-out containers,$(PROVIDER)),,lab) ## conformance and chaos suites on TOPOLOGY, reports in ARTIFACTS
 	@mkdir -p $(ARTIFACTS)
 	$(GINKGO) run --timeout 3h --output-dir $(ARTIFACTS) --junit-report junit.xml --json-report ginkgo.json \
 	  $(if $(LABELS),--label-filter '$(LABELS)') ./suites/conformance ./suites/chaos -- \
