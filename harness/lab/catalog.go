@@ -23,7 +23,7 @@ const (
 	CoreDNSVersion    = "v1.12.0"
 	PauseVersion      = "3.10"
 	MetalLBVersion    = "v0.15.2"
-	TraefikVersion    = "v3.7.13"
+	TraefikVersion    = "v3.6.12" // v3.7 needs modules the proxy refuses (DNS-provider SDKs, a containous fork)
 	debianSuite       = "bookworm"
 	debianMirror      = "http://deb.debian.org/debian"
 )
@@ -135,14 +135,13 @@ var metallbBuild = &GoBuild{
 }
 
 var traefikBuild = &GoBuild{
-	Name: "traefik", GoDirective: "1.26.0",
+	Name: "traefik", GoDirective: "1.25.0",
 	Require: []string{"github.com/traefik/traefik/v3 " + TraefikVersion},
-	// The three replace lines of traefik's own go.mod; the first points into
-	// traefik's module, resolved from the module cache when the module is written.
+	// The three replace lines of traefik's own go.mod (containous forks).
 	Replace: []string{
-		"github.com/traefik/traefik/dynamic/ext => {{moddir github.com/traefik/traefik/v3@" + TraefikVersion + "}}/pkg/config/dynamic/ext",
-		"github.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20260804094822-b975dcaa8c48",
+		"github.com/abbot/go-http-auth => github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e",
 		"github.com/gorilla/mux => github.com/containous/mux v0.0.0-20250523120546-41b6ec3aed59",
+		"github.com/mailgun/minheap => github.com/containous/minheap v0.0.0-20190809180810-6e71eb837595",
 	},
 	Packages: []string{"github.com/traefik/traefik/v3/cmd/traefik"},
 	LDFlags:  "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=" + TraefikVersion,

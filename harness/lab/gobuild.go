@@ -78,7 +78,7 @@ func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (strin
 	dir := b.RepoRoot
 	if !g.Local {
 		var err error
-		if dir, err = b.buildModule(ctx, g); err != nil {
+		if dir, err = b.buildModule(g); err != nil {
 			return "", &StepError{Image: image, Step: "write build module " + g.Name, Err: err}
 		}
 	}
@@ -106,7 +106,7 @@ func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (strin
 }
 
 // buildModule writes the build module of g and returns its folder.
-func (b *Builder) buildModule(ctx context.Context, g *GoBuild) (string, error) {
+func (b *Builder) buildModule(g *GoBuild) (string, error) {
 	dir := filepath.Join(b.CacheDir, "modules", g.Name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -126,18 +126,6 @@ func (b *Builder) buildModule(ctx context.Context, g *GoBuild) (string, error) {
 	if len(g.Replace) > 0 {
 		mod.WriteString("\nreplace (\n")
 		for _, r := range g.Replace {
-			// {{moddir M@V}} is the folder of module M@V in the module cache.
-			if i := strings.Index(r, "{{moddir "); i >= 0 {
-				j := strings.Index(r[i:], "}}")
-				if j < 0 {
-					return "", fmt.Errorf("replace %q: unterminated {{moddir", r)
-				}
-				d, err := b.moduleDir(ctx, r[i+len("{{moddir "):i+j])
-				if err != nil {
-					return "", err
-				}
-				r = r[:i] + d + r[i+j+2:]
-			}
 			fmt.Fprintf(&mod, "\t%s\n", r)
 		}
 		mod.WriteString(")\n")
