@@ -225,6 +225,15 @@ func Names() []string {
 	return out
 }
 
+// Alias is the name the cluster knows image name by (what the node image
+// preloads into containerd), or "" for an image that is not preloaded.
+func Alias(name string) string {
+	if img, ok := catalog[name]; ok && img.Preload && len(img.Aliases) > 0 {
+		return img.Aliases[0]
+	}
+	return ""
+}
+
 // Preloaded lists the images the node image carries, by the names the cluster
 // knows them by.
 func Preloaded() []string {

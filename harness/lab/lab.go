@@ -185,12 +185,26 @@ func (b *Builder) preflight(ctx context.Context) error {
 	if err := exec.Run(b.cmdr.Command(ctx, "docker", "info")); err != nil {
 		return fmt.Errorf("docker does not answer (run `make setup`): %w", err)
 	}
-	out, err := exec.Output(b.cmdr.Command(ctx, "go", "env", "GOVERSION"))
+	if _, err := b.goVersion(); err != nil {
+		return err
+	}
+	return os.MkdirAll(b.CacheDir, 0o755)
+}
+
+// goVersion is the Go toolchain's version: part of the hash of every image of
+// Go programs.
+func (b *Builder) goVersion() (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.goVer != "" {
+		return b.goVer, nil
+	}
+	out, err := exec.Output(b.cmdr.Command(context.Background(), "go", "env", "GOVERSION"))
 	if err != nil {
-		return fmt.Errorf("go is needed to build the lab: %w", err)
+		return "", fmt.Errorf("go is needed to build and name the lab's images: %w", err)
 	}
 	b.goVer = strings.TrimSpace(string(out))
-	return os.MkdirAll(b.CacheDir, 0o755)
+	return b.goVer, nil
 }
 
 // Tag is the content tag of image name: Repository/name:<hash of its inputs>.
@@ -226,7 +240,11 @@ func (b *Builder) hash(name string) (string, error) {
 		}
 	}
 	if img.Go != nil {
-		fmt.Fprintf(hw, "go %s\n%s\n", b.goVer, img.Go.fingerprint())
+		goVer, err := b.goVersion()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(hw, "go %s\n%s\n", goVer, img.Go.fingerprint())
 	}
 	for _, src := range img.Sources {
 		if err := hashFiles(hw, filepath.Join(b.RepoRoot, src)); err != nil {

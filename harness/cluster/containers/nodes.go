@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
@@ -64,7 +65,16 @@ func NewProvider(rack string, opts ...Option) *Provider {
 	for _, o := range opts {
 		o(p)
 	}
+	// testcontainers-go logs to stderr by default; here it is a debug detail.
+	tclog.SetDefault(logrPrintf{p.log.V(2)})
 	return p
+}
+
+// logrPrintf adapts a logr.Logger to testcontainers-go's Printf logger.
+type logrPrintf struct{ l logr.Logger }
+
+func (a logrPrintf) Printf(format string, v ...any) {
+	a.l.Info(strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 var _ cluster.NodeLister = (*Provider)(nil)

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -101,9 +102,16 @@ func (u *upRun) sshAccess(ctx context.Context) error {
 
 // sshRun runs cmd on addr:22 as root, the host key checked by check.
 func sshRun(ctx context.Context, addr string, signer ssh.Signer, check ssh.HostKeyCallback, cmd string) (string, error) {
-	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check, Timeout: 10 * time.Second}
+	// known_hosts holds the machines' ed25519 keys: ask for that kind, or the
+	// server may offer another it also has and the check would fail.
+	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check,
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second}
 	var c *ssh.Client
+	var permanent error
 	err := poll(ctx, 30*time.Second, func() error {
+		if permanent != nil {
+			return nil
+		}
 		conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(addr, "22"))
 		if err != nil {
 			return err
@@ -111,11 +119,20 @@ func sshRun(ctx context.Context, addr string, signer ssh.Signer, check ssh.HostK
 		cc, chans, reqs, err := ssh.NewClientConn(conn, net.JoinHostPort(addr, "22"), cfg)
 		if err != nil {
 			conn.Close()
+			// A host key that does not match is an answer, not a delay.
+			var ke *knownhosts.KeyError
+			if errors.As(err, &ke) {
+				permanent = err
+				return nil
+			}
 			return err
 		}
 		c = ssh.NewClient(cc, chans, reqs)
 		return nil
 	})
+	if err == nil {
+		err = permanent
+	}
 	if err != nil {
 		return "", err
 	}

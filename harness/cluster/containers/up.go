@@ -339,7 +339,11 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 				// bounding set); this is its equivalent that works.
 				h.CapAdd = []string{"ALL"}
 				h.CapDrop = []string{"SYS_RESOURCE"}
-				h.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"}
+				h.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined"}
+				// The CLI's --security-opt systempaths=unconfined: nothing masked
+				// or read-only under /proc and /sys (empty, not nil, overrides).
+				h.MaskedPaths = []string{}
+				h.ReadonlyPaths = []string{}
 				h.DeviceCgroupRules = []string{"a *:* rwm"}
 				h.Devices = []container.DeviceMapping{{PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm"}}
 				h.CgroupnsMode = container.CgroupnsModePrivate
@@ -409,21 +413,28 @@ func (u *upRun) all() []*node {
 
 // fail wraps err of a step on node n with the end of n's journal.
 func (u *upRun) fail(ctx context.Context, step string, n *node, err error) error {
-	tail, _ := exec.Output(n.Command(context.WithoutCancel(ctx), "journalctl", "--no-pager", "-n", "25", "-o", "cat"))
+	tail, _ := exec.Output(n.Command(context.WithoutCancel(ctx), "journalctl", "--no-pager", "-n", "12", "-o", "cat"))
 	return &UpError{Step: step, Node: n.name, Err: err, LogTail: strings.TrimSpace(string(tail))}
 }
 
 func (u *upRun) boot(ctx context.Context) error {
 	return u.each(u.all(), func(n *node) error {
-		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		// "degraded" is fine: a unit of a role the machine does not hold may fail.
-		out, err := exec.Output(n.Command(bctx, "systemctl", "is-system-running", "--wait"))
-		state := strings.TrimSpace(string(out))
-		if state == "running" || state == "degraded" {
-			return nil
+		// systemd answers only once D-Bus is up; until then it says so, and
+		// `--wait` gives up at once. "degraded" is fine: a unit of a role the
+		// machine does not hold may fail.
+		var state string
+		err := poll(ctx, 2*time.Minute, func() error {
+			out, _ := exec.Output(n.Command(ctx, "systemctl", "is-system-running", "--wait"))
+			state = strings.TrimSpace(string(out))
+			if state == "running" || state == "degraded" {
+				return nil
+			}
+			return fmt.Errorf("systemd is %q", state)
+		})
+		if err != nil {
+			return u.fail(ctx, "boot", n, err)
 		}
-		return u.fail(ctx, "boot", n, fmt.Errorf("systemd is %q: %v", state, err))
+		return nil
 	})
 }
 
@@ -805,19 +816,8 @@ func (u *upRun) workloads(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return err
-	}
-	b, err := lab.NewBuilder(root, io.Discard)
-	if err != nil {
-		return err
-	}
-	agent, err := b.Tag("agent")
-	if err != nil {
-		return err
-	}
-	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: agent, IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
+	// The cluster knows the lab's images by the names the node image preloads.
+	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: lab.Alias("agent"), IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
 	if st := u.r.Spec.Storage; st != nil && st.NFS != nil {
 		// The lab's pods cannot mount NFS: the agents speak it from user space.
 		wc.NFSServer, wc.NFSExport = u.r.Node(st.NFS.Node).Address, st.NFS.Exports[0]
@@ -880,18 +880,7 @@ func (u *upRun) tunnel(ctx context.Context) error {
 	for _, p := range t.Ports {
 		forwards = append(forwards, fmt.Sprintf("0.0.0.0:%d:%s:%d", p.Public, t.Target, p.Target))
 	}
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return err
-	}
-	b, err := lab.NewBuilder(root, io.Discard)
-	if err != nil {
-		return err
-	}
-	image, err := b.Tag("tunnel-client")
-	if err != nil {
-		return err
-	}
+	image := lab.Alias("tunnel-client")
 	man, err := render("tunnel.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
 		"Key": string(u.sshKey), "KnownHosts": knownhosts.Line([]string{lanAddr}, key), "Image": image,
 		"Forwards": forwards, "Server": lanAddr})
