@@ -63,7 +63,17 @@ func sortedKeys(m map[string]string) []string {
 // binaries returns the folder holding the build's binaries, building them if
 // this fingerprint was never built on this machine.
 func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (string, error) {
-	key := shortHash(b.goVer + "\n" + g.fingerprint())
+	fp := g.fingerprint()
+	if g.Local {
+		// This repository's own programs change with its sources, which the
+		// image's hash covers: the binaries follow it.
+		h, err := b.hash(image)
+		if err != nil {
+			return "", err
+		}
+		fp += "\nsources " + h
+	}
+	key := shortHash(b.goVer + "\n" + fp)
 	out := filepath.Join(b.CacheDir, "bin", g.Name+"-"+key)
 	if _, err := os.Stat(filepath.Join(out, ".done")); err == nil {
 		return out, nil

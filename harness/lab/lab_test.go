@@ -1,7 +1,10 @@
 package lab
 
 import (
+	"context"
+	"io"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,4 +136,50 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// The Go outputs of this repository's own programs follow their sources: a
+// changed agent source must not reuse the binary built from the old one.
+func TestLocalBinariesFollowSources(t *testing.T) {
+	repo := t.TempDir()
+	write := func(content string) {
+		for _, f := range []string{"go.mod", "cmd/rackdrill-agent/main.go", "harness/probe/agent/doc.go"} {
+			_ = os.MkdirAll(filepath.Join(repo, filepath.Dir(f)), 0o755)
+			data := content
+			switch f {
+			case "go.mod":
+				data = "module rackdrill.dev/rackdrill\n\ngo 1.24\n"
+			case "harness/probe/agent/doc.go":
+				data = "package agent\n"
+			}
+			if err := os.WriteFile(filepath.Join(repo, f), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b, err := NewBuilder(repo, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.CacheDir = t.TempDir()
+	run := func() string {
+		b.hashes = map[string]string{}
+		dir, err := b.binaries(context.Background(), "agent", catalog["agent"].Go)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := osexec.Command(filepath.Join(dir, "rackdrill-agent")).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	write("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Print(\"one\") }\n")
+	if got := run(); got != "one" {
+		t.Fatalf("first build prints %q", got)
+	}
+	write("package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Print(\"two\") }\n")
+	if got := run(); got != "two" {
+		t.Fatalf("after a source change the binary prints %q: a stale build was reused", got)
+	}
 }

@@ -327,7 +327,7 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 			Image:          u.image,
 			Name:           u.r.Metadata.Name + "-" + tn.Name,
 			Labels:         labels,
-			Networks:       []string{netName},
+			Networks:       networks[:1],
 			NetworkAliases: map[string][]string{netName: {tn.Name}},
 			Tmpfs:          map[string]string{"/tmp": "", "/run": "", "/run/lock": ""},
 			ConfigModifier: func(c *container.Config) {
@@ -372,6 +372,17 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 	c, err := testcontainers.GenericContainer(ctx, req)
 	if err != nil {
 		return &UpError{Step: "start machine", Node: tn.Name, Err: err}
+	}
+	// Further networks are connected here, not by testcontainers-go, which
+	// ignores a failure to find them.
+	for _, extra := range networks[1:] {
+		dc, err := u.p.client(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := dc.NetworkConnect(ctx, extra, client.NetworkConnectOptions{Container: c.GetContainerID()}); err != nil {
+			return &UpError{Step: "connect machine to network " + extra, Node: tn.Name, Err: err}
+		}
 	}
 	n := &node{p: u.p, id: c.GetContainerID(), name: tn.Name, roles: tn.Roles, addr: addr}
 	u.mu.Lock()
