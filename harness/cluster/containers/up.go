@@ -564,7 +564,13 @@ func (u *upRun) kubeNodes() []*node {
 }
 
 func (u *upRun) runtimes(ctx context.Context) error {
+	// Pods' upstream DNS: the LAN's gateway, this machine's own bridge. The lab
+	// is offline and needs no outside name; asking there fails fast.
+	resolv := fmt.Sprintf("nameserver %s\n", u.r.AdminNetwork().Prefix().Addr().Next())
 	return u.each(u.kubeNodes(), func(n *node) error {
+		if err := write(ctx, n, "/etc/rackdrill/resolv.conf", resolv); err != nil {
+			return u.fail(ctx, "write the pods' resolv.conf", n, err)
+		}
 		if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "containerd", "rackdrill-preload", "kubelet")); err != nil {
 			return u.fail(ctx, "start containerd", n, err)
 		}
