@@ -52,9 +52,9 @@ func TestIntegrationLabImages(t *testing.T) {
 	if v := run("kubeadm", "version", "-o", "short"); v != lab.KubernetesVersion {
 		t.Errorf("kubeadm version %q, want %s", v, lab.KubernetesVersion)
 	}
-	for _, bin := range []string{"kubelet", "kubectl"} {
-		if v := run(bin, "--version"); !strings.Contains(v, lab.KubernetesVersion) {
-			t.Errorf("%s --version: %q", bin, v)
+	for _, args := range [][]string{{"kubelet", "--version"}, {"kubectl", "version", "--client"}} {
+		if v := run(args...); !strings.Contains(v, lab.KubernetesVersion) {
+			t.Errorf("%v: %q", args, v)
 		}
 	}
 	var kubeadmImages []string
@@ -76,12 +76,22 @@ func TestIntegrationLabImages(t *testing.T) {
 	// What the tarballs hold, by their own manifests.
 	var inTars []string
 	for _, l := range strings.Split(run("sh", "-c", `for t in /opt/rackdrill/images/*.tar; do tar -xOf "$t" manifest.json; echo; done`), "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
 		var m []struct{ RepoTags []string }
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("manifest %q: %v", l, err)
 		}
 		for _, e := range m {
-			inTars = append(inTars, e.RepoTags...)
+			for _, tag := range e.RepoTags {
+				// docker save writes Docker Hub's official images short
+				// (traefik:v3.6.12); containerd imports them under their full name.
+				if !strings.Contains(strings.Split(tag, ":")[0], "/") {
+					tag = "docker.io/library/" + tag
+				}
+				inTars = append(inTars, tag)
+			}
 		}
 	}
 	sort.Strings(inTars)
