@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -132,6 +133,20 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 				fmt.Fprintf(out, "API VIP %s: held by %s\n", vip, vipHolder)
 			}
 			fmt.Fprintf(out, "Kubernetes API: %s\n", apiStatus(ctx, p, r))
+			printProbes(ctx, out, p, r)
+			if u := r.Spec.UPS; u != nil {
+				state := "unknown"
+				for _, n := range nodes {
+					if n.Name() == u.Node {
+						if o, err := exec.Output(n.Command(ctx, "upsc", u.Name+"@localhost", "ups.status")); err == nil {
+							state = strings.TrimSpace(string(o))
+						} else {
+							state = "not answering: " + err.Error()
+						}
+					}
+				}
+				fmt.Fprintf(out, "UPS %s on %s: %s\n", u.Name, u.Node, state)
+			}
 			if resources {
 				return printResources(ctx, cmd, r)
 			}
@@ -171,6 +186,34 @@ func apiStatus(ctx context.Context, p *containers.Provider, r *topology.Rack) st
 		}
 	}
 	return fmt.Sprintf("answers through %s; %d of %d nodes Ready", r.APIServerURL(), ready, len(nodes.Items))
+}
+
+// printProbes runs once each probe that only looks (heal deletes a pod and
+// data needs records written before a fault: drills run those).
+func printProbes(ctx context.Context, out io.Writer, p *containers.Provider, r *topology.Rack) {
+	probes, unprobed, _, err := probe.ForRack(ctx, r, p)
+	if err != nil {
+		fmt.Fprintf(out, "probes: %v\n", err)
+		return
+	}
+	var parts []string
+	for _, pr := range probes {
+		if pr.Name() == "heal" || pr.Name() == "data" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, r.Spec.Probes.Timeout.Duration)
+		res := pr.Check(cctx)
+		cancel()
+		if res.OK {
+			parts = append(parts, pr.Name()+" green")
+		} else {
+			parts = append(parts, fmt.Sprintf("%s RED (%v)", pr.Name(), res.Err))
+		}
+	}
+	for name, why := range unprobed {
+		parts = append(parts, name+" not probed ("+why+")")
+	}
+	fmt.Fprintf(out, "probes: %s\n", strings.Join(parts, "; "))
 }
 
 // printResources prints docker stats of the rack's machines and their total.

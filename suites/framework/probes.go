@@ -2,94 +2,11 @@ package framework
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"strconv"
-	"time"
 
-	"k8s.io/client-go/kubernetes"
-
-	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/probe"
-	"rackdrill.dev/rackdrill/harness/probe/agent"
-	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// Pacing of the probes that act on the cluster rather than just look at it.
-const (
-	healInterval = 5 * time.Second
-	healTimeout  = 30 * time.Second
-	dataInterval = 2 * time.Second
-	dataRecords  = 64
-)
-
-// probes builds the matrix's probes against the rack: api through the
-// control-plane endpoint, heal on the heal Deployment, lan through the ingress
-// IP, internet through the tunnel's public address (from the provider's
-// Internet vantage point when it has one), and apps, storage and data through
-// every node's agent. Probes of parts the rack does not have are listed as
-// unprobed, with the reason.
+// probes builds the matrix's probes against the rack under test.
 func (e *Env) probes() ([]probe.Probe, map[string]string, *probe.Data, error) {
-	ctx := context.Background()
-	src, ok := e.Nodes.(cluster.KubeconfigSource)
-	if !ok {
-		return nil, nil, nil, fmt.Errorf("the probes need the kubeconfig of rack %s, and provider %s does not provide one in this version of rackdrill",
-			e.Rack.Metadata.Name, e.Provider)
-	}
-	kc, err := src.Kubeconfig(ctx)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kubeconfig of rack %s: %w", e.Rack.Metadata.Name, err)
-	}
-	cfg, err := probe.RESTConfig(kc, e.Rack.APIServerURL())
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	api, err := probe.NewAPI(cfg)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	spec := e.Rack.Spec
-	probes := []probe.Probe{api, probe.NewHeal(cs, spec.Probes.Namespace, healInterval, healTimeout)}
-	unprobed := map[string]string{}
-	if spec.Ingress != nil {
-		probes = append(probes, probe.NewHTTP("lan", "http://"+spec.Ingress.IP+"/",
-			probe.WithHost(spec.Probes.Host), probe.WithMarker(agent.DemoMarker)))
-	} else {
-		unprobed["lan"] = "the rack has no ingress (spec.ingress)"
-	}
-	if t := spec.Tunnel; t != nil && len(t.Ports) > 0 {
-		opts := []probe.HTTPOption{probe.WithHost(spec.Probes.Host), probe.WithMarker(agent.DemoMarker)}
-		if v, ok := e.Nodes.(cluster.InternetVantage); ok {
-			dial, err := v.InternetDialer(ctx)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("internet vantage point: %w", err)
-			}
-			opts = append(opts, probe.WithDialer(dial))
-		}
-		addr := net.JoinHostPort(t.Server.PublicAddress, strconv.Itoa(t.Ports[0].Public))
-		probes = append(probes, probe.NewHTTP("internet", "http://"+addr+"/", opts...))
-	} else {
-		unprobed["internet"] = "the rack has no tunnel (spec.tunnel)"
-	}
-	var endpoints []string
-	for _, n := range spec.Nodes {
-		if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
-			endpoints = append(endpoints, net.JoinHostPort(n.Address, strconv.Itoa(probe.AgentNodePort)))
-		}
-	}
-	agents := probe.NewAgents(endpoints)
-	probes = append(probes, probe.NewApps(agents))
-	var data *probe.Data
-	if spec.Storage != nil && len(spec.Storage.StorageClasses) > 0 {
-		data = probe.NewData(agents, dataRecords, dataInterval, healTimeout)
-		probes = append(probes, probe.NewStorage(agents), data)
-	} else {
-		unprobed["storage"] = "the rack has no StorageClass (spec.storage)"
-		unprobed["data"] = unprobed["storage"]
-	}
-	return probes, unprobed, data, nil
+	return probe.ForRack(context.Background(), e.Rack, e.Nodes)
 }

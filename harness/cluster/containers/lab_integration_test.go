@@ -140,6 +140,13 @@ func TestIntegrationLabUp(t *testing.T) {
 		}
 		dcancel()
 	}
+	// The UPS is online on its master, whose upsmon runs the rack's shutdown.
+	if st := strings.TrimSpace(dockerExec(t, ctx, r.Metadata.Name+"-server-1", "upsc", "rackups@localhost", "ups.status")); st != "OL" {
+		t.Errorf("UPS status %q, want OL", st)
+	}
+	if cmd := dockerExec(t, ctx, r.Metadata.Name+"-server-1", "grep", "^SHUTDOWNCMD", "/etc/nut/upsmon.conf"); !strings.Contains(cmd, "rackdrill-rack-shutdown") {
+		t.Errorf("upsmon's shutdown command: %q", cmd)
+	}
 	// Storage on the NAS, through the agents.
 	var eps []string
 	for _, n := range all {

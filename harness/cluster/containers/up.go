@@ -122,6 +122,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"install the ingress controller", u.ingress},
 		{"deploy the probe workloads and the demo app", u.workloads},
 		{"start the tunnel to the VPS (ssh -R)", u.tunnel},
+		{"start the UPS (NUT, dummy-ups, upsmon with the rack's shutdown)", u.ups},
 	}
 	for i, s := range steps {
 		t0 := time.Now()
@@ -921,6 +922,60 @@ func (u *upRun) tunnel(ctx context.Context) error {
 		defer cancel()
 		if r := inet.Check(cctx); !r.OK {
 			return fmt.Errorf("the demo app does not answer from the Internet vantage point: %v", r.Err)
+		}
+		return nil
+	})
+}
+
+// ups configures NUT on the UPS master: dummy-ups as the rack's UPS, upsd, and
+// upsmon, whose shutdown command halts the machines over SSH in the topology's
+// order (with the rack's key and known_hosts) and then the master itself.
+func (u *upRun) ups(ctx context.Context) error {
+	up := u.r.Spec.UPS
+	if up == nil {
+		return nil
+	}
+	n := u.nodes[up.Node]
+	var stages [][]string
+	for _, st := range up.ShutdownOrder {
+		var addrs []string
+		for _, name := range st {
+			addrs = append(addrs, u.r.Node(name).Address)
+		}
+		stages = append(stages, addrs)
+	}
+	data := map[string]any{"Rack": u.r.Metadata.Name, "Name": up.Name, "Node": up.Node, "Stages": stages,
+		"Password": sha(u.cert)[:16], "Runtime": int(up.BatteryBudget.Seconds())}
+	files := map[string]string{"nut.conf": "/etc/nut/nut.conf", "ups.conf": "/etc/nut/ups.conf", "ups.dev": "/etc/nut/" + up.Name + ".dev",
+		"upsd.conf": "/etc/nut/upsd.conf", "upsd.users": "/etc/nut/upsd.users", "upsmon.conf": "/etc/nut/upsmon.conf",
+		"rack-shutdown": "/usr/local/sbin/rackdrill-rack-shutdown"}
+	for name, path := range files {
+		content, err := render(name, data)
+		if err != nil {
+			return err
+		}
+		if err := write(ctx, n, path, content); err != nil {
+			return u.fail(ctx, "write "+path, n, err)
+		}
+	}
+	if err := write(ctx, n, "/etc/nut/rackdrill_id", string(u.sshKey)); err != nil {
+		return u.fail(ctx, "write the shutdown's key", n, err)
+	}
+	if err := write(ctx, n, "/etc/nut/known_hosts", u.knownHosts); err != nil {
+		return u.fail(ctx, "write the shutdown's known_hosts", n, err)
+	}
+	setup := "chown root:nut /etc/nut/* && chmod 640 /etc/nut/* && chmod 600 /etc/nut/rackdrill_id && " +
+		"chmod 755 /usr/local/sbin/rackdrill-rack-shutdown && systemctl enable --now nut-driver@" + up.Name + " nut-server nut-monitor"
+	if err := exec.Run(n.Command(ctx, "sh", "-c", setup)); err != nil {
+		return u.fail(ctx, "start NUT", n, err)
+	}
+	return poll(ctx, time.Minute, func() error {
+		out, err := exec.Output(n.Command(ctx, "upsc", up.Name+"@localhost", "ups.status"))
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(out)) != "OL" {
+			return fmt.Errorf("UPS %s reports %q, want OL (online)", up.Name, strings.TrimSpace(string(out)))
 		}
 		return nil
 	})

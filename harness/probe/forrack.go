@@ -1,0 +1,93 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/probe/agent"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// Pacing of the probes that act on the cluster rather than just look at it.
+const (
+	healInterval = 5 * time.Second
+	healTimeout  = 30 * time.Second
+	dataInterval = 2 * time.Second
+	dataRecords  = 64
+)
+
+// ForRack builds the matrix's probes against rack r, reached through provider
+// p: api through the control-plane endpoint, heal on the heal Deployment, lan
+// through the ingress IP, internet through the tunnel's public address (from
+// the provider's Internet vantage point when it has one), and apps, storage and
+// data through every node's agent. Probes of parts the rack does not have are
+// returned as unprobed, with the reason.
+func ForRack(ctx context.Context, r *topology.Rack, p any) ([]Probe, map[string]string, *Data, error) {
+	src, ok := p.(cluster.KubeconfigSource)
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("the probes need the kubeconfig of rack %s, and its provider does not provide one in this version of rackdrill",
+			r.Metadata.Name)
+	}
+	kc, err := src.Kubeconfig(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kubeconfig of rack %s: %w", r.Metadata.Name, err)
+	}
+	cfg, err := RESTConfig(kc, r.APIServerURL())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	api, err := NewAPI(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	spec := r.Spec
+	probes := []Probe{api, NewHeal(cs, spec.Probes.Namespace, healInterval, healTimeout)}
+	unprobed := map[string]string{}
+	if spec.Ingress != nil {
+		probes = append(probes, NewHTTP("lan", "http://"+spec.Ingress.IP+"/",
+			WithHost(spec.Probes.Host), WithMarker(agent.DemoMarker)))
+	} else {
+		unprobed["lan"] = "the rack has no ingress (spec.ingress)"
+	}
+	if t := spec.Tunnel; t != nil && len(t.Ports) > 0 {
+		opts := []HTTPOption{WithHost(spec.Probes.Host), WithMarker(agent.DemoMarker)}
+		if v, ok := p.(cluster.InternetVantage); ok {
+			dial, err := v.InternetDialer(ctx)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("internet vantage point: %w", err)
+			}
+			opts = append(opts, WithDialer(dial))
+		}
+		addr := net.JoinHostPort(t.Server.PublicAddress, strconv.Itoa(t.Ports[0].Public))
+		probes = append(probes, NewHTTP("internet", "http://"+addr+"/", opts...))
+	} else {
+		unprobed["internet"] = "the rack has no tunnel (spec.tunnel)"
+	}
+	var endpoints []string
+	for _, n := range spec.Nodes {
+		if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
+			endpoints = append(endpoints, net.JoinHostPort(n.Address, strconv.Itoa(AgentNodePort)))
+		}
+	}
+	agents := NewAgents(endpoints)
+	probes = append(probes, NewApps(agents))
+	var data *Data
+	if spec.Storage != nil && len(spec.Storage.StorageClasses) > 0 {
+		data = NewData(agents, dataRecords, dataInterval, healTimeout)
+		probes = append(probes, NewStorage(agents), data)
+	} else {
+		unprobed["storage"] = "the rack has no StorageClass (spec.storage)"
+		unprobed["data"] = unprobed["storage"]
+	}
+	return probes, unprobed, data, nil
+}
