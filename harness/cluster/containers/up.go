@@ -847,11 +847,16 @@ func (u *upRun) workloads(ctx context.Context) error {
 		return nil
 	}
 	lan := probe.NewHTTP("lan", "http://"+u.r.Spec.Ingress.IP+"/", probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker))
-	return poll(ctx, 3*time.Minute, func() error {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	return u.waitProbe(ctx, lan, 3*time.Minute, "through the ingress IP")
+}
+
+// waitProbe waits until p answers, for at most limit.
+func (u *upRun) waitProbe(ctx context.Context, p probe.Probe, limit time.Duration, where string) error {
+	return poll(ctx, limit, func() error {
+		cctx, cancel := context.WithTimeout(ctx, u.r.Spec.Probes.Timeout.Duration)
 		defer cancel()
-		if r := lan.Check(cctx); !r.OK {
-			return fmt.Errorf("the demo app does not answer through the ingress IP: %v", r.Err)
+		if r := p.Check(cctx); !r.OK {
+			return fmt.Errorf("the demo app does not answer %s: %v", where, r.Err)
 		}
 		return nil
 	})
@@ -917,14 +922,7 @@ func (u *upRun) tunnel(ctx context.Context) error {
 	}
 	inet := probe.NewHTTP("internet", fmt.Sprintf("http://%s:%d/", t.Server.PublicAddress, t.Ports[0].Public),
 		probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker), probe.WithDialer(dial))
-	return poll(ctx, 2*time.Minute, func() error {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		if r := inet.Check(cctx); !r.OK {
-			return fmt.Errorf("the demo app does not answer from the Internet vantage point: %v", r.Err)
-		}
-		return nil
-	})
+	return u.waitProbe(ctx, inet, 2*time.Minute, "from the Internet vantage point")
 }
 
 // ups configures NUT on the UPS master: dummy-ups as the rack's UPS, upsd, and
