@@ -147,6 +147,31 @@ func TestIntegrationLabUp(t *testing.T) {
 	if cmd := dockerExec(t, ctx, r.Metadata.Name+"-server-1", "grep", "^SHUTDOWNCMD", "/etc/nut/upsmon.conf"); !strings.Contains(cmd, "rackdrill-rack-shutdown") {
 		t.Errorf("upsmon's shutdown command: %q", cmd)
 	}
+	// Every probe of the matrix green, as the drills build them.
+	probes, unprobed, data, err := probe.ForRack(ctx, r, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(probes) != 7 || len(unprobed) != 0 || data == nil {
+		t.Fatalf("%d probes, unprobed %v", len(probes), unprobed)
+	}
+	if err := data.Write(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range probes {
+		timeout := r.Spec.Probes.Timeout.Duration
+		if paced, ok := pr.(probe.Paced); ok {
+			timeout = paced.Timeout()
+		}
+		cctx, ccancel := context.WithTimeout(ctx, timeout)
+		res := pr.Check(cctx)
+		ccancel()
+		if !res.OK {
+			t.Errorf("probe %s is not green: %v", pr.Name(), res.Err)
+		} else {
+			t.Logf("probe %s green in %s: %s", pr.Name(), res.Took.Round(time.Millisecond), res.Detail)
+		}
+	}
 	// Storage on the NAS, through the agents.
 	var eps []string
 	for _, n := range all {
