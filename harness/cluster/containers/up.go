@@ -962,8 +962,18 @@ func (u *upRun) ups(ctx context.Context) error {
 	if err := write(ctx, n, "/etc/nut/known_hosts", u.knownHosts); err != nil {
 		return u.fail(ctx, "write the shutdown's known_hosts", n, err)
 	}
+	// NUT keeps its sockets in /run/nut, which tmpfiles would make at boot; the
+	// machines do not run tmpfiles (lab-notes), so each NUT unit makes it, also
+	// after the power returns.
+	dropIn := "[Service]\nExecStartPre=+/usr/bin/install -d -o root -g nut -m 0770 /run/nut\n"
+	for _, unit := range []string{"nut-driver@.service", "nut-server.service", "nut-monitor.service"} {
+		if err := write(ctx, n, "/etc/systemd/system/"+unit+".d/rackdrill.conf", dropIn); err != nil {
+			return u.fail(ctx, "write the NUT units' drop-in", n, err)
+		}
+	}
 	setup := "chown root:nut /etc/nut/* && chmod 640 /etc/nut/* && chmod 600 /etc/nut/rackdrill_id && " +
-		"chmod 755 /usr/local/sbin/rackdrill-rack-shutdown && systemctl enable --now nut-driver@" + up.Name + " nut-server nut-monitor"
+		"chmod 755 /usr/local/sbin/rackdrill-rack-shutdown && systemctl daemon-reload && " +
+		"systemctl enable --now nut-driver@" + up.Name + " nut-server nut-monitor"
 	if err := exec.Run(n.Command(ctx, "sh", "-c", setup)); err != nil {
 		return u.fail(ctx, "start NUT", n, err)
 	}
