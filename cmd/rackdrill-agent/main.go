@@ -40,7 +40,7 @@ func main() {
 	case *dataDir != "":
 		h.Store = agent.DirStore{Dir: *dataDir}
 	case *nfsServer != "":
-		h.Store = agent.NFSStore{Server: *nfsServer, Export: *nfsExport}
+		h.Store = &agent.NFSStore{Server: *nfsServer, Export: *nfsExport}
 	}
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "rackdrill-agent: unexpected arguments:", flag.Args())

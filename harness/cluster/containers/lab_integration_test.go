@@ -191,9 +191,12 @@ func TestIntegrationLabUp(t *testing.T) {
 
 func dockerExec(t *testing.T, ctx context.Context, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", append([]string{"exec", name}, args...)...).CombinedOutput()
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "docker", append([]string{"exec", name}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("docker exec %s %v: %v\n%s", name, args, err, out)
+		t.Fatalf("docker exec %s %v: %v\n%s%s", name, args, err, out, stderr.String())
 	}
 	return string(out)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/willscott/go-nfs-client/nfs"
@@ -16,15 +17,22 @@ import (
 
 // NFSStore is a Store on an NFS export, spoken from user space (NFSv3 through
 // rpcbind and mountd): the lab's kernel has no NFS client, so its pods cannot
-// mount a volume, but they can still keep their data on the NAS. Each operation
-// mounts afresh, so that a NAS that comes back is used again without state.
+// mount a volume, but they can still keep their data on the NAS.
+//
+// One mount serves every operation (a mount per operation exhausts the
+// reserved source ports NFS clients use); it is dropped after any error or
+// timeout, so that a NAS that comes back is mounted afresh.
 type NFSStore struct {
 	Server string // host of rpcbind, mountd and nfsd
 	Export string // exported path
+
+	mu    sync.Mutex
+	mount *nfs.Mount
+	tgt   *nfs.Target
 }
 
 // Write implements Store.
-func (s NFSStore) Write(ctx context.Context, name string, data []byte) error {
+func (s *NFSStore) Write(ctx context.Context, name string, data []byte) error {
 	return s.do(ctx, func(t *nfs.Target) error {
 		p := path.Clean("/" + name)
 		if err := mkdirAll(t, path.Dir(p)); err != nil {
@@ -44,7 +52,7 @@ func (s NFSStore) Write(ctx context.Context, name string, data []byte) error {
 }
 
 // Read implements Store.
-func (s NFSStore) Read(ctx context.Context, name string) ([]byte, error) {
+func (s *NFSStore) Read(ctx context.Context, name string) ([]byte, error) {
 	var out []byte
 	err := s.do(ctx, func(t *nfs.Target) error {
 		f, err := t.Open(path.Clean("/" + name))
@@ -58,32 +66,55 @@ func (s NFSStore) Read(ctx context.Context, name string) ([]byte, error) {
 	return out, err
 }
 
-// do mounts the export, runs fn and unmounts, bounded by ctx: the library takes
-// no context, so a call stuck on a lost server is abandoned at the deadline.
-func (s NFSStore) do(ctx context.Context, fn func(*nfs.Target) error) error {
-	done := make(chan error, 1)
+// do runs fn on the mount, mounting first if needed, bounded by ctx: the
+// library takes no context, so a call stuck on a lost server is abandoned at
+// the deadline and its mount dropped.
+func (s *NFSStore) do(ctx context.Context, fn func(*nfs.Target) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type result struct {
+		m   *nfs.Mount
+		t   *nfs.Target
+		err error
+	}
+	m, t := s.mount, s.tgt
+	done := make(chan result, 1)
 	go func() {
-		m, err := nfs.DialMount(s.Server, time.Second)
-		if err != nil {
-			done <- fmt.Errorf("nfs %s: %w", s.Server, err)
-			return
+		if t == nil {
+			var err error
+			if m, err = nfs.DialMount(s.Server, time.Second); err != nil {
+				done <- result{err: fmt.Errorf("nfs %s: %w", s.Server, err)}
+				return
+			}
+			host, _ := os.Hostname()
+			if t, err = m.Mount(s.Export, rpc.NewAuthUnix(host, 0, 0).Auth()); err != nil {
+				m.Close()
+				done <- result{err: fmt.Errorf("mount %s:%s: %w", s.Server, s.Export, err)}
+				return
+			}
 		}
-		defer m.Close()
-		host, _ := os.Hostname()
-		t, err := m.Mount(s.Export, rpc.NewAuthUnix(host, 0, 0).Auth())
-		if err != nil {
-			done <- fmt.Errorf("mount %s:%s: %w", s.Server, s.Export, err)
-			return
-		}
-		defer func() { _ = m.Unmount() }()
-		done <- fn(t)
+		done <- result{m: m, t: t, err: fn(t)}
 	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		if r.err != nil {
+			s.drop(r.m)
+			return r.err
+		}
+		s.mount, s.tgt = r.m, r.t
+		return nil
 	case <-ctx.Done():
+		s.drop(m)
 		return fmt.Errorf("nfs %s:%s: %w", s.Server, s.Export, ctx.Err())
 	}
+}
+
+// drop forgets the mount; the next operation mounts afresh.
+func (s *NFSStore) drop(m *nfs.Mount) {
+	if m != nil {
+		go func() { _ = m.Unmount(); m.Close() }()
+	}
+	s.mount, s.tgt = nil, nil
 }
 
 func mkdirAll(t *nfs.Target, dir string) error {
