@@ -49,7 +49,7 @@ vet: ## go vet and gofmt
 # The suites are drills against a rack (make conformance): here they are only
 # compiled, and their wiring is tested by suites/framework. The lab images are
 # built by TestIntegrationLabImages: seconds when they exist, a cold build
-# (about half an hour on 2 cores) on a fresh machine.
+# (about 17 minutes on 2 cores) on a fresh machine.
 test: vet images ## every test of the repo (Docker-backed ones too)
 	$(GO) test -count=1 -run '^$$' ./suites/...
 	$(GO) test -count=1 -timeout 75m $$($(GO) list ./... | grep -vE '/suites/(chaos|conformance|preupgrade)$$')
