@@ -369,6 +369,20 @@ func copyRecipe(dir, dst string) error {
 	})
 }
 
+// ContentTag is the content tag of image name for this repository: what `rackdrill
+// images` builds it as, and what a provider runs.
+func ContentTag(name string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	b, err := NewBuilder(root, io.Discard)
+	if err != nil {
+		return "", err
+	}
+	return b.Tag(name)
+}
+
 // RepoRoot is this repository: the folder above the working directory whose
 // go.mod is rackdrill's. The lab builds the repository's own programs from it.
 func RepoRoot() (string, error) {

@@ -190,15 +190,7 @@ func (u *upRun) preflight(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return err
-	}
-	b, err := lab.NewBuilder(root, io.Discard)
-	if err != nil {
-		return err
-	}
-	if u.image, err = b.Tag("node"); err != nil {
+	if u.image, err = lab.ContentTag("node"); err != nil {
 		return err
 	}
 	if _, err := dc.ImageInspect(ctx, u.image); err != nil {
@@ -257,15 +249,7 @@ func (u *upRun) vantage(ctx context.Context) error {
 	if inet == nil {
 		return nil
 	}
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return err
-	}
-	b, err := lab.NewBuilder(root, io.Discard)
-	if err != nil {
-		return err
-	}
-	agent, err := b.Tag("agent")
+	agent, err := lab.ContentTag("agent")
 	if err != nil {
 		return err
 	}
