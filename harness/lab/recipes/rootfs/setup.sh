@@ -2,12 +2,13 @@
 # Runs inside the debootstrapped rootfs (chroot) to make it a container's OS.
 set -eu
 # Units that belong to a physical machine, not a container: consoles, udev, the
-# kernel's tmpfiles and the login manager (kind masks the same set).
+# kernel's tmpfiles and the login manager (kind masks the same set), and the
+# NFS client's rpc_pipefs, which this kernel lacks (the NAS serves from user space).
 for u in getty.target console-getty.service systemd-udevd.service systemd-udevd-control.socket \
          systemd-udevd-kernel.socket systemd-logind.service systemd-tmpfiles-setup.service \
          systemd-remount-fs.service systemd-modules-load.service sys-kernel-config.mount \
          sys-kernel-debug.mount sys-kernel-tracing.mount apt-daily.timer apt-daily-upgrade.timer \
-         e2scrub_all.timer fstrim.timer; do
+         e2scrub_all.timer fstrim.timer run-rpc_pipefs.mount; do
   ln -sf /dev/null "/etc/systemd/system/$u"
 done
 # Role services start only on the machines that hold the role: the provider
