@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -461,7 +462,7 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 	lbs := u.withRole(topology.RoleLoadBalancer)
 	err := u.each(lbs, func(n *node) error {
 		var units []string
-		if cp.HAProxy != nil && contains(cp.HAProxy.Nodes, n.name) {
+		if cp.HAProxy != nil && slices.Contains(cp.HAProxy.Nodes, n.name) {
 			cfg, err := render("haproxy.cfg.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
 				"Port": cp.Endpoint.Port, "StatsPort": cp.HAProxy.StatsPort, "Backends": backends})
 			if err != nil {
@@ -623,7 +624,8 @@ func (u *upRun) joinServers(ctx context.Context) error {
 			return err
 		}
 		if err := poll(ctx, time.Minute, func() error {
-			return exec.Run(first.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "--raw", "/readyz/etcd"))
+			_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
+			return err
 		}); err != nil {
 			return u.fail(ctx, "etcd healthy after joining "+n.name, first, err)
 		}
@@ -643,8 +645,8 @@ func (u *upRun) podNetwork(ctx context.Context) error {
 	first := u.withRole(topology.RoleServer)[0]
 	u.podCIDRs = map[string]string{}
 	err := poll(ctx, time.Minute, func() error {
-		out, err := exec.Output(first.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes",
-			"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`))
+		out, err := u.kubectl(ctx, "", "get", "nodes",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`)
 		if err != nil {
 			return err
 		}
@@ -714,8 +716,8 @@ func (u *upRun) nodesReady(ctx context.Context) error {
 	first := u.withRole(topology.RoleServer)[0]
 	want := len(u.kubeNodes())
 	err := poll(ctx, 3*time.Minute, func() error {
-		out, err := exec.Output(first.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes",
-			"-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`))
+		out, err := u.kubectl(ctx, "", "get", "nodes",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 		if err != nil {
 			return err
 		}
@@ -990,15 +992,6 @@ func poll(ctx context.Context, limit time.Duration, fn func() error) error {
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func sha(s string) string {
