@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/rackstate"
 )
 
 // ScenarioInput is everything one drill needs.
@@ -46,7 +48,26 @@ type ScenarioInput struct {
 	// Interval and Timeout of the sampler (the topology's spec.probes).
 	Interval time.Duration
 	Timeout  time.Duration
-	Log      logr.Logger
+	// Snapshot, when set, reads the rack's state in the steady state and again
+	// after the recovery: any difference left (a machine still down, the VIP
+	// on the BACKUP, a workload not restored) fails the drill.
+	Snapshot func(ctx context.Context) (rackstate.Snapshot, error)
+	// ResidueTimeout is how long the rack may take to look as it did.
+	ResidueTimeout time.Duration
+	// Dump, when set, writes what an SRE reads after a failed drill; it
+	// returns where.
+	Dump func(ctx context.Context, why string) (string, error)
+	// Phase, when set, is told each phase as the drill enters it (progress).
+	Phase func(phase string)
+	Log   logr.Logger
+}
+
+// Check is a promise of the drill beyond the matrix cells: the residue check,
+// the UPS drill's clean shutdown.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Outcome is what one drill observed.
@@ -55,6 +76,12 @@ type Outcome struct {
 	Timelines probe.Timelines  `json:"timelines"`
 	// SteadyAt is when every probe had been green for the settle window.
 	SteadyAt time.Time `json:"steadyAt"`
+	// Checks are the drill's other promises and how they went.
+	Checks []Check `json:"checks,omitempty"`
+	// Details the fault reports about itself (the UPS drill's halts).
+	Details any `json:"details,omitempty"`
+	// Dump is where the artifacts of a failed drill are.
+	Dump string `json:"dump,omitempty"`
 	// RevertErr is set when the fault could not be reverted: the rack is not
 	// in its steady state and `rackdrill recover` must finish the job.
 	RevertErr error `json:"-"`
@@ -63,6 +90,25 @@ type Outcome struct {
 // ErrNotSteady is returned when the rack was not green before the fault: nothing
 // was injected.
 var ErrNotSteady = errors.New("the rack is not in its steady state")
+
+// Failed reports whether the drill broke a promise: a broken cell or check.
+func (o *Outcome) Failed() bool {
+	if o.Result.Verdict == matrix.Broken {
+		return true
+	}
+	for _, c := range o.Checks {
+		if !c.OK {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *ScenarioInput) phase(p string) {
+	if in.Phase != nil {
+		in.Phase(p)
+	}
+}
 
 func (in *ScenarioInput) validate() error {
 	var missing []string
@@ -131,7 +177,14 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	}()
 
 	log.Info("waiting for the steady state", "settle", row.Settle.Duration)
-	steadyAt, err := waitGreen(ctx, sampler, in.probeNames(), row.Settle.Duration, row.Recovery.Duration+row.Settle.Duration)
+	in.phase("steady state")
+	// The data probe is red until its records are written, which needs the
+	// rest of the rack green: it joins once they are.
+	steadyProbes := in.probeNames()
+	if in.Data != nil {
+		steadyProbes = slices.DeleteFunc(steadyProbes, func(n string) bool { return n == in.Data.Name() })
+	}
+	steadyAt, err := waitGreen(ctx, sampler, steadyProbes, row.Settle.Duration, row.Recovery.Duration+row.Settle.Duration)
 	if err != nil {
 		return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
 	}
@@ -140,23 +193,60 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 		if err := in.Data.Write(ctx); err != nil {
 			return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
 		}
+		if _, err := waitGreen(ctx, sampler, in.probeNames(), 0, 30*time.Second); err != nil {
+			return out, fmt.Errorf("%w before %s: after writing the data records: %v", ErrNotSteady, row.Fault, err)
+		}
+	}
+	var before rackstate.Snapshot
+	if in.Snapshot != nil {
+		if before, err = in.Snapshot(ctx); err != nil {
+			return out, fmt.Errorf("%w before %s: state of the rack: %v", ErrNotSteady, row.Fault, err)
+		}
 	}
 	f, err := in.Build(ctx)
 	if err != nil {
 		return out, fmt.Errorf("build fault %s: %w", row.Fault, err)
 	}
 	marked := &markedFault{Recordable: f}
+	awaiter, _ := f.(fault.Awaiter)
+	holdFor := row.Observe.Duration + in.Timeout + row.Recovery.Duration
+	if awaiter != nil {
+		holdFor += awaiter.AwaitLimit()
+	}
 	var w matrix.Window
-	holdErr := in.Guard.Hold(ctx, marked, row.Observe.Duration+in.Timeout+row.Recovery.Duration, func(ctx context.Context) error {
+	in.phase("injecting")
+	holdErr := in.Guard.Hold(ctx, marked, holdFor, func(ctx context.Context) error {
 		log.Info("fault in place; observing", "observe", row.Observe.Duration)
+		in.phase("fault in place")
+		awaited := make(chan error, 1)
+		if awaiter != nil {
+			go func() { awaited <- awaiter.Await(ctx) }()
+		} else {
+			awaited <- nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(row.Observe.Duration):
 		}
+		aerr := <-awaited
+		if awaiter != nil {
+			c := Check{Name: row.Fault + " runs its course", OK: aerr == nil}
+			if aerr != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				c.Detail = aerr.Error()
+			}
+			out.Checks = append(out.Checks, c)
+		}
 		w.Revert = time.Now()
+		in.phase("reverting")
 		return nil
 	})
+	if d, ok := f.(interface{ Halts() []fault.HaltRecord }); ok {
+		out.Details = d.Halts()
+	}
 	w.Inject = marked.injectedAt
 	if w.Revert.IsZero() {
 		w.Revert = time.Now()
@@ -171,6 +261,7 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 		out.RevertErr = re
 	}
 	log.Info("fault reverted; waiting for recovery", "budget", row.Recovery.Duration)
+	in.phase("recovering")
 	// Recovery: until every probe is green (a short settle of its own), or the
 	// budget ends; the evaluation says which probe did not make it.
 	_, _ = waitGreen(ctx, sampler, in.probeNames(), 2*in.Interval+in.Timeout, row.Recovery.Duration)
@@ -178,6 +269,20 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	out.Timelines = stop()
 	stopped = true
 	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w, in.Deviations, in.Unprobed)
+	if in.Snapshot != nil && ctx.Err() == nil {
+		in.phase("residue check")
+		limit := in.ResidueTimeout
+		if limit <= 0 {
+			limit = 2 * time.Minute
+		}
+		diff, serr := rackstate.WaitSame(ctx, before, limit, in.Snapshot)
+		c := Check{Name: "residue: the rack as it was before the fault", OK: len(diff) == 0 && serr == nil}
+		if serr != nil {
+			diff = append(diff, "state of the rack: "+serr.Error())
+		}
+		c.Detail = strings.Join(diff, "; ")
+		out.Checks = append(out.Checks, c)
+	}
 	return out, errors.Join(holdErr, ctx.Err())
 }
 

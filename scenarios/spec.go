@@ -24,10 +24,25 @@ func ScenarioSpec(ctx context.Context, inputGetter func() ScenarioInput, record 
 			Skip("not applicable: " + input.NotApplicable)
 		}
 		out, err := Run(specCtx, input)
+		if (err != nil || out.Failed()) && input.Dump != nil {
+			why := "failed"
+			if err != nil {
+				why = err.Error()
+			}
+			dir, derr := input.Dump(context.WithoutCancel(specCtx), why)
+			if derr != nil {
+				GinkgoLogr.Error(derr, "dump of the failed drill is incomplete", "dir", dir)
+			}
+			out.Dump = dir
+			AddReportEntry("artifacts of the failed drill", dir)
+		}
 		record(out)
 		Expect(out.RevertErr).NotTo(HaveOccurred(), "the fault could not be reverted: run `rackdrill recover`")
 		Expect(err).NotTo(HaveOccurred())
 		Expect(out.Result.Verdict).NotTo(Equal(matrix.Broken), brokenCells(out.Result))
+		for _, c := range out.Checks {
+			Expect(c.OK).To(BeTrue(), "%s: %s", c.Name, c.Detail)
+		}
 	})
 }
 

@@ -51,9 +51,11 @@ still alive on this machine is left to that run (stop it with Ctrl-C: it reverts
 			// Faults are rebuilt against the provider they were injected through;
 			// the entries say which rack and provider that was.
 			var lister cluster.NodeLister
+			var kube fault.KubeClient
 			switch topology.ProviderName(entries[0].Provider) {
 			case topology.ProviderContainers, "":
-				lister = containers.NewProvider(entries[0].Rack, containers.WithLogger(log))
+				p := containers.NewProvider(entries[0].Rack, containers.WithLogger(log))
+				lister, kube = p, fault.KubeFrom(p, "")
 			default:
 				return fmt.Errorf("ledger entry %s: provider %q cannot recover yet", entries[0].ID, entries[0].Provider)
 			}
@@ -62,7 +64,7 @@ still alive on this machine is left to that run (stop it with Ctrl-C: it reverts
 					return fmt.Errorf("the ledger %s mixes racks (%s/%s and %s/%s): recover them one at a time", l.Dir(), entries[0].Provider, entries[0].Rack, e.Provider, e.Rack)
 				}
 			}
-			results, err := fault.Recover(ctx, l, fault.Env{Nodes: lister, Log: log})
+			results, err := fault.Recover(ctx, l, fault.Env{Nodes: lister, Kube: kube, Log: log})
 			for _, r := range results {
 				status := "reverted"
 				if r.Err != nil {

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -143,4 +144,19 @@ type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 // which on a real rack is wherever the user runs rackdrill.
 type InternetVantage interface {
 	InternetDialer(ctx context.Context) (Dialer, error)
+}
+
+// Halt is how a machine last went down.
+type Halt struct {
+	At time.Time `json:"at"`
+	// Clean: the machine's init reached poweroff (every service stopped),
+	// rather than losing power or being killed.
+	Clean  bool   `json:"clean"`
+	Detail string `json:"detail"`
+}
+
+// HaltReporter is a node that can tell how it last went down (the UPS drill
+// asserts clean halts). The containers provider reads it from Docker.
+type HaltReporter interface {
+	LastHalt(ctx context.Context) (Halt, error)
 }

@@ -38,7 +38,9 @@ type Recordable interface {
 // Env is what rebuilding a fault from the ledger may use.
 type Env struct {
 	Nodes cluster.NodeLister
-	Log   logr.Logger
+	// Kube reaches the rack's API, for faults on cluster objects.
+	Kube KubeClient
+	Log  logr.Logger
 }
 
 // Rebuilder turns a ledger entry's parameters back into the fault.

@@ -50,6 +50,10 @@ type Env struct {
 	Ledger     *fault.Ledger
 	Log        logr.Logger
 	Nodes      cluster.NodeLister
+	// Kube is a client of the rack's API through its control-plane endpoint.
+	Kube fault.KubeClient
+	// Progress, when set, is told each drill's phase as it enters it.
+	Progress func(fault, phase string)
 
 	mu       sync.Mutex
 	outcomes []scenarios.Outcome
@@ -119,7 +123,9 @@ func Load(log logr.Logger) (*Env, error) {
 func (e *Env) Connect(ctx context.Context) error {
 	switch e.Provider {
 	case topology.ProviderContainers:
-		e.Nodes = containers.NewProvider(e.Rack.Metadata.Name, containers.WithLogger(e.Log))
+		p := containers.NewProvider(e.Rack.Metadata.Name, containers.WithLogger(e.Log))
+		e.Nodes = p
+		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
 	default:
 		return fmt.Errorf("provider %s: not available in this version of rackdrill (the containers provider is)", e.Provider)
 	}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -315,3 +316,51 @@ func (c *execCmd) Run() error {
 	}
 	return nil
 }
+
+// systemdPoweroffExit is a node container's exit status when its systemd
+// powered off: reboot(2) in a PID namespace ends its init with SIGINT (128+2).
+// A docker kill ends it with SIGKILL (137).
+const systemdPoweroffExit = 130
+
+// LastHalt tells how the container last stopped: cleanly when systemd reached
+// poweroff (exit 130 and systemd's "Powering off." last in its console).
+func (n *node) LastHalt(ctx context.Context) (cluster.Halt, error) {
+	res, err := n.dc().ContainerInspect(ctx, n.id, client.ContainerInspectOptions{})
+	if err != nil {
+		return cluster.Halt{}, n.wrap("inspect", err)
+	}
+	st := res.Container.State
+	if st == nil || st.Running {
+		return cluster.Halt{}, fmt.Errorf("node %s is running: it has not halted", n.name)
+	}
+	h := cluster.Halt{Detail: fmt.Sprintf("exit status %d", st.ExitCode)}
+	if t, err := time.Parse(time.RFC3339Nano, st.FinishedAt); err == nil {
+		h.At = t
+	}
+	if st.OOMKilled {
+		h.Detail += ", killed for lack of memory"
+		return h, nil
+	}
+	if st.ExitCode != systemdPoweroffExit {
+		return h, nil
+	}
+	logs, err := n.dc().ContainerLogs(ctx, n.id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "20"})
+	if err != nil {
+		return h, n.wrap("read the console of", err)
+	}
+	defer logs.Close()
+	var out strings.Builder
+	if cfg := res.Container.Config; cfg != nil && cfg.Tty {
+		_, _ = io.Copy(&out, io.LimitReader(logs, 1<<20)) // a TTY's log is not multiplexed
+	} else {
+		_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(logs, 1<<20))
+	}
+	if strings.Contains(out.String(), "Powering off.") {
+		h.Clean, h.Detail = true, h.Detail+", systemd reached poweroff"
+	} else {
+		h.Detail += ", but systemd's console does not say it powered off"
+	}
+	return h, nil
+}
+
+var _ cluster.HaltReporter = (*node)(nil)

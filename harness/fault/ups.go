@@ -1,0 +1,277 @@
+package fault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
+)
+
+// Awaiter is a fault that runs a course of its own once injected: the UPS
+// drill, where the rack shuts itself down. The drill observes at least until
+// Await returns; its error is a promise of the fault that broke (an unclean
+// halt, the wrong order, past the budget).
+type Awaiter interface {
+	Await(ctx context.Context) error
+	// AwaitLimit bounds Await.
+	AwaitLimit() time.Duration
+}
+
+// UPSPowerLoss switches a NUT dummy-ups UPS to on-battery and then to low
+// battery, so that upsmon on the UPS master runs the rack's shutdown; Await
+// watches the machines halt, and Revert is the power coming back.
+type UPSPowerLoss struct {
+	name   string
+	master cluster.Node
+	stages [][]cluster.Node
+	params upsParams
+	// onBattery is when the UPS reported OB: the battery budget runs from it.
+	onBattery time.Time
+	halts     []HaltRecord
+}
+
+type upsParams struct {
+	Master string        `json:"master"`
+	UPS    string        `json:"ups"`
+	Stages [][]string    `json:"stages"`
+	Budget time.Duration `json:"budget"`
+}
+
+// HaltRecord is one machine's halt as the UPS drill saw it.
+type HaltRecord struct {
+	Node  string       `json:"node"`
+	Stage int          `json:"stage"` // 1-based; the master's is len(stages)+1
+	Down  time.Time    `json:"down"`  // when the harness first saw it stopped
+	Halt  cluster.Halt `json:"halt"`
+}
+
+var (
+	_ Recordable = (*UPSPowerLoss)(nil)
+	_ Awaiter    = (*UPSPowerLoss)(nil)
+)
+
+// NewUPSPowerLoss builds the power drill of UPS ups, whose upsmon runs on
+// master and halts stages in order, every machine within budget.
+func NewUPSPowerLoss(name string, master cluster.Node, ups string, stages [][]cluster.Node, budget time.Duration) *UPSPowerLoss {
+	f := &UPSPowerLoss{name: name, master: master, stages: stages,
+		params: upsParams{Master: master.Name(), UPS: ups, Budget: budget}}
+	for _, st := range stages {
+		var names []string
+		for _, n := range st {
+			names = append(names, n.Name())
+		}
+		f.params.Stages = append(f.params.Stages, names)
+	}
+	return f
+}
+
+func (f *UPSPowerLoss) Name() string { return f.name }
+
+// Halts are the halts Await saw, in the order they happened.
+func (f *UPSPowerLoss) Halts() []HaltRecord { return f.halts }
+
+func (f *UPSPowerLoss) devFile() string { return "/etc/nut/" + f.params.UPS + ".dev" }
+
+// setStatus rewrites ups.status and battery.charge in dummy-ups's state file,
+// which the driver reads again when it changes.
+func (f *UPSPowerLoss) setStatus(ctx context.Context, status string, charge int) error {
+	script := fmt.Sprintf(`sed -i -e 's/^ups.status:.*/ups.status: %s/' -e 's/^battery.charge:.*/battery.charge: %d/' %s`, status, charge, f.devFile())
+	return exec.Run(f.master.Command(ctx, "sh", "-c", script))
+}
+
+// upsStatus is what upsd reports, as upsmon sees it.
+func (f *UPSPowerLoss) upsStatus(ctx context.Context) (string, error) {
+	out, err := exec.Output(f.master.Command(ctx, "upsc", f.params.UPS+"@localhost", "ups.status"))
+	return strings.TrimSpace(string(out)), err
+}
+
+func (f *UPSPowerLoss) waitStatus(ctx context.Context, limit time.Duration, ok func(string) bool, want string) error {
+	deadline := time.Now().Add(limit)
+	var last string
+	for {
+		st, err := f.upsStatus(ctx)
+		if err == nil && ok(st) {
+			return nil
+		}
+		last = st
+		if err != nil {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("UPS %s on %s: still %q after %s, want %s", f.params.UPS, f.master.Name(), last, limit, want)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Inject: the mains fail (OB), then the battery runs low (OB LB), and upsmon,
+// the primary, forces the shutdown (FSD). Once upsmon has committed to it, the
+// state file goes back to OL: the master is off when the power returns, so the
+// UPS must already say "online" then, as a real one does when its output comes
+// back. upsmon does not abort a shutdown it has begun.
+func (f *UPSPowerLoss) Inject(ctx context.Context) error {
+	if err := f.setStatus(ctx, "OB", 60); err != nil {
+		return err
+	}
+	if err := f.waitStatus(ctx, 30*time.Second, func(s string) bool { return strings.Contains(s, "OB") }, "OB (on battery)"); err != nil {
+		return err
+	}
+	f.onBattery = time.Now()
+	if err := f.setStatus(ctx, "OB LB", 10); err != nil {
+		return err
+	}
+	if err := f.waitStatus(ctx, 60*time.Second, func(s string) bool { return strings.Contains(s, "FSD") }, "FSD (upsmon forcing the shutdown)"); err != nil {
+		return err
+	}
+	return f.setStatus(ctx, "OL", 10)
+}
+
+// AwaitLimit is the battery budget and a margin to see the last halt.
+func (f *UPSPowerLoss) AwaitLimit() time.Duration { return f.params.Budget + 30*time.Second }
+
+// Await watches every machine until it has halted (or the battery budget ends)
+// and checks the promises of the shutdown: every machine halted, cleanly, each
+// stage only after the one before it was down, the master last, all within the
+// battery budget counted from the loss of mains.
+func (f *UPSPowerLoss) Await(ctx context.Context) error {
+	start := f.onBattery
+	if start.IsZero() {
+		start = time.Now()
+	}
+	type watched struct {
+		n     cluster.Node
+		stage int
+	}
+	var all []watched
+	for i, st := range f.stages {
+		for _, n := range st {
+			all = append(all, watched{n, i + 1})
+		}
+	}
+	all = append(all, watched{f.master, len(f.stages) + 1})
+	down := map[string]time.Time{}
+	deadline := start.Add(f.params.Budget)
+	for len(down) < len(all) && time.Now().Before(deadline.Add(30*time.Second)) {
+		for _, w := range all {
+			if _, seen := down[w.n.Name()]; seen {
+				continue
+			}
+			if up, err := w.n.Running(ctx); err == nil && !up {
+				down[w.n.Name()] = time.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	var broken []string
+	f.halts = nil
+	for _, w := range all {
+		at, ok := down[w.n.Name()]
+		if !ok {
+			broken = append(broken, fmt.Sprintf("%s (stage %d) never halted within the battery budget %s", w.n.Name(), w.stage, f.params.Budget))
+			continue
+		}
+		rec := HaltRecord{Node: w.n.Name(), Stage: w.stage, Down: at}
+		if hr, ok := w.n.(cluster.HaltReporter); ok {
+			h, err := hr.LastHalt(ctx)
+			if err != nil {
+				broken = append(broken, fmt.Sprintf("%s: how it halted is unknown: %v", w.n.Name(), err))
+			} else if !h.Clean {
+				broken = append(broken, fmt.Sprintf("%s did not halt cleanly: %s", w.n.Name(), h.Detail))
+			}
+			rec.Halt = h
+			if !h.At.IsZero() {
+				rec.Down = h.At
+			}
+		}
+		if rec.Down.After(deadline) {
+			broken = append(broken, fmt.Sprintf("%s halted %s after the mains failed, past the battery budget %s",
+				w.n.Name(), rec.Down.Sub(start).Round(time.Second), f.params.Budget))
+		}
+		f.halts = append(f.halts, rec)
+	}
+	// Order: every machine of a stage down before any of a later stage.
+	for _, a := range f.halts {
+		for _, b := range f.halts {
+			if a.Stage < b.Stage && b.Down.Before(a.Down) {
+				broken = append(broken, fmt.Sprintf("%s (stage %d) halted %s before %s (stage %d)",
+					b.Node, b.Stage, a.Down.Sub(b.Down).Round(10*time.Millisecond), a.Node, a.Stage))
+			}
+		}
+	}
+	if len(broken) > 0 {
+		return fmt.Errorf("the rack's shutdown on UPS %s broke its promises: %s", f.params.UPS, strings.Join(broken, "; "))
+	}
+	return nil
+}
+
+// Revert is the power returning: the UPS master first (its UPS reporting OL
+// before upsmon starts), then every other machine in the shutdown's order.
+func (f *UPSPowerLoss) Revert(ctx context.Context) error {
+	if up, err := f.master.Running(ctx); err == nil && up {
+		if err := f.setStatus(ctx, "OL", 100); err != nil {
+			return err
+		}
+	} else {
+		if err := f.master.Start(ctx); err != nil {
+			return err
+		}
+		// The state file may still say OB LB when a run died before upsmon
+		// committed: set OL before the driver, which starts seconds later.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := f.setStatus(ctx, "OL", 100)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("UPS %s: set online after power-on: %w", f.params.UPS, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var errs []error
+	for _, st := range f.stages {
+		for _, n := range st {
+			errs = append(errs, n.Start(ctx))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Record implements Recordable.
+func (f *UPSPowerLoss) Record() (string, any) { return "ups-power-loss", f.params }
+
+func init() {
+	Register("ups-power-loss", func(ctx context.Context, env Env, name string, raw json.RawMessage) (Fault, error) {
+		var p upsParams
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("fault %s: %w", name, err)
+		}
+		masters, err := lookupNodes(ctx, env, p.Master)
+		if err != nil {
+			return nil, fmt.Errorf("fault %s: %w", name, err)
+		}
+		var stages [][]cluster.Node
+		for _, st := range p.Stages {
+			ns, err := lookupNodes(ctx, env, st...)
+			if err != nil {
+				return nil, fmt.Errorf("fault %s: %w", name, err)
+			}
+			stages = append(stages, ns)
+		}
+		return NewUPSPowerLoss(name, masters[0], p.UPS, stages, p.Budget), nil
+	})
+}

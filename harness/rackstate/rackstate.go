@@ -1,0 +1,154 @@
+// Package rackstate reads the state of a rack that drills care about, through
+// the provider's nodes and the rack's API: who holds the API VIP, which server
+// holds the etcd leader, and a snapshot of what must be the same before and
+// after a fault (the residue check). It also dumps what an SRE reads after a
+// failed drill. Every command it runs on a node only reads.
+package rackstate
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// VIPHolder returns the running node that has vip on one of its interfaces, or
+// "" when none has.
+func VIPHolder(ctx context.Context, nodes []cluster.Node, vip string) (string, error) {
+	if vip == "" {
+		return "", nil
+	}
+	holders := []string{}
+	for _, n := range nodes {
+		if !hasRole(n, topology.RoleLoadBalancer) {
+			continue
+		}
+		if up, err := n.Running(ctx); err != nil || !up {
+			continue
+		}
+		out, err := exec.Output(n.Command(ctx, "ip", "-4", "-o", "addr", "show"))
+		if err != nil {
+			return "", fmt.Errorf("addresses of %s: %w", n.Name(), err)
+		}
+		if strings.Contains(string(out), " "+vip+"/") {
+			holders = append(holders, n.Name())
+		}
+	}
+	switch len(holders) {
+	case 0:
+		return "", nil
+	case 1:
+		return holders[0], nil
+	}
+	// Two holders is split brain: VRRP failed; say so rather than pick one.
+	return strings.Join(holders, "+"), nil
+}
+
+func hasRole(n cluster.Node, r topology.Role) bool {
+	for _, have := range n.Roles() {
+		if have == r {
+			return true
+		}
+	}
+	return false
+}
+
+// EtcdMember is one member of the stacked etcd as etcdctl reports it.
+type EtcdMember struct {
+	Endpoint string `json:"endpoint"`
+	Node     string `json:"node"`
+	Leader   bool   `json:"leader"`
+	Version  string `json:"version"`
+	RaftTerm uint64 `json:"raftTerm"`
+	DBSize   int64  `json:"dbSize"`
+}
+
+// etcdctl is the command every server of a kubeadm rack can run against the
+// local etcd member, with kubeadm's health-check client certificate.
+func etcdctl(args ...string) []string {
+	return append([]string{"etcdctl", "--endpoints=https://127.0.0.1:2379",
+		"--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+		"--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+		"--command-timeout=5s"}, args...)
+}
+
+type endpointStatus struct {
+	Endpoint string `json:"Endpoint"`
+	Status   struct {
+		Header struct {
+			MemberID uint64 `json:"member_id"`
+		} `json:"header"`
+		Version  string `json:"version"`
+		DBSize   int64  `json:"dbSize"`
+		Leader   uint64 `json:"leader"`
+		RaftTerm uint64 `json:"raftTerm"`
+	} `json:"Status"`
+}
+
+// EtcdStatus asks the first running server for the status of every etcd member
+// (`etcdctl endpoint status --cluster`); members are named by the node whose
+// address their endpoint has.
+func EtcdStatus(ctx context.Context, nodes []cluster.Node) ([]EtcdMember, error) {
+	var errs []string
+	for _, n := range nodes {
+		if !hasRole(n, topology.RoleServer) {
+			continue
+		}
+		if up, err := n.Running(ctx); err != nil || !up {
+			continue
+		}
+		cmd := etcdctl("endpoint", "status", "--cluster", "-w", "json")
+		out, err := exec.Output(n.Command(ctx, cmd[0], cmd[1:]...))
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", n.Name(), err))
+			continue
+		}
+		var sts []endpointStatus
+		if err := json.Unmarshal(out, &sts); err != nil {
+			return nil, fmt.Errorf("etcdctl endpoint status on %s: %w", n.Name(), err)
+		}
+		var members []EtcdMember
+		for _, s := range sts {
+			m := EtcdMember{Endpoint: s.Endpoint, Version: s.Status.Version, RaftTerm: s.Status.RaftTerm, DBSize: s.Status.DBSize,
+				Leader: s.Status.Leader != 0 && s.Status.Leader == s.Status.Header.MemberID}
+			if u, err := url.Parse(s.Endpoint); err == nil {
+				host, _, _ := net.SplitHostPort(u.Host)
+				for _, o := range nodes {
+					if o.Addr().String() == host {
+						m.Node = o.Name()
+					}
+				}
+			}
+			members = append(members, m)
+		}
+		return members, nil
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("etcd status: no server is running")
+	}
+	return nil, fmt.Errorf("etcd status: %s", strings.Join(errs, "; "))
+}
+
+// EtcdLeader returns the node holding the etcd leader.
+func EtcdLeader(ctx context.Context, nodes []cluster.Node) (string, error) {
+	members, err := EtcdStatus(ctx, nodes)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range members {
+		if m.Leader {
+			if m.Node == "" {
+				return "", fmt.Errorf("the etcd leader %s is on no node of the rack", m.Endpoint)
+			}
+			return m.Node, nil
+		}
+	}
+	return "", fmt.Errorf("etcd has no leader (%d members answered)", len(members))
+}
