@@ -3,7 +3,7 @@
 # Common uses:
 #   make setup          install and start what rackdrill needs (Docker) on Debian
 #   make test           every test of the repo (unit, integration with Docker)
-#   make conformance    the conformance and chaos suites on the default lab (brought up if needed)
+#   make conformance    the conformance and chaos suites on the default lab (built if needed; KEEP=1 keeps it)
 #   make images         build the offline lab's images (cached: a second run takes seconds)
 #   make plan           what each fault would do to the default lab; touches nothing
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
@@ -79,11 +79,12 @@ down: ## remove the lab of TOPOLOGY
 	$(RACKDRILL) down --topology $(TOPOLOGY)
 
 .PHONY: conformance
-conformance: $(if $(filter-out containers,$(PROVIDER)),,lab) ## conformance and chaos suites on TOPOLOGY, reports in ARTIFACTS
-	@mkdir -p $(ARTIFACTS)
-	$(GINKGO) run --timeout 3h --output-dir $(ARTIFACTS) --junit-report junit.xml --json-report ginkgo.json \
-	  $(if $(LABELS),--label-filter '$(LABELS)') ./suites/conformance ./suites/chaos -- \
-	  --topology $(abspath $(TOPOLOGY)) --artifacts $(abspath $(ARTIFACTS)) $(if $(PROVIDER),--provider $(PROVIDER))
+# rackdrill run builds the images and the lab when they are missing, runs the
+# conformance suite then the chaos suite, writes junit.xml, run.json and
+# report.html into ARTIFACTS, and removes a lab it built unless KEEP=1.
+conformance: ## conformance and chaos suites on TOPOLOGY (the lab by default), reports in ARTIFACTS
+	$(RACKDRILL) run --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) \
+	  $(if $(LABELS),--label-filter '$(LABELS)') $(if $(filter 1,$(KEEP)),--keep)
 
 .PHONY: clean
 clean: ## remove build output and artifacts

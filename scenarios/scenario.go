@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -57,8 +58,10 @@ type ScenarioInput struct {
 	// Dump, when set, writes what an SRE reads after a failed drill; it
 	// returns where.
 	Dump func(ctx context.Context, why string) (string, error)
-	// Phase, when set, is told each phase as the drill enters it (progress).
+	// Phase, when set, is told each phase as the drill enters it; Live, each
+	// change of the probes' states (progress).
 	Phase func(phase string)
+	Live  func(states map[string]bool)
 	Log   logr.Logger
 }
 
@@ -176,6 +179,11 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 		}
 	}()
 
+	if in.Live != nil {
+		liveCtx, stopLive := context.WithCancel(ctx)
+		defer stopLive()
+		go watchLive(liveCtx, sampler, in.Live)
+	}
 	log.Info("waiting for the steady state", "settle", row.Settle.Duration)
 	in.phase("steady state")
 	// The data probe is red until its records are written, which needs the
@@ -184,7 +192,7 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	if in.Data != nil {
 		steadyProbes = slices.DeleteFunc(steadyProbes, func(n string) bool { return n == in.Data.Name() })
 	}
-	steadyAt, err := waitGreen(ctx, sampler, steadyProbes, row.Settle.Duration, row.Recovery.Duration+row.Settle.Duration)
+	steadyAt, err := waitGreen(ctx, sampler, steadyProbes, row.Settle.Duration, row.Recovery.Duration+row.Settle.Duration, time.Time{})
 	if err != nil {
 		return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
 	}
@@ -193,7 +201,7 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 		if err := in.Data.Write(ctx); err != nil {
 			return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
 		}
-		if _, err := waitGreen(ctx, sampler, in.probeNames(), 0, 30*time.Second); err != nil {
+		if _, err := waitGreen(ctx, sampler, in.probeNames(), 0, 30*time.Second, time.Time{}); err != nil {
 			return out, fmt.Errorf("%w before %s: after writing the data records: %v", ErrNotSteady, row.Fault, err)
 		}
 	}
@@ -264,7 +272,7 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	in.phase("recovering")
 	// Recovery: until every probe is green (a short settle of its own), or the
 	// budget ends; the evaluation says which probe did not make it.
-	_, _ = waitGreen(ctx, sampler, in.probeNames(), 2*in.Interval+in.Timeout, row.Recovery.Duration)
+	_, _ = waitGreen(ctx, sampler, in.probeNames(), 2*in.Interval+in.Timeout, row.Recovery.Duration, w.Revert)
 	w.End = time.Now()
 	out.Timelines = stop()
 	stopped = true
@@ -286,15 +294,16 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	return out, errors.Join(holdErr, ctx.Err())
 }
 
-// waitGreen waits until every probe has been green for settle, for at most
-// limit; it returns when that state began.
-func waitGreen(ctx context.Context, s *probe.Sampler, probes []string, settle, limit time.Duration) (time.Time, error) {
+// waitGreen waits until every probe has been green for settle, with a sample
+// taken after after (the revert: a slow probe must have looked again), for at
+// most limit; it returns when that state began.
+func waitGreen(ctx context.Context, s *probe.Sampler, probes []string, settle, limit time.Duration, after time.Time) (time.Time, error) {
 	deadline := time.Now().Add(limit)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		tl := s.Snapshot()
-		if since := tl.GreenSince(probes); !since.IsZero() && time.Since(since) >= settle {
+		if since := tl.GreenSince(probes); !since.IsZero() && time.Since(since) >= settle && sampledAfter(tl, probes, after) {
 			return since, nil
 		}
 		if time.Now().After(deadline) {
@@ -335,4 +344,43 @@ type markedFault struct {
 func (m *markedFault) Inject(ctx context.Context) error {
 	m.injectedAt = time.Now()
 	return m.Recordable.Inject(ctx)
+}
+
+// watchLive tells live each change of the probes' latest states.
+func watchLive(ctx context.Context, s *probe.Sampler, live func(map[string]bool)) {
+	var last string
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		states := map[string]bool{}
+		var key strings.Builder
+		for name, rs := range s.Snapshot() {
+			if len(rs) > 0 {
+				states[name] = rs[len(rs)-1].OK
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(states)) {
+			fmt.Fprintf(&key, "%s=%v ", name, states[name])
+		}
+		if key.String() != last {
+			last = key.String()
+			live(states)
+		}
+	}
+}
+
+// sampledAfter reports whether every probe has a sample taken after t.
+func sampledAfter(tl probe.Timelines, probes []string, t time.Time) bool {
+	for _, p := range probes {
+		rs := tl[p]
+		if len(rs) == 0 || !rs[len(rs)-1].At.After(t) {
+			return false
+		}
+	}
+	return true
 }

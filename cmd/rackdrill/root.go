@@ -45,6 +45,7 @@ every path, and reports which promises held.`,
 		newUpCommand(g),
 		newDownCommand(g),
 		newStatusCommand(g),
+		newRunCommand(g),
 	)
 	return root
 }

@@ -45,10 +45,15 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 		return dir, e.dump(ctx, dir)
 	}
 	in.Phase = func(p string) {
-		ginkgo.By(row.Fault + ": " + p)
+		if e.suite != "" { // inside ginkgo specs (RunSuite, RunInProcess)
+			ginkgo.By(row.Fault + ": " + p)
+		}
 		if e.Progress != nil {
 			e.Progress(row.Fault, p)
 		}
+	}
+	if e.Live != nil {
+		in.Live = func(states map[string]bool) { e.Live(row.Fault, states) }
 	}
 	return in, nil
 }

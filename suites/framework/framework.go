@@ -45,6 +45,7 @@ type Env struct {
 	Rack       *topology.Rack
 	Provider   topology.ProviderName
 	Matrix     *matrix.Matrix
+	MatrixFile string
 	Deviations *matrix.Deviations
 	Artifacts  string
 	Ledger     *fault.Ledger
@@ -52,17 +53,31 @@ type Env struct {
 	Nodes      cluster.NodeLister
 	// Kube is a client of the rack's API through its control-plane endpoint.
 	Kube fault.KubeClient
-	// Progress, when set, is told each drill's phase as it enters it.
+	// Progress, when set, is told each drill's phase as it enters it; Live,
+	// each change of the probes' states.
 	Progress func(fault, phase string)
+	Live     func(fault string, states map[string]bool)
 
+	suite    string
 	mu       sync.Mutex
 	outcomes []scenarios.Outcome
 	started  time.Time
 }
 
+// Options are the inputs of a run; empty fields take the defaults of the
+// suites' flags.
+type Options struct {
+	Topology, Provider, Artifacts, Matrix, Deviations string
+}
+
+func flagOptions() Options {
+	return Options{Topology: *topologyFlag, Provider: *providerFlag, Artifacts: *artifactsFlag,
+		Matrix: *matrixFlag, Deviations: *deviationsFlag}
+}
+
 // Load reads and checks every input of a suite. A bad input is an error naming
 // the file and field, before any spec runs.
-func Load(log logr.Logger) (*Env, error) {
+func Load(log logr.Logger, o Options) (*Env, error) {
 	root, err := lab.RepoRoot()
 	if err != nil {
 		return nil, err
@@ -76,12 +91,12 @@ func Load(log logr.Logger) (*Env, error) {
 		}
 		return v
 	}
-	artifacts := *artifactsFlag
+	artifacts := o.Artifacts
 	if artifacts == "" {
 		artifacts = os.Getenv("ARTIFACTS")
 	}
 	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now()}
-	r, warns, err := topology.Load(def(*topologyFlag, "kind-configs/lab.yaml"))
+	r, warns, err := topology.Load(def(o.Topology, "kind-configs/lab.yaml"))
 	if err != nil {
 		return nil, err
 	}
@@ -90,13 +105,14 @@ func Load(log logr.Logger) (*Env, error) {
 	}
 	env.Rack = r
 	env.Provider = r.Spec.Provider
-	if *providerFlag != "" {
-		env.Provider = topology.ProviderName(*providerFlag)
+	if o.Provider != "" {
+		env.Provider = topology.ProviderName(o.Provider)
 	}
-	if env.Matrix, err = matrix.Load(def(*matrixFlag, "scenarios/impact-matrix.yaml")); err != nil {
+	env.MatrixFile = def(o.Matrix, "scenarios/impact-matrix.yaml")
+	if env.Matrix, err = matrix.Load(env.MatrixFile); err != nil {
 		return nil, err
 	}
-	devPath := *deviationsFlag
+	devPath := o.Deviations
 	if devPath == "" {
 		candidate := filepath.Join(root, "scenarios", "deviations-"+string(env.Provider)+".yaml")
 		if _, err := os.Stat(candidate); err == nil {
@@ -172,35 +188,83 @@ type Run struct {
 	Drills     []scenarios.Outcome `json:"drills"`
 }
 
-// WriteRun writes <artifacts>/run-<suite>.json.
-func (e *Env) WriteRun(suite string) (string, error) {
+// WriteRun writes the run's drills to <artifacts>/name.
+func (e *Env) WriteRun(name string) (string, error) {
 	e.mu.Lock()
 	drills := append([]scenarios.Outcome(nil), e.outcomes...)
 	e.mu.Unlock()
 	sort.SliceStable(drills, func(i, j int) bool { return drills[i].SteadyAt.Before(drills[j].SteadyAt) })
 	run := Run{Rack: e.Rack.Metadata.Name, Provider: string(e.Provider), Kubernetes: e.Rack.Spec.Kubernetes.Version,
-		Suite: suite, Started: e.started, Finished: time.Now(), Drills: drills}
+		Suite: e.suite, Started: e.started, Finished: time.Now(), Drills: drills}
 	data, err := json.MarshalIndent(run, "", "  ")
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(e.Artifacts, "run-"+suite+".json")
+	p := filepath.Join(e.Artifacts, name)
 	return p, os.WriteFile(p, data, 0o644)
 }
 
-// RunSuite is a suite's entry point: it loads and checks the suite's inputs into
-// *env (before the spec tree is built, which reads it), then runs the specs with
-// their JUnit and JSON reports in the artifacts folder.
-func RunSuite(t *testing.T, suite string, env **Env) {
+var (
+	current *Env
+	// declared are the suites of this binary, in the order they run.
+	declared []declaredSuite
+)
+
+type declaredSuite struct {
+	name  string
+	order int
+	specs func()
+}
+
+// Declare adds a suite's specs, from its package's init. A run declares them
+// under one top-level container, ordered by order (conformance before chaos),
+// so that ginkgo keeps their order instead of shuffling top-level containers.
+func Declare(name string, order int, specs func()) {
+	declared = append(declared, declaredSuite{name, order, specs})
+	sort.SliceStable(declared, func(i, j int) bool { return declared[i].order < declared[j].order })
+}
+
+// Current is the Env of the run in progress: the suites' specs read it when
+// their tree is built, which is when the run starts.
+func Current() *Env {
+	if current == nil {
+		panic("framework: no run in progress (specs must be run through framework.RunSuite or framework.RunInProcess)")
+	}
+	return current
+}
+
+// RunSuite is a suite's entry point under go test and the ginkgo CLI: it loads
+// and checks the inputs from the flags, then runs the specs, with their JUnit
+// and JSON reports and run-<suite>.json in the artifacts folder.
+func RunSuite(t *testing.T, suite string) {
 	t.Helper()
 	gomega.RegisterFailHandler(ginkgo.Fail)
-	e, err := Load(ginkgo.GinkgoLogr)
+	e, err := Load(ginkgo.GinkgoLogr, flagOptions())
 	if err != nil {
 		t.Fatalf("%s suite: %v", suite, err)
 	}
-	*env = e
+	e.register(suite, "run-"+suite+".json")
 	sc, rc := ginkgo.GinkgoConfiguration()
 	ginkgo.RunSpecs(t, "rackdrill "+suite, sc, e.reporterConfig(suite, rc))
+}
+
+// register makes e the current run and adds the suite-level nodes: connect to
+// the rack before any spec, write the drills to runFile after the last.
+func (e *Env) register(suite, runFile string) {
+	current, e.suite = e, suite
+	// Ginkgo orders specs by code location: each suite gets its own, in the
+	// declared order, so that conformance runs before chaos.
+	for _, d := range declared {
+		ginkgo.Describe(d.name, types.CodeLocation{FileName: fmt.Sprintf("rackdrill suite %d (%s)", d.order, d.name), LineNumber: d.order}, d.specs)
+	}
+	ginkgo.BeforeSuite(func(ctx context.Context) {
+		gomega.Expect(e.Connect(ctx)).To(gomega.Succeed())
+	})
+	ginkgo.ReportAfterSuite("drills to "+runFile, func(ginkgo.Report) {
+		p, err := e.WriteRun(runFile)
+		gomega.Expect(err).NotTo(gomega.HaveOccurred())
+		ginkgo.GinkgoLogr.Info("drills recorded", "file", p)
+	})
 }
 
 // reporterConfig points ginkgo's JUnit and JSON reports into the artifacts
@@ -213,4 +277,49 @@ func (e *Env) reporterConfig(suite string, rc types.ReporterConfig) types.Report
 		rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo-"+suite+".json")
 	}
 	return rc
+}
+
+// RunConfig is a run of the suites inside this process (`rackdrill run`).
+type RunConfig struct {
+	Options
+	// Suites names what runs, for the reports ("conformance+chaos").
+	Suites string
+	// LabelFilter and Focus select specs as ginkgo's flags do.
+	LabelFilter string
+	Focus       []string
+	// Progress is told each drill's phase; Live each change of the probes.
+	Progress func(fault, phase string)
+	Live     func(fault string, states map[string]bool)
+	Timeout  time.Duration
+	Verbose  bool
+}
+
+// failer records a failure of RunSpecs outside go test.
+type failer struct{ failed bool }
+
+func (f *failer) Fail() { f.failed = true }
+
+// RunInProcess runs the specs of the imported suite packages against the rack of
+// cfg: junit.xml, ginkgo.json and run.json go into the artifacts folder. It
+// returns whether every spec passed.
+func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
+	e, err := Load(log, cfg.Options)
+	if err != nil {
+		return nil, false, err
+	}
+	e.Progress, e.Live = cfg.Progress, cfg.Live
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	e.register(cfg.Suites, "run.json")
+	sc, rc := ginkgo.GinkgoConfiguration()
+	sc.LabelFilter = cfg.LabelFilter
+	sc.FocusStrings = cfg.Focus
+	if cfg.Timeout > 0 {
+		sc.Timeout = cfg.Timeout
+	}
+	rc.Verbose = cfg.Verbose
+	rc.JUnitReport = filepath.Join(e.Artifacts, "junit.xml")
+	rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo.json")
+	f := &failer{}
+	ok := ginkgo.RunSpecs(f, "rackdrill "+cfg.Suites, sc, rc)
+	return e, ok && !f.failed, nil
 }

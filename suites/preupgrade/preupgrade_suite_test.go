@@ -1,12 +1,15 @@
-// Package preupgrade is what must hold before an upgrade of a real rack.
 package preupgrade
 
 import (
 	"testing"
 
+	"github.com/onsi/ginkgo/v2"
+
 	"rackdrill.dev/rackdrill/suites/framework"
 )
 
-var env *framework.Env
+// The ginkgo CLI passes its flags (--dry-run, --label-filter) only to packages
+// whose tests import ginkgo; without this it would run every spec.
+var _ = ginkgo.GinkgoT
 
-func TestPreupgrade(t *testing.T) { framework.RunSuite(t, "preupgrade", &env) }
+func TestPreupgrade(t *testing.T) { framework.RunSuite(t, "preupgrade") }

@@ -11,20 +11,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/probe/agent"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/internal/dockertest"
+	"rackdrill.dev/rackdrill/scenarios"
+	"rackdrill.dev/rackdrill/suites/framework"
 )
 
 // smokeRack is kind-configs/lab.yaml under another name and on other subnets,
 // so that the smoke test never meets a lab the user has up.
 func smokeRack(t *testing.T) *topology.Rack {
+	r, _ := smokeTopology(t)
+	return r
+}
+
+// smokeTopology is the smoke rack and its YAML.
+func smokeTopology(t *testing.T) (*topology.Rack, string) {
 	root, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -40,14 +50,14 @@ func smokeRack(t *testing.T) *topology.Rack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r, s
 }
 
 // TestIntegrationLabUp is the lab smoke test: `up` of the whole default rack on
 // the lab images, then what the lab promises, checked through the real paths.
 func TestIntegrationLabUp(t *testing.T) {
 	dockertest.Require(t)
-	r := smokeRack(t)
+	r, yaml := smokeTopology(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
 	root, _ := lab.RepoRoot()
@@ -186,6 +196,49 @@ func TestIntegrationLabUp(t *testing.T) {
 		if res := pr.Check(ctx); !res.OK {
 			t.Errorf("%s: %v", pr.Name(), res.Err)
 		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// Two drills of the chaos suite, as `rackdrill run` drills them: a server
+	// holding the etcd leader killed, and the tunnel client cut. Each must
+	// hold its matrix row (or a declared deviation), pass the residue check
+	// and leave the fault ledger empty.
+	topo := filepath.Join(artifacts, "lab-smoke.yaml")
+	if err := os.WriteFile(topo, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, err := framework.Load(testr.New(t), framework.Options{Topology: topo, Artifacts: artifacts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"server-kill-1", "tunnel-client-cut"} {
+		in, err := env.DrillInput(env.Matrix.Row(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out, err := scenarios.Run(ctx, in)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, c := range out.Result.Cells {
+			t.Logf("%s %-8s %-10s %s", name, c.Probe, c.Verdict, c.Why)
+		}
+		if out.Result.Verdict == matrix.Broken {
+			t.Errorf("%s: the matrix row is broken", name)
+		}
+		for _, c := range out.Checks {
+			if !c.OK {
+				t.Errorf("%s: %s: %s", name, c.Name, c.Detail)
+			}
+		}
+	}
+	if live, err := env.Ledger.Entries(); err != nil || len(live) > 0 {
+		t.Errorf("fault ledger after the drills: %v %v", live, err)
 	}
 }
 

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/report"
+	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/suites/framework"
+
+	// The suites' specs, declared by importing them.
+	_ "rackdrill.dev/rackdrill/suites/chaos"
+	_ "rackdrill.dev/rackdrill/suites/conformance"
+)
+
+func newRunCommand(g *globalOptions) *cobra.Command {
+	var (
+		labels    string
+		scenarios []string
+		keep      bool
+		timeout   time.Duration
+		verbose   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the conformance and chaos suites against the rack (the lab is built if it is not up)",
+		Long: `run checks the rack against its architecture (the conformance suite), then drills
+every fault of the impact matrix (the chaos suite), one at a time, each reverted
+whatever happens. With the containers provider it builds the lab's images and
+brings the lab up first when it is not up, and removes it at the end unless
+--keep (a lab that was already up is left up).
+
+It writes, into the artifacts folder: junit.xml, run.json (every drill with its
+probes' timelines and each cell's verdict) and report.html. While it runs it
+prints each drill's phase and every change of the probes' states.
+
+Exit status: 0 every promise held (or is a declared deviation), 1 a promise was
+broken, 2 bad input or a broken environment.`,
+		Example: `  rackdrill run
+  rackdrill run --scenario server-kill-1 --scenario tunnel-client-cut --keep
+  rackdrill run --label-filter 'conformance || (chaos && !power)'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			var focus []string
+			for _, s := range scenarios {
+				if !slices.Contains(fault.Names, s) {
+					return fmt.Errorf("--scenario %q: unknown scenario (known: %s)", s, strings.Join(fault.Names, ", "))
+				}
+				focus = append(focus, regexp.QuoteMeta(s)+": ")
+			}
+			if len(scenarios) > 0 && labels == "" {
+				labels = "chaos"
+			}
+			r, err := loadRack(g.topology, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			var p *containers.Provider
+			builtHere := false
+			if r.Spec.Provider == topology.ProviderContainers {
+				_, p, err = containersProvider(cmd, g, containers.WithProgress(out))
+				if err != nil {
+					return err
+				}
+				if builtHere, err = ensureLab(ctx, out, r, p); err != nil {
+					return err
+				}
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// From here on the specs handle Ctrl-C themselves: each fault is
+			// reverted by its guard, so the signal context is released.
+			stop()
+			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+			prog := &progress{w: out}
+			env, ok, err := framework.RunInProcess(framework.RunConfig{
+				Options:     framework.Options{Topology: g.topology, Artifacts: g.artifacts},
+				Suites:      "conformance+chaos",
+				LabelFilter: labels, Focus: focus, Timeout: timeout, Verbose: verbose,
+				Progress: prog.phase, Live: prog.live,
+			}, log)
+			if err != nil {
+				return err
+			}
+			html, rerr := report.WriteHTML(filepath.Join(env.Artifacts, "run.json"), filepath.Join(env.Artifacts, "report.html"))
+			if rerr != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", rerr)
+			} else {
+				fmt.Fprintf(out, "reports: %s, %s, %s\n", filepath.Join(env.Artifacts, "junit.xml"), filepath.Join(env.Artifacts, "run.json"), html)
+			}
+			if builtHere && !keep {
+				fmt.Fprintf(out, "removing the lab %s (it was built by this run; --keep keeps it)\n", r.Metadata.Name)
+				dctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				defer cancel()
+				if err := p.Down(dctx); err != nil {
+					return err
+				}
+			}
+			if !ok {
+				return &failedError{msg: "some promises were broken: see " + filepath.Join(env.Artifacts, "report.html")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&labels, "label-filter", "", "run the specs these labels select (conformance, chaos, disruptive, quorum, power)")
+	cmd.Flags().StringArrayVar(&scenarios, "scenario", nil, "drill only this matrix row (repeatable; implies --label-filter chaos unless given)")
+	cmd.Flags().BoolVar(&keep, "keep", os.Getenv("KEEP") == "1", "keep a lab this run built (default from KEEP=1)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
+	return cmd
+}
+
+// ensureLab builds the lab's images and brings the lab up when it is not up;
+// it reports whether it built the lab.
+func ensureLab(ctx context.Context, out io.Writer, r *topology.Rack, p *containers.Provider) (bool, error) {
+	nodes, err := p.Nodes(ctx)
+	if err != nil {
+		return false, err
+	}
+	if len(nodes) > 0 {
+		fmt.Fprintf(out, "rack %s is up already (%d machines): using it\n", r.Metadata.Name, len(nodes))
+		return false, nil
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return false, err
+	}
+	b, err := lab.NewBuilder(root, out)
+	if err != nil {
+		return false, err
+	}
+	fmt.Fprintln(out, "building the lab's images (seconds when they exist)")
+	if _, err := b.Build(ctx); err != nil {
+		return false, err
+	}
+	if err := p.Up(ctx, r); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// progress prints each drill's phase and the changes of its probes' states,
+// one line each, so that it reads the same in a terminal and in a CI log.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	fault string
+	cur   string
+}
+
+func (p *progress) stamp() string {
+	return time.Since(p.start).Round(time.Second).String()
+}
+
+func (p *progress) phase(f, phase string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fault != f {
+		p.fault, p.start = f, time.Now()
+		fmt.Fprintf(p.w, "\n== %s\n", f)
+	}
+	p.cur = phase
+	fmt.Fprintf(p.w, "[%s %6s] %s\n", f, p.stamp(), phase)
+}
+
+func (p *progress) live(f string, states map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	names := make([]string, 0, len(states))
+	for n := range states {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		mark := "up"
+		if !states[n] {
+			mark = "DOWN"
+		}
+		parts = append(parts, n+" "+mark)
+	}
+	fmt.Fprintf(p.w, "[%s %6s]   %-15s %s\n", f, p.stamp(), p.cur, strings.Join(parts, " · "))
+}
