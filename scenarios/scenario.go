@@ -53,6 +53,9 @@ type ScenarioInput struct {
 	// after the recovery: any difference left (a machine still down, the VIP
 	// on the BACKUP, a workload not restored) fails the drill.
 	Snapshot func(ctx context.Context) (rackstate.Snapshot, error)
+	// OnSteady, when set, is given the steady-state snapshot before the fault
+	// goes in (the framework keeps it for `rackdrill recover`).
+	OnSteady func(rackstate.Snapshot) error
 	// ResidueTimeout is how long the rack may take to look as it did.
 	ResidueTimeout time.Duration
 	// Dump, when set, writes what an SRE reads after a failed drill; it
@@ -209,6 +212,11 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	if in.Snapshot != nil {
 		if before, err = in.Snapshot(ctx); err != nil {
 			return out, fmt.Errorf("%w before %s: state of the rack: %v", ErrNotSteady, row.Fault, err)
+		}
+		if in.OnSteady != nil {
+			if err := in.OnSteady(before); err != nil {
+				return out, fmt.Errorf("keep the steady state before %s: %w", row.Fault, err)
+			}
 		}
 	}
 	f, err := in.Build(ctx)

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -13,6 +17,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -20,13 +25,18 @@ import (
 func ledgerDir(artifacts string) string { return filepath.Join(artifacts, "ledger") }
 
 func newRecoverCommand(g *globalOptions) *cobra.Command {
-	var timeout time.Duration
+	var timeout, residueTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "recover",
 		Short: "Revert every fault a killed or crashed run left in the fault ledger",
 		Long: `recover reads the fault ledger (<artifacts>/ledger) and reverts every fault it
 holds, oldest first, clearing each one that reverted. A fault held by a run that is
-still alive on this machine is left to that run (stop it with Ctrl-C: it reverts).`,
+still alive on this machine is left to that run (stop it with Ctrl-C: it reverts).
+
+When the run that left the faults had kept its steady state (<artifacts>/
+steady-state.json), recover then waits until the rack is as it was before the
+fault (machines, VIP holder, etcd members, workloads, no harness leftovers) and
+prints what still differs; that is exit status 1.`,
 		Example: `  rackdrill recover
   rackdrill recover --artifacts /var/tmp/nightly`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -76,9 +86,53 @@ still alive on this machine is left to that run (stop it with Ctrl-C: it reverts
 			if err != nil {
 				return fmt.Errorf("some faults are still in place (kept in %s): %w", l.Dir(), err)
 			}
-			return nil
+			return residueAfterRecover(ctx, out, g.artifacts, lister, kube, residueTimeout)
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	cmd.Flags().DurationVar(&residueTimeout, "residue-timeout", 5*time.Minute, "how long the rack may take to look as it did before the fault")
 	return cmd
+}
+
+// residueAfterRecover compares the rack with the steady state the interrupted
+// run kept before its fault, waiting for the rack to settle.
+func residueAfterRecover(ctx context.Context, out io.Writer, artifacts string, nodes cluster.NodeLister, kube fault.KubeClient, limit time.Duration) error {
+	path := rackstate.SteadyFile(artifacts)
+	steady, err := rackstate.LoadSteady(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(out, "no steady state was kept by that run: the residue check is left to the next run")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r, err := loadRack(steady.Topology, io.Discard)
+	if err != nil {
+		return fmt.Errorf("residue check: the steady state %s names topology %s: %w", path, steady.Topology, err)
+	}
+	fmt.Fprintf(out, "residue check: waiting up to %s for rack %s to be as it was before %s (%s)\n",
+		limit, r.Metadata.Name, steady.Fault, steady.Taken.Format(time.RFC3339))
+	take := func(ctx context.Context) (rackstate.Snapshot, error) {
+		ns, err := nodes.Nodes(ctx)
+		if err != nil {
+			return rackstate.Snapshot{}, err
+		}
+		cs, err := kube(ctx)
+		if err != nil {
+			return rackstate.Snapshot{}, err
+		}
+		return rackstate.Take(ctx, r, ns, cs)
+	}
+	diff, err := rackstate.WaitSame(ctx, steady.Snapshot, limit, take)
+	if err != nil {
+		diff = append(diff, "state of the rack: "+err.Error())
+	}
+	if len(diff) > 0 {
+		for _, d := range diff {
+			fmt.Fprintln(out, "  "+d)
+		}
+		return &failedError{msg: fmt.Sprintf("rack %s is not as it was before %s", r.Metadata.Name, steady.Fault)}
+	}
+	fmt.Fprintf(out, "residue check passed: rack %s is as it was before %s\n", r.Metadata.Name, steady.Fault)
+	return os.Remove(path)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -26,9 +27,16 @@ type Agents struct {
 	next int
 }
 
+// agentDialTimeout bounds the connection to one agent: on the rack's LAN a
+// live node accepts in a millisecond, and a dead one never answers (no RST),
+// so without it the first dead node would take the whole probe timeout.
+const agentDialTimeout = 500 * time.Millisecond
+
 // NewAgents returns a client of the agents at endpoints (host:port).
 func NewAgents(endpoints []string) *Agents {
-	return &Agents{endpoints: endpoints, client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	dialer := &net.Dialer{Timeout: agentDialTimeout}
+	return &Agents{endpoints: endpoints, client: &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true, DialContext: dialer.DialContext}}}
 }
 
 // call asks the agents until one answers; a Report from an agent is final (it
@@ -51,6 +59,12 @@ func (a *Agents) call(ctx context.Context, method, path string, body []byte) (ag
 		resp, err := a.client.Do(req)
 		if err != nil {
 			errs = append(errs, err)
+			// The next call starts past this node.
+			a.mu.Lock()
+			if a.next == idx {
+				a.next = (idx + 1) % len(a.endpoints)
+			}
+			a.mu.Unlock()
 			if ctx.Err() != nil {
 				break
 			}

@@ -2,7 +2,10 @@ package rackstate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -191,4 +194,39 @@ func WaitSame(ctx context.Context, before Snapshot, timeout time.Duration, take 
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// Steady is the snapshot of a rack's steady state taken before a fault, kept
+// in the artifacts folder so that `rackdrill recover` can check, after a killed
+// run, that the rack is as it was.
+type Steady struct {
+	Topology string    `json:"topology"`
+	Fault    string    `json:"fault"`
+	Taken    time.Time `json:"taken"`
+	Snapshot Snapshot  `json:"snapshot"`
+}
+
+// SteadyFile is where a run keeps the steady state of its current drill.
+func SteadyFile(artifacts string) string { return filepath.Join(artifacts, "steady-state.json") }
+
+// SaveSteady writes s to path.
+func SaveSteady(path string, s Steady) error {
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+// LoadSteady reads what SaveSteady wrote.
+func LoadSteady(path string) (Steady, error) {
+	var s Steady
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
 }

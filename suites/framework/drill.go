@@ -40,6 +40,10 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	}
 	in.Build = func(ctx context.Context) (fault.Recordable, error) { return e.buildFault(ctx, row.Fault, plan) }
 	in.Snapshot = e.snapshot
+	in.OnSteady = func(s rackstate.Snapshot) error {
+		return rackstate.SaveSteady(rackstate.SteadyFile(e.Artifacts),
+			rackstate.Steady{Topology: e.TopologyFile, Fault: row.Fault, Taken: time.Now(), Snapshot: s})
+	}
 	in.Dump = func(ctx context.Context, why string) (string, error) {
 		dir := filepath.Join(e.Artifacts, "dumps", row.Fault)
 		return dir, e.dump(ctx, dir)

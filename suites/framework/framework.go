@@ -46,6 +46,8 @@ type Env struct {
 	Provider   topology.ProviderName
 	Matrix     *matrix.Matrix
 	MatrixFile string
+	// TopologyFile is the absolute path of the topology.
+	TopologyFile string
 	Deviations *matrix.Deviations
 	Artifacts  string
 	Ledger     *fault.Ledger
@@ -96,7 +98,8 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 		artifacts = os.Getenv("ARTIFACTS")
 	}
 	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now()}
-	r, warns, err := topology.Load(def(o.Topology, "kind-configs/lab.yaml"))
+	env.TopologyFile = def(o.Topology, "kind-configs/lab.yaml")
+	r, warns, err := topology.Load(env.TopologyFile)
 	if err != nil {
 		return nil, err
 	}
