@@ -48,11 +48,11 @@ type Env struct {
 	MatrixFile string
 	// TopologyFile is the absolute path of the topology.
 	TopologyFile string
-	Deviations *matrix.Deviations
-	Artifacts  string
-	Ledger     *fault.Ledger
-	Log        logr.Logger
-	Nodes      cluster.NodeLister
+	Deviations   *matrix.Deviations
+	Artifacts    string
+	Ledger       *fault.Ledger
+	Log          logr.Logger
+	Nodes        cluster.NodeLister
 	// Kube is a client of the rack's API through its control-plane endpoint.
 	Kube fault.KubeClient
 	// Progress, when set, is told each drill's phase as it enters it; Live,
