@@ -230,6 +230,14 @@ func TestIntegrationLabUp(t *testing.T) {
 		}
 		if out.Result.Verdict == matrix.Broken {
 			t.Errorf("%s: the matrix row is broken", name)
+			for p, rs := range out.Timelines {
+				for _, r := range rs {
+					if !r.OK && r.At.After(out.Result.Window.Inject) {
+						t.Logf("%s: first failure of %s at +%s: %v", name, p, r.At.Sub(out.Result.Window.Inject).Round(time.Millisecond), r.Err)
+						break
+					}
+				}
+			}
 		}
 		for _, c := range out.Checks {
 			if !c.OK {

@@ -119,6 +119,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"join the workers", u.joinWorkers},
 		{"configure pod networking (ptp, routes)", u.podNetwork},
 		{"wait for every node Ready", u.nodesReady},
+		{"spread CoreDNS over the nodes", u.spreadDNS},
 		{"install MetalLB (layer 2)", u.metallb},
 		{"install the ingress controller", u.ingress},
 		{"deploy the probe workloads and the demo app", u.workloads},
@@ -729,6 +730,25 @@ func (u *upRun) nodesReady(ctx context.Context) error {
 	})
 	if err != nil {
 		return u.fail(ctx, "nodes Ready", first, err)
+	}
+	return nil
+}
+
+// spreadDNS makes CoreDNS's replicas run on distinct nodes. kubeadm deploys
+// them when the first server is the only node, so both land there (their
+// anti-affinity is only preferred), and losing that server would take the
+// cluster's DNS with it until the pods are evicted five minutes later: every
+// pod-to-Service call by name would fail. A careful operator spreads them; the
+// lab does.
+func (u *upRun) spreadDNS(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	patch := `{"spec":{"template":{"spec":{"affinity":{"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":` +
+		`[{"labelSelector":{"matchLabels":{"k8s-app":"kube-dns"}},"topologyKey":"kubernetes.io/hostname"}]}}}}}}`
+	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "patch", "deployment", "coredns", "--type", "strategic", "-p", patch); err != nil {
+		return u.fail(ctx, "patch CoreDNS's anti-affinity", first, err)
+	}
+	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout", "3m"); err != nil {
+		return u.fail(ctx, "CoreDNS on distinct nodes", first, err)
 	}
 	return nil
 }
