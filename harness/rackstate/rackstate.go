@@ -1,8 +1,3 @@
-// Package rackstate reads the state of a rack that drills care about, through
-// the provider's nodes and the rack's API: who holds the API VIP, which server
-// holds the etcd leader, and a snapshot of what must be the same before and
-// after a fault (the residue check). It also dumps what an SRE reads after a
-// failed drill. Every command it runs on a node only reads.
 package rackstate
 
 import (
@@ -11,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
@@ -26,7 +22,7 @@ func VIPHolder(ctx context.Context, nodes []cluster.Node, vip string) (string, e
 	}
 	holders := []string{}
 	for _, n := range nodes {
-		if !hasRole(n, topology.RoleLoadBalancer) {
+		if !slices.Contains(n.Roles(), topology.RoleLoadBalancer) {
 			continue
 		}
 		if up, err := n.Running(ctx); err != nil || !up {
@@ -48,15 +44,6 @@ func VIPHolder(ctx context.Context, nodes []cluster.Node, vip string) (string, e
 	}
 	// Two holders is split brain: VRRP failed; say so rather than pick one.
 	return strings.Join(holders, "+"), nil
-}
-
-func hasRole(n cluster.Node, r topology.Role) bool {
-	for _, have := range n.Roles() {
-		if have == r {
-			return true
-		}
-	}
-	return false
 }
 
 // EtcdMember is one member of the stacked etcd as etcdctl reports it.
@@ -98,7 +85,7 @@ type endpointStatus struct {
 func EtcdStatus(ctx context.Context, nodes []cluster.Node) ([]EtcdMember, error) {
 	var errs []string
 	for _, n := range nodes {
-		if !hasRole(n, topology.RoleServer) {
+		if !slices.Contains(n.Roles(), topology.RoleServer) {
 			continue
 		}
 		if up, err := n.Running(ctx); err != nil || !up {
