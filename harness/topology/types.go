@@ -222,6 +222,9 @@ type Ingress struct {
 	DaemonSet bool   `json:"daemonSet,omitempty"`
 	Namespace string `json:"namespace,omitempty"`
 	Service   string `json:"service,omitempty"`
+	// CertMinValidity is how long the certificates of the Ingresses' TLS
+	// secrets must still be valid (conformance fails under it; default 14 days).
+	CertMinValidity metav1.Duration `json:"certMinValidity,omitempty"`
 }
 
 // TunnelType is how the rack is exposed to the Internet.

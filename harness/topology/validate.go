@@ -348,6 +348,9 @@ func (v *validator) ingress() {
 	if !slices.Contains(knownControllers, in.Controller) {
 		v.add(field.NotSupported(p.Child("controller"), in.Controller, knownControllers))
 	}
+	if in.CertMinValidity.Duration < 0 {
+		v.add(field.Invalid(p.Child("certMinValidity"), in.CertMinValidity.Duration.String(), "must not be negative"))
+	}
 	ip, err := netip.ParseAddr(in.IP)
 	if err != nil {
 		v.add(field.Invalid(p.Child("ip"), in.IP, "must be an IP address"))
