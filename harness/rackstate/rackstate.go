@@ -56,9 +56,9 @@ type EtcdMember struct {
 	DBSize   int64  `json:"dbSize"`
 }
 
-// etcdctl is the command every server of a kubeadm rack can run against the
+// Etcdctl is the command every server of a kubeadm rack can run against the
 // local etcd member, with kubeadm's health-check client certificate.
-func etcdctl(args ...string) []string {
+func Etcdctl(args ...string) []string {
 	return append([]string{"etcdctl", "--endpoints=https://127.0.0.1:2379",
 		"--cacert=/etc/kubernetes/pki/etcd/ca.crt",
 		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
@@ -91,7 +91,7 @@ func EtcdStatus(ctx context.Context, nodes []cluster.Node) ([]EtcdMember, error)
 		if up, err := n.Running(ctx); err != nil || !up {
 			continue
 		}
-		cmd := etcdctl("endpoint", "status", "--cluster", "-w", "json")
+		cmd := Etcdctl("endpoint", "status", "--cluster", "-w", "json")
 		out, err := exec.Output(n.Command(ctx, cmd[0], cmd[1:]...))
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", n.Name(), err))
