@@ -519,3 +519,23 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	}
 	return os.WriteFile(dst, data, mode)
 }
+
+// etcdutlBuild is etcdutl for this machine: preflight verifies the etcd
+// snapshot it copies into the artifacts folder with it (`snapshot status`).
+// The release's etcdutl module goes with the etcdctl of the node image.
+var etcdutlBuild = &GoBuild{
+	Name: "etcdutl", GoDirective: "1.24",
+	Require:  []string{"go.etcd.io/etcd/etcdutl/v3 " + etcdctlVersion},
+	Packages: []string{"go.etcd.io/etcd/etcdutl/v3"},
+	LDFlags:  "-s -w",
+}
+
+// Etcdutl returns the path of etcdutl, built from the Go module proxy on first
+// use and cached by its inputs' hash.
+func (b *Builder) Etcdutl(ctx context.Context) (string, error) {
+	dir, err := b.binaries(ctx, "etcdutl", etcdutlBuild)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "etcdutl"), nil
+}
