@@ -6,6 +6,7 @@
 #   make conformance    the conformance and chaos suites on the default lab (built if needed; KEEP=1 keeps it)
 #   make images         build the offline lab's images (cached: a second run takes seconds)
 #   make plan           what each fault would do to the default lab; touches nothing
+#   make preflight TO=v1.34.x   is the running rack safe to upgrade? (conformance + pre-upgrade checks)
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
 
 SHELL := bash
@@ -85,6 +86,11 @@ down: ## remove the lab of TOPOLOGY
 conformance: ## conformance and chaos suites on TOPOLOGY (the lab by default), reports in ARTIFACTS
 	$(RACKDRILL) run --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) \
 	  $(if $(LABELS),--label-filter '$(LABELS)') $(if $(filter 1,$(KEEP)),--keep)
+
+.PHONY: preflight
+preflight: ## pre-upgrade checks of the running rack towards TO (e.g. TO=v1.34.x); read-only
+	@test -n "$(TO)" || { echo "preflight: give the target release, e.g. make preflight TO=v1.34.x"; exit 2; }
+	$(RACKDRILL) preflight --to $(TO) --topology $(TOPOLOGY) --artifacts $(ARTIFACTS)
 
 .PHONY: clean
 clean: ## remove build output and artifacts

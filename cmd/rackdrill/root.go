@@ -46,6 +46,7 @@ every path, and reports which promises held.`,
 		newDownCommand(g),
 		newStatusCommand(g),
 		newRunCommand(g),
+		newPreflightCommand(g),
 	)
 	return root
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/report"
@@ -27,6 +28,7 @@ import (
 	// The suites' specs, declared by importing them.
 	_ "rackdrill.dev/rackdrill/suites/chaos"
 	_ "rackdrill.dev/rackdrill/suites/conformance"
+	_ "rackdrill.dev/rackdrill/suites/preupgrade"
 )
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -67,6 +69,10 @@ broken, 2 bad input or a broken environment.`,
 			if len(scenarios) > 0 && labels == "" {
 				labels = "chaos"
 			}
+			if labels == "" {
+				// The pre-upgrade checks need a target release: rackdrill preflight.
+				labels = "!preupgrade"
+			}
 			r, err := loadRack(g.topology, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -96,7 +102,7 @@ broken, 2 bad input or a broken environment.`,
 				Options:     framework.Options{Topology: g.topology, Artifacts: g.artifacts},
 				Suites:      "conformance+chaos",
 				LabelFilter: labels, Focus: focus, Timeout: timeout, Verbose: verbose,
-				Progress: prog.phase, Live: prog.live,
+				Progress: prog.phase, Live: prog.live, Checked: prog.checked,
 			}, log)
 			if err != nil {
 				return err
@@ -200,4 +206,19 @@ func (p *progress) live(f string, states map[string]bool) {
 		parts = append(parts, n+" "+mark)
 	}
 	fmt.Fprintf(p.w, "[%s %6s]   %-15s %s\n", f, p.stamp(), p.cur, strings.Join(parts, " · "))
+}
+
+// checked prints a conformance or pre-upgrade check's result in a line (the
+// failure's message under it).
+func (p *progress) checked(r conform.Result) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case r.Skipped != "":
+		fmt.Fprintf(p.w, "[%s] skip  %s: %s\n", r.Family, r.Check, r.Skipped)
+	case r.Passed:
+		fmt.Fprintf(p.w, "[%s] ok    %s: %s\n", r.Family, r.Check, r.Observed)
+	default:
+		fmt.Fprintf(p.w, "[%s] FAIL  %s\n        %s\n", r.Family, r.Check, strings.ReplaceAll(r.Error, "\n", "\n        "))
+	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
@@ -38,6 +39,7 @@ var (
 	artifactsFlag  = flag.String("artifacts", "", "folder for reports and the fault ledger (default _artifacts, or $ARTIFACTS)")
 	matrixFlag     = flag.String("matrix", "", "impact matrix (default scenarios/impact-matrix.yaml)")
 	deviationsFlag = flag.String("deviations", "", "known deviations overlay (default scenarios/deviations-<provider>.yaml if it exists)")
+	toFlag         = flag.String("to", "", "the release an upgrade goes to, for the pre-upgrade suite (v1.34.x)")
 )
 
 // Env is a suite's view of the rack under test.
@@ -59,10 +61,16 @@ type Env struct {
 	// each change of the probes' states.
 	Progress func(fault, phase string)
 	Live     func(fault string, states map[string]bool)
+	// UpgradeTo is the release the pre-upgrade suite checks an upgrade to.
+	UpgradeTo string
+	// Checked, when set, is told each check's result as it ends.
+	Checked func(conform.Result)
 
 	suite    string
+	target   targetCache
 	mu       sync.Mutex
 	outcomes []scenarios.Outcome
+	checks   []conform.Result
 	started  time.Time
 }
 
@@ -70,11 +78,13 @@ type Env struct {
 // suites' flags.
 type Options struct {
 	Topology, Provider, Artifacts, Matrix, Deviations string
+	// UpgradeTo is the target release of the pre-upgrade suite.
+	UpgradeTo string
 }
 
 func flagOptions() Options {
 	return Options{Topology: *topologyFlag, Provider: *providerFlag, Artifacts: *artifactsFlag,
-		Matrix: *matrixFlag, Deviations: *deviationsFlag}
+		Matrix: *matrixFlag, Deviations: *deviationsFlag, UpgradeTo: *toFlag}
 }
 
 // Load reads and checks every input of a suite. A bad input is an error naming
@@ -97,7 +107,7 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	if artifacts == "" {
 		artifacts = os.Getenv("ARTIFACTS")
 	}
-	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now()}
+	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now(), UpgradeTo: o.UpgradeTo}
 	env.TopologyFile = def(o.Topology, "kind-configs/lab.yaml")
 	r, warns, err := topology.Load(env.TopologyFile)
 	if err != nil {
@@ -189,16 +199,19 @@ type Run struct {
 	Started    time.Time           `json:"started"`
 	Finished   time.Time           `json:"finished"`
 	Drills     []scenarios.Outcome `json:"drills"`
+	// Checks are the conformance and pre-upgrade checks, in the order they ran.
+	Checks []conform.Result `json:"checks,omitempty"`
 }
 
 // WriteRun writes the run's drills to <artifacts>/name.
 func (e *Env) WriteRun(name string) (string, error) {
 	e.mu.Lock()
 	drills := append([]scenarios.Outcome(nil), e.outcomes...)
+	checks := append([]conform.Result(nil), e.checks...)
 	e.mu.Unlock()
 	sort.SliceStable(drills, func(i, j int) bool { return drills[i].SteadyAt.Before(drills[j].SteadyAt) })
 	run := Run{Rack: e.Rack.Metadata.Name, Provider: string(e.Provider), Kubernetes: e.Rack.Spec.Kubernetes.Version,
-		Suite: e.suite, Started: e.started, Finished: time.Now(), Drills: drills}
+		Suite: e.suite, Started: e.started, Finished: time.Now(), Drills: drills, Checks: checks}
 	data, err := json.MarshalIndent(run, "", "  ")
 	if err != nil {
 		return "", err
@@ -258,7 +271,10 @@ func (e *Env) register(suite, runFile string) {
 	// Ginkgo orders specs by code location: each suite gets its own, in the
 	// declared order, so that conformance runs before chaos.
 	for _, d := range declared {
-		ginkgo.Describe(d.name, types.CodeLocation{FileName: fmt.Sprintf("rackdrill suite %d (%s)", d.order, d.name), LineNumber: d.order}, d.specs)
+		// Ginkgo shuffles top-level containers, then runs the higher
+		// priorities first: the declared order is kept whatever the seed.
+		ginkgo.Describe(d.name, types.CodeLocation{FileName: fmt.Sprintf("rackdrill suite %d (%s)", d.order, d.name), LineNumber: d.order},
+			ginkgo.SpecPriority(100-d.order), d.specs)
 	}
 	ginkgo.BeforeSuite(func(ctx context.Context) {
 		gomega.Expect(e.Connect(ctx)).To(gomega.Succeed())
@@ -293,8 +309,10 @@ type RunConfig struct {
 	// Progress is told each drill's phase; Live each change of the probes.
 	Progress func(fault, phase string)
 	Live     func(fault string, states map[string]bool)
-	Timeout  time.Duration
-	Verbose  bool
+	// Checked is told each conformance or pre-upgrade check's result.
+	Checked func(conform.Result)
+	Timeout time.Duration
+	Verbose bool
 }
 
 // failer records a failure of RunSpecs outside go test.
@@ -310,7 +328,7 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	e.Progress, e.Live = cfg.Progress, cfg.Live
+	e.Progress, e.Live, e.Checked = cfg.Progress, cfg.Live, cfg.Checked
 	gomega.RegisterFailHandler(ginkgo.Fail)
 	e.register(cfg.Suites, "run.json")
 	sc, rc := ginkgo.GinkgoConfiguration()

@@ -13,7 +13,8 @@ import (
 // TestSuiteWiring runs the real ginkgo CLI over the suites in dry-run mode (no
 // rack needed: specs are listed, not run) and checks that the labels select
 // what a user expects: every matrix row in chaos, only the quorum row with
-// "quorum", only the power drill with "power".
+// "quorum", only the power drill with "power", each conformance check under
+// its family and with the topology field it checks in its name.
 func TestSuiteWiring(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles the suites: not in -short")
@@ -35,7 +36,9 @@ func TestSuiteWiring(t *testing.T) {
 		{"quorum", "chaos", 1, 10, []string{"server-kill-2: two servers killed (etcd quorum lost)"}},
 		{"power", "chaos", 1, 10, []string{"ups-power-loss"}},
 		{"disruptive && !quorum && !power", "chaos", 8, 10, []string{"nfs-lost"}},
-		{"conformance", "conformance", 1, 1, []string{"every machine of spec.nodes"}},
+		{"conformance", "conformance", 23, 23, []string{"every machine of spec.nodes", "[spec.ingress.ip]", "[spec.controlPlane.tlsSANs]"}},
+		{"ups", "conformance", 1, 23, []string{"the NUT server answers"}},
+		{"preupgrade", "preupgrade", 5, 5, []string{"every node can be drained [spec.nodes]", "an etcd snapshot is saved"}},
 	} {
 		// A dry run runs no spec; the topology of a rack that is never up makes
 		// sure of it should the CLI ever not pass --dry-run through.

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"rackdrill.dev/rackdrill/harness/preflight"
+	"rackdrill.dev/rackdrill/harness/report"
+	"rackdrill.dev/rackdrill/suites/framework"
+)
+
+func newPreflightCommand(g *globalOptions) *cobra.Command {
+	var (
+		to      string
+		timeout time.Duration
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "preflight --to vMAJOR.MINOR[.PATCH]",
+		Short: "Check that the rack is safe to upgrade: conformance, version skew, etcd snapshot, drains, removed APIs",
+		Long: `preflight runs the conformance suite and then the pre-upgrade checks against the
+running rack, read-only: the version skew policy between every component and the
+target release, an etcd snapshot copied into <artifacts>/preflight/ and verified
+with etcdutl, a drain report per node (every eviction asked with dryRun, so
+PodDisruptionBudgets answer as in a real drain), and the objects that use APIs
+the target release removes.
+
+It needs the rack up (rackdrill up); it never builds or changes it.
+
+Exit status: 0 safe to upgrade, 1 a check failed, 2 bad input or a broken
+environment.`,
+		Example: `  rackdrill preflight --to v1.34.x
+  rackdrill preflight --to v1.34.2 --topology rack.yaml --artifacts /tmp/preflight`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := preflight.ParseMinor(to); err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			if _, err := loadRack(g.topology, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, UpgradeTo: to}
+			// A rack that is not up is a broken environment (exit 2), said
+			// before any check runs.
+			probe, err := framework.Load(log, opts)
+			if err != nil {
+				return err
+			}
+			if err := probe.Connect(cmd.Context()); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			prog := &progress{w: out}
+			env, ok, err := framework.RunInProcess(framework.RunConfig{
+				Options:     opts,
+				Suites:      "conformance+preupgrade",
+				LabelFilter: "conformance || preupgrade", Timeout: timeout, Verbose: verbose,
+				Checked: prog.checked,
+			}, log)
+			if err != nil {
+				return err
+			}
+			html, rerr := report.WriteHTML(filepath.Join(env.Artifacts, "run.json"), filepath.Join(env.Artifacts, "report.html"))
+			if rerr != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", rerr)
+			} else {
+				fmt.Fprintf(out, "reports: %s, %s, %s\n", filepath.Join(env.Artifacts, "junit.xml"), filepath.Join(env.Artifacts, "preflight"), html)
+			}
+			if !ok {
+				return &failedError{msg: "the rack is not ready for the upgrade to " + to + ": see " + filepath.Join(env.Artifacts, "report.html")}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the release the upgrade goes to (v1.34.x)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
