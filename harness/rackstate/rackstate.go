@@ -81,7 +81,7 @@ type endpointStatus struct {
 
 // EtcdStatus asks the first running server for the status of every etcd member
 // (`etcdctl endpoint status --cluster`); members are named by the node whose
-// address their endpoint has.
+// address their endpoint has. A member that does not answer is left out.
 func EtcdStatus(ctx context.Context, nodes []cluster.Node) ([]EtcdMember, error) {
 	var errs []string
 	for _, n := range nodes {
@@ -93,13 +93,15 @@ func EtcdStatus(ctx context.Context, nodes []cluster.Node) ([]EtcdMember, error)
 		}
 		cmd := Etcdctl("endpoint", "status", "--cluster", "-w", "json")
 		out, err := exec.Output(n.Command(ctx, cmd[0], cmd[1:]...))
-		if err != nil {
+		// With a member down, etcdctl fails but still prints the members
+		// that answered: those are the status, the missing one is absent.
+		var sts []endpointStatus
+		if jerr := json.Unmarshal(out, &sts); jerr != nil || len(sts) == 0 {
+			if err == nil {
+				return nil, fmt.Errorf("etcdctl endpoint status on %s: %w", n.Name(), jerr)
+			}
 			errs = append(errs, fmt.Sprintf("%s: %v", n.Name(), err))
 			continue
-		}
-		var sts []endpointStatus
-		if err := json.Unmarshal(out, &sts); err != nil {
-			return nil, fmt.Errorf("etcdctl endpoint status on %s: %w", n.Name(), err)
 		}
 		var members []EtcdMember
 		for _, s := range sts {
