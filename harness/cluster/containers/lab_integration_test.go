@@ -248,6 +248,7 @@ func TestIntegrationLabUp(t *testing.T) {
 	if live, err := env.Ledger.Entries(); err != nil || len(live) > 0 {
 		t.Errorf("fault ledger after the drills: %v %v", live, err)
 	}
+	conformanceOnLab(ctx, t, env)
 }
 
 func dockerExec(t *testing.T, ctx context.Context, name string, args ...string) string {

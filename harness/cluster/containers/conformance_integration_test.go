@@ -1,0 +1,237 @@
+package containers_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/conform"
+	"rackdrill.dev/rackdrill/harness/preflight"
+	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/suites/framework"
+)
+
+// conformanceOnLab runs every conformance check on the healthy smoke lab, then
+// breaks the lab (or its topology) on purpose, once per check family the
+// users rely on, and asserts that the check fails naming the field and the
+// value it saw; then the pre-upgrade reports (etcd snapshot, drains).
+func conformanceOnLab(ctx context.Context, t *testing.T, env *framework.Env) {
+	target, err := env.Target(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// fails asserts that the check whose name starts with name fails with
+	// every part of want in its message.
+	fails := func(tg *conform.Target, name string, want ...string) {
+		t.Helper()
+		i := slices.IndexFunc(conform.Checks(), func(c conform.Check) bool { return strings.HasPrefix(c.Name, name) })
+		if i < 0 {
+			t.Fatalf("no check named %q...", name)
+		}
+		res := conform.Run(ctx, tg, conform.Checks()[i], framework.CheckLimit)
+		if res.Passed || res.Skipped != "" {
+			t.Errorf("check %q passed on a lab broken for it: %+v", res.Check, res)
+			return
+		}
+		for _, w := range want {
+			if !strings.Contains(res.Error, w) {
+				t.Errorf("check %q: message %q does not say %q", res.Check, res.Error, w)
+			}
+		}
+		t.Logf("broken as expected: %s", res.Error)
+	}
+
+	t.Run("healthy lab passes", func(t *testing.T) {
+		for _, c := range conform.Checks() {
+			res := conform.Run(ctx, target, c, framework.CheckLimit)
+			switch {
+			case res.Skipped != "":
+				t.Logf("skip %s: %s", c.Name, res.Skipped)
+			case !res.Passed:
+				t.Errorf("%s [%s]: %s", c.Name, c.Field, res.Error)
+			default:
+				t.Logf("ok   %s: %s", c.Name, res.Observed)
+			}
+		}
+	})
+	cs := target.Kube
+
+	t.Run("wrong ingress IP in the topology", func(t *testing.T) {
+		r := *env.Rack
+		in := *r.Spec.Ingress
+		in.IP = strings.TrimSuffix(in.IP, ".240") + ".249"
+		r.Spec.Ingress = &in
+		tg := *target
+		tg.Rack = &r
+		fails(&tg, "the ingress Service holds", "spec.ingress.ip: documented "+in.IP, `holds "`+env.Rack.Spec.Ingress.IP+`"`)
+	})
+
+	t.Run("a missing taint", func(t *testing.T) {
+		r := *env.Rack
+		r.Spec.Nodes = slices.Clone(r.Spec.Nodes)
+		i := slices.IndexFunc(r.Spec.Nodes, func(n topology.Node) bool { return n.Name == "worker-2" })
+		r.Spec.Nodes[i].Taints = []topology.Taint{{Key: "storage", Value: "only", Effect: "NoSchedule"}}
+		tg := *target
+		tg.Rack = &r
+		fails(&tg, "documented taints and labels", "spec.nodes[6] (worker-2).taints[0]: documented storage=only:NoSchedule, node worker-2 has taints []")
+	})
+
+	t.Run("a taint the pods do not tolerate", func(t *testing.T) {
+		// A NoSchedule taint added under running pods: they stay, untolerated.
+		taint := corev1.Taint{Key: "rackdrill.dev/test", Value: "x", Effect: corev1.TaintEffectNoSchedule}
+		setTaints(ctx, t, env, "worker-1", func(ts []corev1.Taint) []corev1.Taint { return append(ts, taint) })
+		defer setTaints(ctx, t, env, "worker-1", func(ts []corev1.Taint) []corev1.Taint {
+			return slices.DeleteFunc(ts, func(x corev1.Taint) bool { return x.Key == taint.Key })
+		})
+		fails(target, "no pod runs on a tainted node", "runs on worker-1 without tolerating its taint rackdrill.dev/test=x:NoSchedule")
+	})
+
+	t.Run("an expired certificate", func(t *testing.T) {
+		ns := env.Rack.Spec.Probes.Namespace
+		host := "expired." + env.Rack.Spec.Probes.Host
+		certPEM, keyPEM := selfSigned(t, host, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "conformance-expired", Namespace: ns}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM}}
+		prefix := networkingv1.PathTypePrefix
+		ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "conformance-expired", Namespace: ns},
+			Spec: networkingv1.IngressSpec{TLS: []networkingv1.IngressTLS{{Hosts: []string{host}, SecretName: sec.Name}},
+				Rules: []networkingv1.IngressRule{{Host: host, IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+					Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: &prefix, Backend: networkingv1.IngressBackend{
+						Service: &networkingv1.IngressServiceBackend{Name: "demo", Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}}
+		defer func() {
+			_ = cs.NetworkingV1().Ingresses(ns).Delete(context.Background(), ing.Name, metav1.DeleteOptions{})
+			_ = cs.CoreV1().Secrets(ns).Delete(context.Background(), sec.Name, metav1.DeleteOptions{})
+		}()
+		if _, err := cs.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.NetworkingV1().Ingresses(ns).Create(ctx, ing, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		fails(target, "every TLS secret of an Ingress", "Ingress "+ns+"/conformance-expired: the certificate in conformance-expired expired on")
+	})
+
+	t.Run("the UPS on battery", func(t *testing.T) {
+		master := env.Rack.Metadata.Name + "-" + env.Rack.Spec.UPS.Node
+		dev := "/etc/nut/" + env.Rack.Spec.UPS.Name + ".dev"
+		upsStatus := func(st string) {
+			dockerExec(t, ctx, master, "sed", "-i", "s/^ups.status: .*/ups.status: "+st+"/", dev)
+			deadline := time.Now().Add(time.Minute)
+			for time.Now().Before(deadline) {
+				if strings.TrimSpace(dockerExec(t, ctx, master, "upsc", env.Rack.Spec.UPS.Name+"@localhost", "ups.status")) == st {
+					return
+				}
+				time.Sleep(time.Second)
+			}
+			t.Fatalf("the UPS never reported %s", st)
+		}
+		upsStatus("OB")
+		defer upsStatus("OL")
+		fails(target, "the NUT server answers", `spec.ups: UPS rackups on server-1 reports status "OB": not online (OL)`)
+	})
+
+	// The pre-upgrade reports `rackdrill preflight` writes: an etcd snapshot
+	// verified with etcdutl, and the drain report of every node.
+	t.Run("preflight reports", func(t *testing.T) {
+		etcdutl, err := env.Etcdutl(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(env.Artifacts, "preflight")
+		s, err := preflight.EtcdSnapshot(ctx, target.Nodes, dir, etcdutl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(s.Path); err != nil || fi.Size() != s.Size || s.Status.TotalKey < 100 {
+			t.Errorf("snapshot %+v: %v", s, err)
+		}
+		t.Logf("etcd snapshot %s: %d bytes, revision %d, %d keys", s.Path, s.Size, s.Status.Revision, s.Status.TotalKey)
+		report, err := preflight.DrainReport(ctx, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(report) != 5 {
+			t.Errorf("drain report has %d nodes, want 5", len(report))
+		}
+		for _, d := range report {
+			t.Logf("drain %s: drainable %t, evict %v, blocked %v", d.Node, d.Drainable, d.Evict, d.Blocked)
+		}
+		uses, err := preflight.RemovedAPIs(ctx, cs, target.Dynamic, preflight.Minor{Major: 1, Minor: 34})
+		if err != nil || len(uses) > 0 {
+			t.Errorf("removed APIs in use on the lab: %v, %v", uses, err)
+		}
+	})
+
+	// Last, as it takes a server away: a stopped server fails the control
+	// plane's checks, naming it.
+	t.Run("a server stopped", func(t *testing.T) {
+		nodes, err := env.Nodes.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server3 := nodes[slices.IndexFunc(nodes, func(n cluster.Node) bool { return n.Name() == "server-3" })]
+		if err := server3.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := server3.Start(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+		tg := *target
+		tg.Nodes = nodes
+		fails(&tg, "every server's API answers directly", "spec.nodes[4] (server-3).address: the API on https://", "does not answer")
+		fails(&tg, "etcd has one started", "spec.nodes[4] (server-3): documented as a server, but no started etcd member answers there")
+	})
+}
+
+func setTaints(ctx context.Context, t *testing.T, env *framework.Env, node string, edit func([]corev1.Taint) []corev1.Taint) {
+	t.Helper()
+	tg, err := env.Target(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := tg.Kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Spec.Taints = edit(n.Spec.Taints)
+	if _, err := tg.Kube.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func selfSigned(t *testing.T, host string, from, until time.Time) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: from, NotAfter: until, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
