@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"rackdrill.dev/rackdrill/harness/preflight"
-	"rackdrill.dev/rackdrill/harness/report"
 	"rackdrill.dev/rackdrill/suites/framework"
 )
 
@@ -52,8 +51,7 @@ environment.`,
 			if err := probe.Connect(cmd.Context()); err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			prog := &progress{w: out}
+			prog := &progress{w: cmd.OutOrStdout()}
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
 				Options:     opts,
 				Suites:      "conformance+preupgrade",
@@ -63,12 +61,7 @@ environment.`,
 			if err != nil {
 				return err
 			}
-			html, rerr := report.WriteHTML(filepath.Join(env.Artifacts, "run.json"), filepath.Join(env.Artifacts, "report.html"))
-			if rerr != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", rerr)
-			} else {
-				fmt.Fprintf(out, "reports: %s, %s, %s\n", filepath.Join(env.Artifacts, "junit.xml"), filepath.Join(env.Artifacts, "preflight"), html)
-			}
+			writeReports(cmd, env.Artifacts, "run.json", "preflight")
 			if !ok {
 				return &failedError{msg: "the rack is not ready for the upgrade to " + to + ": see " + filepath.Join(env.Artifacts, "report.html")}
 			}

@@ -107,12 +107,7 @@ broken, 2 bad input or a broken environment.`,
 			if err != nil {
 				return err
 			}
-			html, rerr := report.WriteHTML(filepath.Join(env.Artifacts, "run.json"), filepath.Join(env.Artifacts, "report.html"))
-			if rerr != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", rerr)
-			} else {
-				fmt.Fprintf(out, "reports: %s, %s, %s\n", filepath.Join(env.Artifacts, "junit.xml"), filepath.Join(env.Artifacts, "run.json"), html)
-			}
+			writeReports(cmd, env.Artifacts, "run.json")
 			if builtHere && !keep {
 				fmt.Fprintf(out, "removing the lab %s (it was built by this run; --keep keeps it)\n", r.Metadata.Name)
 				dctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -221,4 +216,20 @@ func (p *progress) checked(r conform.Result) {
 	default:
 		fmt.Fprintf(p.w, "[%s] FAIL  %s\n        %s\n", r.Family, r.Check, strings.ReplaceAll(r.Error, "\n", "\n        "))
 	}
+}
+
+// writeReports renders report.html from the run's run.json and says where the
+// reports are; a report that cannot be rendered is said, not fatal (run.json
+// and junit.xml are written).
+func writeReports(cmd *cobra.Command, artifacts string, also ...string) {
+	html, err := report.WriteHTML(filepath.Join(artifacts, "run.json"), filepath.Join(artifacts, "report.html"))
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", err)
+		return
+	}
+	paths := []string{filepath.Join(artifacts, "junit.xml")}
+	for _, a := range also {
+		paths = append(paths, filepath.Join(artifacts, a))
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "reports: %s, %s\n", strings.Join(paths, ", "), html)
 }

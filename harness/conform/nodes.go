@@ -17,7 +17,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// rackNodes lists the Kubernetes nodes by name, with pods (when pods is set).
+// rackNodes lists the Kubernetes nodes by name.
 func rackNodes(ctx context.Context, t *Target) (map[string]*corev1.Node, error) {
 	list, err := t.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -42,6 +42,23 @@ func runningPods(ctx context.Context, t *Target) ([]corev1.Pod, error) {
 		}
 	}
 	return out, nil
+}
+
+// nodesAndPods reads both, for the checks that set pods against their nodes.
+func nodesAndPods(ctx context.Context, t *Target) (map[string]*corev1.Node, []corev1.Pod, error) {
+	nodes, err := rackNodes(ctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	pods, err := runningPods(ctx, t)
+	return nodes, pods, err
+}
+
+// untolerated is a taint of n that keeps pod off it (NoSchedule, NoExecute).
+func untolerated(n *corev1.Node, pod *corev1.Pod) (corev1.Taint, bool) {
+	return corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, pod.Spec.Tolerations, func(t *corev1.Taint) bool {
+		return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
+	})
 }
 
 // mirror pods are the kubelet's static pods: they are not scheduled.
@@ -89,11 +106,7 @@ func schedulingChecks() []Check {
 	}, {
 		Name: "no pod runs on a tainted node without tolerating its taints", Family: "scheduling", Field: "spec.nodes[].taints",
 		Run: func(ctx context.Context, t *Target) (string, error) {
-			nodes, err := rackNodes(ctx, t)
-			if err != nil {
-				return "", err
-			}
-			pods, err := runningPods(ctx, t)
+			nodes, pods, err := nodesAndPods(ctx, t)
 			if err != nil {
 				return "", err
 			}
@@ -104,10 +117,7 @@ func schedulingChecks() []Check {
 				if !ok || mirror(pod) {
 					continue
 				}
-				taint, bad := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, pod.Spec.Tolerations, func(t *corev1.Taint) bool {
-					return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
-				})
-				if bad {
+				if taint, bad := untolerated(n, pod); bad {
 					p.add(nodeField(t.Rack, n.Name)+".taints", "pod %s/%s runs on %s without tolerating its taint %s", pod.Namespace, pod.Name, n.Name, taint.ToString())
 				}
 			}
@@ -162,11 +172,7 @@ func architectureChecks() []Check {
 // stores know for it with the architectures of the nodes its pod may be
 // scheduled on (node selector, required node affinity, taints).
 func checkImagePlatforms(ctx context.Context, t *Target) (string, error) {
-	nodes, err := rackNodes(ctx, t)
-	if err != nil {
-		return "", err
-	}
-	pods, err := runningPods(ctx, t)
+	nodes, pods, err := nodesAndPods(ctx, t)
 	if err != nil {
 		return "", err
 	}
@@ -201,9 +207,7 @@ func checkImagePlatforms(ctx context.Context, t *Target) (string, error) {
 			if ok, _ := aff.Match(n); !ok {
 				continue
 			}
-			if _, bad := corev1helpers.FindMatchingUntoleratedTaint(n.Spec.Taints, pod.Spec.Tolerations, func(t *corev1.Taint) bool {
-				return t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute
-			}); bad {
+			if _, bad := untolerated(n, pod); bad {
 				continue
 			}
 			for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
@@ -292,11 +296,7 @@ func healthChecks() []Check {
 	return []Check{{
 		Name: "no pod is crash-looping and no node reports pressure", Family: "health", Field: "spec.nodes",
 		Run: func(ctx context.Context, t *Target) (string, error) {
-			nodes, err := rackNodes(ctx, t)
-			if err != nil {
-				return "", err
-			}
-			pods, err := runningPods(ctx, t)
+			nodes, pods, err := nodesAndPods(ctx, t)
 			if err != nil {
 				return "", err
 			}
