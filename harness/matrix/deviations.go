@@ -98,6 +98,8 @@ type RowResult struct {
 	Window  Window       `json:"window"`
 	Cells   []CellResult `json:"cells"`
 	Verdict Verdict      `json:"verdict"`
+	// Recovery is the row's budget: every probe up again this long after the revert.
+	Recovery time.Duration `json:"recovery,omitempty"`
 }
 
 // EvaluateRow judges every cell of row against the timelines (by probe name),
@@ -106,7 +108,7 @@ type RowResult struct {
 // probe), each with its reason; their cells are not applicable. A probe that is
 // neither sampled nor listed there is broken: a missing probe never passes.
 func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, dev *Deviations, unprobed map[string]string) RowResult {
-	rr := RowResult{Fault: row.Fault, Source: row.Source, Window: w, Verdict: Held}
+	rr := RowResult{Fault: row.Fault, Source: row.Source, Window: w, Verdict: Held, Recovery: row.Recovery.Duration}
 	for _, p := range Probes {
 		c := row.Cells[p]
 		if why, ok := unprobed[p]; ok {
