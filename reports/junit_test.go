@@ -1,0 +1,122 @@
+package reports
+
+import (
+	"bytes"
+	"encoding/xml"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/matrix"
+)
+
+// TestJUnitShape: one testsuite per drill with one testcase per matrix cell
+// and drill check, one testsuite of the conformance and pre-upgrade checks,
+// and counts that add up.
+func TestJUnitShape(t *testing.T) {
+	r := loadRecorded(t)
+	var buf bytes.Buffer
+	if err := WriteJUnit(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	var got junitSuites
+	if err := xml.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := len(r.Drills)
+	if len(r.Checks) > 0 {
+		want++
+	}
+	if len(got.Suites) != want {
+		t.Fatalf("%d testsuites, want %d (a drill each, and the checks)", len(got.Suites), want)
+	}
+	total := 0
+	for i, d := range r.Drills {
+		s := got.Suites[i]
+		if s.Name != "chaos."+d.Result.Fault || len(s.Cases) != len(d.Result.Cells)+len(d.Checks) {
+			t.Errorf("suite %s: %d cases, want %d cells + %d checks", s.Name, len(s.Cases), len(d.Result.Cells), len(d.Checks))
+		}
+		failures := 0
+		for _, c := range s.Cases {
+			if c.Failure != nil {
+				failures++
+			}
+		}
+		if failures != s.Failures {
+			t.Errorf("suite %s says %d failures, has %d", s.Name, s.Failures, failures)
+		}
+		total += len(s.Cases)
+	}
+	if len(r.Checks) > 0 {
+		checks := got.Suites[len(got.Suites)-1]
+		if len(checks.Cases) != len(r.Checks) {
+			t.Errorf("checks suite: %d cases, want %d", len(checks.Cases), len(r.Checks))
+		}
+		total += len(checks.Cases)
+	}
+	if got.Tests != total {
+		t.Errorf("testsuites says %d tests, has %d", got.Tests, total)
+	}
+}
+
+// TestJUnitBrokenCell: a broken cell is a failure saying promise, observation
+// and timing, and a deviation passes but says so.
+func TestJUnitBrokenCell(t *testing.T) {
+	tti, ttr := 120*time.Millisecond, 3400*time.Millisecond
+	r := &Run{Rack: "lab", Suite: "chaos", Drills: []Drill{{Result: matrix.RowResult{Fault: "lb-master-lost", Verdict: matrix.Broken,
+		Cells: []matrix.CellResult{
+			{Fault: "lb-master-lost", Probe: "api", Verdict: matrix.Broken, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
+				TimeToImpact: &tti, LongestOutage: time.Minute, TimeToRecovery: &ttr, Why: "down for 1m0s, over the 10s budget"},
+			{Fault: "lb-master-lost", Probe: "lan", Verdict: matrix.KnownDeviation, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
+				Reason: "kubelets reach the API through the VIP"},
+			{Fault: "lb-master-lost", Probe: "internet", Verdict: matrix.NotApplicable, Why: "the rack has no tunnel"},
+		}}}}}
+	var buf bytes.Buffer
+	if err := WriteJUnit(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		`<failure message="api promised up, observed down: down for 1m0s, over the 10s budget" type="broken">`,
+		"time to impact 120ms; longest outage 1m0s; time to recovery 3.4s",
+		"declared deviation: kubelets reach the API through the VIP",
+		`<skipped message="the rack has no tunnel">`,
+		`failures="1"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("junit lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestJUnitValidatesAgainstXSD validates the recorded run's JUnit against
+// the schema Jenkins reads (testdata/junit.xsd) with libxml2's xmllint; and
+// checks that the validation can fail.
+func TestJUnitValidatesAgainstXSD(t *testing.T) {
+	xmllint := requireTool(t, "xmllint")
+	var buf bytes.Buffer
+	if err := WriteJUnit(&buf, loadRecorded(t)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "junit.xml")
+	if err := os.WriteFile(good, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(xmllint, "--noout", "--schema", "testdata/junit.xsd", good).CombinedOutput(); err != nil {
+		t.Fatalf("junit.xml does not validate: %v\n%s", err, out)
+	}
+	// A testcase without a name, a time that is not a number: refused.
+	bad := filepath.Join(dir, "bad.xml")
+	broken := strings.Replace(buf.String(), `<testcase name=`, `<testcase title=`, 1)
+	broken = strings.Replace(broken, `time="`, `time="soon`, 1)
+	if err := os.WriteFile(bad, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(xmllint, "--noout", "--schema", "testdata/junit.xsd", bad).CombinedOutput(); err == nil {
+		t.Fatalf("the schema accepted a testcase without a name:\n%s", out)
+	}
+}
