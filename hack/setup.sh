@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for rackdrill: Debian's Docker engine (started
-# here if nothing runs it), and checks for Go. Idempotent: a second run does
+# here if nothing runs it), what the tests drive (Chromium, xmllint), and checks
+# for Go. Idempotent: a second run does
 # nothing but the checks. Needs root (or sudo) for apt-get and dockerd.
 set -euo pipefail
 
@@ -21,6 +22,10 @@ command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+# The report's tests: headless Chromium opens report.html, xmllint checks
+# junit.xml against the JUnit schema.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian (a minute or two)"
   as_root apt-get update -qq

@@ -150,3 +150,26 @@ func TestUnknownInputExits2(t *testing.T) {
 		}
 	}
 }
+
+// TestReportRendersASavedRun: `rackdrill report RUN.json --baseline OLD.json`
+// writes report.html and junit.xml where asked; a file that is not a run is
+// refused with exit 2, naming it.
+func TestReportRendersASavedRun(t *testing.T) {
+	out := t.TempDir()
+	stdout, stderr, code := rackdrill(t, "report", "reports/testdata/run.json.gz", "--baseline", "reports/testdata/run.json.gz", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, stdout, stderr)
+	}
+	for _, f := range []string{"report.html", "junit.xml"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	if !strings.Contains(stdout, "verdict: ") {
+		t.Errorf("stdout %q does not give the verdict", stdout)
+	}
+	_, stderr, code = rackdrill(t, "report", "go.mod")
+	if code != 2 || !strings.Contains(stderr, "go.mod: not a run.json") {
+		t.Errorf("report go.mod: exit %d, stderr %q", code, stderr)
+	}
+}

@@ -47,6 +47,7 @@ every path, and reports which promises held.`,
 		newStatusCommand(g),
 		newRunCommand(g),
 		newPreflightCommand(g),
+		newReportCommand(g),
 	)
 	return root
 }

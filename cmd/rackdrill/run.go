@@ -21,8 +21,8 @@ import (
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
-	"rackdrill.dev/rackdrill/harness/report"
 	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/reports"
 	"rackdrill.dev/rackdrill/suites/framework"
 
 	// The suites' specs, declared by importing them.
@@ -218,18 +218,21 @@ func (p *progress) checked(r conform.Result) {
 	}
 }
 
-// writeReports renders report.html from the run's run.json and says where the
-// reports are; a report that cannot be rendered is said, not fatal (run.json
-// and junit.xml are written).
+// writeReports renders report.html and junit.xml from the run's run.json and
+// says where the reports are; a report that cannot be rendered is said, not
+// fatal (run.json is written).
 func writeReports(cmd *cobra.Command, artifacts string, also ...string) {
-	html, err := report.WriteHTML(filepath.Join(artifacts, "run.json"), filepath.Join(artifacts, "report.html"))
-	if err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", err)
-		return
+	run, err := reports.Load(filepath.Join(artifacts, "run.json"))
+	if err == nil {
+		var w reports.Written
+		if w, err = reports.Render(run, artifacts, nil); err == nil {
+			paths := []string{w.JUnit, w.HTML}
+			for _, a := range also {
+				paths = append(paths, filepath.Join(artifacts, a))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "reports: %s\n", strings.Join(paths, ", "))
+			return
+		}
 	}
-	paths := []string{filepath.Join(artifacts, "junit.xml")}
-	for _, a := range also {
-		paths = append(paths, filepath.Join(artifacts, a))
-	}
-	fmt.Fprintf(cmd.OutOrStdout(), "reports: %s, %s\n", strings.Join(paths, ", "), html)
+	fmt.Fprintf(cmd.ErrOrStderr(), "report: %v\n", err)
 }

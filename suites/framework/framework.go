@@ -321,7 +321,8 @@ type failer struct{ failed bool }
 func (f *failer) Fail() { f.failed = true }
 
 // RunInProcess runs the specs of the imported suite packages against the rack of
-// cfg: junit.xml, ginkgo.json and run.json go into the artifacts folder. It
+// cfg: ginkgo-junit.xml, ginkgo.json and run.json go into the artifacts folder
+// (the caller renders junit.xml and report.html from run.json). It
 // returns whether every spec passed.
 func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 	e, err := Load(log, cfg.Options)
@@ -338,7 +339,9 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 		sc.Timeout = cfg.Timeout
 	}
 	rc.Verbose = cfg.Verbose
-	rc.JUnitReport = filepath.Join(e.Artifacts, "junit.xml")
+	// junit.xml is the reports package's (a testsuite per drill, a testcase
+	// per cell); ginkgo's own, a testcase per spec, sits beside it.
+	rc.JUnitReport = filepath.Join(e.Artifacts, "ginkgo-junit.xml")
 	rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo.json")
 	f := &failer{}
 	ok := ginkgo.RunSpecs(f, "rackdrill "+cfg.Suites, sc, rc)
