@@ -210,8 +210,8 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	}
 	var before rackstate.Snapshot
 	if in.Snapshot != nil {
-		if before, err = in.Snapshot(ctx); err != nil {
-			return out, fmt.Errorf("%w before %s: state of the rack: %v", ErrNotSteady, row.Fault, err)
+		if before, err = steadySnapshot(ctx, in, log, row.Recovery.Duration); err != nil {
+			return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
 		}
 		if in.OnSteady != nil {
 			if err := in.OnSteady(before); err != nil {
@@ -391,4 +391,31 @@ func sampledAfter(tl probe.Timelines, probes []string, t time.Time) bool {
 		}
 	}
 	return true
+}
+
+// steadySnapshot reads the state the residue check compares with, once every
+// Deployment and DaemonSet is fully ready: green probes do not mean that a
+// DaemonSet pod restarted by the previous drill is ready again, and a
+// snapshot taken before it is would make its recovery look like a residue.
+func steadySnapshot(ctx context.Context, in ScenarioInput, log logr.Logger, limit time.Duration) (rackstate.Snapshot, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		s, err := in.Snapshot(ctx)
+		if err != nil {
+			return s, fmt.Errorf("state of the rack: %w", err)
+		}
+		unready := s.Unready()
+		if len(unready) == 0 {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("workloads not ready after %s: %s", limit, strings.Join(unready, "; "))
+		}
+		log.Info("waiting for workloads to be ready before the fault", "unready", unready)
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }

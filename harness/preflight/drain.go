@@ -50,7 +50,8 @@ func DrainReport(ctx context.Context, cs kubernetes.Interface) ([]NodeDrain, err
 			return nil, fmt.Errorf("pods of node %s: %w", n.Name, errs[0])
 		}
 		for _, e := range errs {
-			d.Blocked = append(d.Blocked, e.Error())
+			// kubectl words it "cannot delete cannot delete Pods that ...".
+			d.Blocked = append(d.Blocked, strings.Replace(e.Error(), "cannot delete cannot delete", "cannot delete", 1))
 		}
 		d.Warning = list.Warnings()
 		for _, p := range list.Pods() {

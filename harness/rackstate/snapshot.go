@@ -38,6 +38,23 @@ type Snapshot struct {
 	Leftovers []string `json:"leftovers,omitempty"`
 }
 
+// Unready lists the workloads of s that are not fully ready ("2/3 ready"): a
+// rack still healing from an earlier fault, not yet in its steady state.
+func (s Snapshot) Unready() []string {
+	var out []string
+	for _, w := range s.Workloads {
+		_, counts, ok := strings.Cut(w, ": ")
+		if !ok {
+			continue
+		}
+		var ready, want int
+		if n, _ := fmt.Sscanf(counts, "%d/%d ready", &ready, &want); n == 2 && ready != want {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 // Take reads a snapshot of rack r.
 func Take(ctx context.Context, r *topology.Rack, nodes []cluster.Node, cs kubernetes.Interface) (Snapshot, error) {
 	var s Snapshot
