@@ -18,11 +18,15 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/conform"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
+	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/suites/framework"
 )
@@ -172,6 +176,62 @@ func conformanceOnLab(ctx context.Context, t *testing.T, env *framework.Env) {
 		for _, d := range report {
 			t.Logf("drain %s: drainable %t, evict %v, blocked %v", d.Node, d.Drainable, d.Evict, d.Blocked)
 		}
+		// A PodDisruptionBudget that allows no disruption of the demo app
+		// and a pod no controller would recreate block the drain of their
+		// nodes, each named; nothing is evicted (dry run).
+		ns := env.Rack.Spec.Probes.Namespace
+		all := intstr.FromInt32(2)
+		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "conformance-no-disruption", Namespace: ns},
+			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &all,
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{probe.LabelComponent: probe.DemoName}}}}
+		bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "conformance-bare", Namespace: ns},
+			Spec: corev1.PodSpec{NodeName: "worker-1", Containers: []corev1.Container{{Name: "agent", Image: lab.Alias("agent"),
+				ImagePullPolicy: corev1.PullNever, Args: []string{"--listen", ":8099"}}}}}
+		defer func() {
+			_ = cs.PolicyV1().PodDisruptionBudgets(ns).Delete(context.Background(), pdb.Name, metav1.DeleteOptions{})
+			_ = cs.CoreV1().Pods(ns).Delete(context.Background(), bare.Name, metav1.DeleteOptions{})
+		}()
+		if _, err := cs.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CoreV1().Pods(ns).Create(ctx, bare, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		demo, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: probe.LabelComponent + "=" + probe.DemoName})
+		if err != nil || len(demo.Items) == 0 {
+			t.Fatalf("demo pods: %v", err)
+		}
+		// The budget's status is computed by the disruption controller.
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			got, err := cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdb.Name, metav1.GetOptions{})
+			if err == nil && got.Status.ObservedGeneration == got.Generation && got.Status.ExpectedPods == 2 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		blocked, err := preflight.DrainReport(ctx, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range blocked {
+			text := strings.Join(d.Blocked, "; ")
+			switch {
+			case d.Node == "worker-1":
+				if d.Drainable || !strings.Contains(text, ns+"/conformance-bare") {
+					t.Errorf("drain of worker-1 with a bare pod: drainable %t, blocked %q", d.Drainable, text)
+				}
+			case d.Node == demo.Items[0].Spec.NodeName:
+				if d.Drainable || !strings.Contains(text, ns+"/"+demo.Items[0].Name+": a PodDisruptionBudget allows no eviction now") {
+					t.Errorf("drain of %s under a budget of no disruption: drainable %t, blocked %q", d.Node, d.Drainable, text)
+				}
+			}
+			t.Logf("drain %s: drainable %t, blocked %q", d.Node, d.Drainable, text)
+		}
+		if after, err := cs.CoreV1().Pods(ns).Get(ctx, demo.Items[0].Name, metav1.GetOptions{}); err != nil || after.DeletionTimestamp != nil {
+			t.Errorf("the dry-run drain evicted %s: %v", demo.Items[0].Name, err)
+		}
+
 		uses, err := preflight.RemovedAPIs(ctx, cs, target.Dynamic, preflight.Minor{Major: 1, Minor: 34})
 		if err != nil || len(uses) > 0 {
 			t.Errorf("removed APIs in use on the lab: %v, %v", uses, err)
