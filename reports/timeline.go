@@ -49,9 +49,8 @@ func timeline(d Drill) template.HTML {
 			end = last
 		}
 	}
-	if budget := res.Window.Revert.Add(res.Recovery); res.Recovery > 0 && budget.After(end) {
-		end = budget
-	}
+	// The chart spans what was sampled: a recovery budget that ends later is
+	// said at its right edge rather than squeezing the samples.
 	span := end.Sub(start)
 	if span <= 0 {
 		span = time.Second
@@ -120,8 +119,17 @@ func timeline(d Drill) template.HTML {
 		if t.IsZero() {
 			return
 		}
-		fmt.Fprintf(&b, `<line class="mark %s" x1="%.1f" y1="%d" x2="%.1f" y2="%d"><title>%s at %s</title></line><text class="marklabel %s" x="%.1f" y="%d">%s</text>`,
-			class, x(t), axisHeight-6, x(t), bottom, label, rel(t, origin), class, x(t)+3, bottom+13, label)
+		if t.After(end) {
+			fmt.Fprintf(&b, `<text class="marklabel %s" x="%d" y="%d" text-anchor="end">%s at %s, after the chart →</text>`,
+				class, labelWidth+plotWidth, bottom+13, label, rel(t, origin))
+			return
+		}
+		anchor, lx := "start", x(t)+3
+		if x(t) > labelWidth+plotWidth-120 {
+			anchor, lx = "end", x(t)-3
+		}
+		fmt.Fprintf(&b, `<line class="mark %s" x1="%.1f" y1="%d" x2="%.1f" y2="%d"><title>%s at %s</title></line><text class="marklabel %s" x="%.1f" y="%d" text-anchor="%s">%s</text>`,
+			class, x(t), axisHeight-6, x(t), bottom, label, rel(t, origin), class, lx, bottom+13, anchor, label)
 	}
 	mark("inject", res.Window.Inject, "inject")
 	mark("revert", res.Window.Revert, "revert")
