@@ -1,0 +1,112 @@
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"rackdrill.dev/rackdrill/harness/exec"
+)
+
+// Command runs name with args on the machine, through sudo -n when the
+// inventory says so. The words are quoted for the remote shell, so that a
+// command reads there as it was written here.
+func (n *node) Command(ctx context.Context, name string, args ...string) exec.Cmd {
+	return &cmd{n: n, ctx: ctx, argv: append([]string{name}, args...)}
+}
+
+type cmd struct {
+	n      *node
+	ctx    context.Context
+	argv   []string
+	env    []string
+	dir    string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func (c *cmd) SetStdin(r io.Reader) exec.Cmd  { c.stdin = r; return c }
+func (c *cmd) SetStdout(w io.Writer) exec.Cmd { c.stdout = w; return c }
+func (c *cmd) SetStderr(w io.Writer) exec.Cmd { c.stderr = w; return c }
+func (c *cmd) SetEnv(e ...string) exec.Cmd    { c.env = append(c.env, e...); return c }
+func (c *cmd) SetDir(d string) exec.Cmd       { c.dir = d; return c }
+
+// line is the remote command line: sshd runs it with the user's shell.
+func (c *cmd) line() string {
+	words := make([]string, 0, len(c.argv)+len(c.env)+3)
+	if c.n.a.sudo {
+		words = append(words, "sudo", "-n", "--")
+	}
+	if len(c.env) > 0 {
+		words = append(words, "env")
+		words = append(words, c.env...)
+	}
+	words = append(words, c.argv...)
+	for i, w := range words {
+		words[i] = quote(w)
+	}
+	line := strings.Join(words, " ")
+	if c.dir != "" {
+		line = "cd " + quote(c.dir) + " && " + line
+	}
+	return line
+}
+
+// quote makes w one word for a POSIX shell.
+func quote(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}
+
+func (c *cmd) Run() error {
+	fail := func(err error) error {
+		return &exec.RunError{Command: c.argv, Err: fmt.Errorf("on node %s: %w", c.n.a.node, err)}
+	}
+	client, err := c.n.p.client(c.ctx, c.n.a)
+	if err != nil {
+		return err
+	}
+	s, err := client.NewSession()
+	if err != nil {
+		// A connection that broke (the machine rebooted) is dialled again once.
+		c.n.p.drop(c.n.a.node)
+		if client, err = c.n.p.client(c.ctx, c.n.a); err != nil {
+			return err
+		}
+		if s, err = client.NewSession(); err != nil {
+			return fail(err)
+		}
+	}
+	defer s.Close()
+	s.Stdin, s.Stdout, s.Stderr = c.stdin, c.stdout, c.stderr
+	if s.Stdout == nil {
+		s.Stdout = io.Discard
+	}
+	if s.Stderr == nil {
+		s.Stderr = io.Discard
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(c.line()) }()
+	select {
+	case <-c.ctx.Done():
+		_ = s.Signal(gossh.SIGKILL)
+		_ = s.Close()
+		return fail(c.ctx.Err())
+	case err := <-done:
+		if err == nil {
+			return nil
+		}
+		var ee *gossh.ExitError
+		if errors.As(err, &ee) {
+			return fail(fmt.Errorf("exit status %d", ee.ExitStatus()))
+		}
+		return fail(err)
+	}
+}

@@ -1,0 +1,446 @@
+// Package ssh is the provider of a real rack: it adopts the machines a
+// topology lists, reaching each over SSH (golang.org/x/crypto/ssh) with the
+// inventory's user, port, key or agent and sudo, every host key checked
+// against known_hosts. A wrong key refuses the host, naming it and both
+// fingerprints; a host not yet known is refused too, unless the user asked to
+// record new keys. One connection per machine is kept and reused.
+//
+// This version reaches the machines, runs commands on them and reads the
+// rack's kubeconfig; it powers nothing off or on (Stop, Start and Kill are not
+// supported yet), so the faults of a real rack are still to come.
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// DefaultDialTimeout bounds the TCP connect and the SSH handshake of a machine.
+const DefaultDialTimeout = 10 * time.Second
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// WithLogger logs through l (default: discard).
+func WithLogger(l logr.Logger) Option { return func(p *Provider) { p.log = l } }
+
+// WithAcceptNewHostKeys records the key of a host that known_hosts does not
+// list yet (and says so), instead of refusing it. A changed key is always
+// refused.
+func WithAcceptNewHostKeys(accept bool) Option { return func(p *Provider) { p.acceptNew = accept } }
+
+// WithDialTimeout bounds each connection attempt.
+func WithDialTimeout(d time.Duration) Option { return func(p *Provider) { p.dialTimeout = d } }
+
+// Provider adopts a rack over SSH.
+type Provider struct {
+	rack        *topology.Rack
+	log         logr.Logger
+	acceptNew   bool
+	dialTimeout time.Duration
+
+	mu      sync.Mutex
+	clients map[string]*gossh.Client
+	dialing map[string]*sync.Mutex
+	khMu    sync.Mutex // known_hosts is read and appended by every host's handshake
+}
+
+// NewProvider checks the inventory of r (a key file that exists and parses,
+// or an agent; a known_hosts file) without connecting anywhere.
+func NewProvider(r *topology.Rack, opts ...Option) (*Provider, error) {
+	p := &Provider{rack: r, log: logr.Discard(), dialTimeout: DefaultDialTimeout, clients: map[string]*gossh.Client{}, dialing: map[string]*sync.Mutex{}}
+	for _, o := range opts {
+		o(p)
+	}
+	for _, n := range r.Spec.Nodes {
+		a := p.access(&n)
+		if _, err := a.authMethods(); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return p, nil
+}
+
+// access is a machine's SSH settings: the node's own over the rack's.
+type access struct {
+	node                  string
+	addr                  string
+	user, identity, hosts string
+	port                  int
+	agent, sudo           bool
+}
+
+func (p *Provider) access(n *topology.Node) access {
+	a := access{node: n.Name, addr: n.Address, user: "root", port: 22}
+	home, _ := os.UserHomeDir()
+	a.hosts = filepath.Join(home, ".ssh", "known_hosts")
+	for _, s := range []*topology.SSH{p.rack.Spec.SSH, n.SSH} {
+		if s == nil {
+			continue
+		}
+		if s.User != "" {
+			a.user = s.User
+		}
+		if s.Port != 0 {
+			a.port = s.Port
+		}
+		if s.IdentityFile != "" {
+			a.identity = expandHome(s.IdentityFile)
+		}
+		if s.KnownHosts != "" {
+			a.hosts = expandHome(s.KnownHosts)
+		}
+		a.agent = a.agent || s.Agent
+		a.sudo = a.sudo || s.Sudo
+	}
+	return a
+}
+
+func expandHome(p string) string {
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
+	return p
+}
+
+func (a access) authMethods() ([]gossh.AuthMethod, error) {
+	var methods []gossh.AuthMethod
+	if a.identity != "" {
+		data, err := os.ReadFile(a.identity)
+		if err != nil {
+			return nil, fmt.Errorf("identity file: %w", err)
+		}
+		signer, err := gossh.ParsePrivateKey(data)
+		if err != nil {
+			return nil, fmt.Errorf("identity file %s: %w (a passphrase-protected key is used through the agent: ssh.agent: true)", a.identity, err)
+		}
+		methods = append(methods, gossh.PublicKeys(signer))
+	}
+	if a.agent {
+		sock := os.Getenv("SSH_AUTH_SOCK")
+		if sock == "" {
+			return nil, errors.New("ssh.agent is set but SSH_AUTH_SOCK is not")
+		}
+		methods = append(methods, gossh.PublicKeysCallback(func() ([]gossh.Signer, error) {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				return nil, fmt.Errorf("ssh agent %s: %w", sock, err)
+			}
+			return agent.NewClient(c).Signers()
+		}))
+	}
+	if len(methods) == 0 {
+		return nil, errors.New("no SSH credentials: set ssh.identityFile or ssh.agent in the topology")
+	}
+	return methods, nil
+}
+
+// HostKeyError is a host whose key known_hosts does not vouch for.
+type HostKeyError struct {
+	Node, Addr, KnownHosts string
+	// Offered is the fingerprint the host showed; Known, those known_hosts
+	// lists for it (none: the host is unknown).
+	Offered string
+	Known   []string
+}
+
+func (e *HostKeyError) Error() string {
+	if len(e.Known) == 0 {
+		return fmt.Sprintf("host %s (%s) is not in %s; it offers key %s: check that fingerprint on the machine (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and run again with --accept-new-host-keys to record it",
+			e.Node, e.Addr, e.KnownHosts, e.Offered)
+	}
+	return fmt.Sprintf("host key of %s (%s) does not match %s: it offers %s, known_hosts has %s; refusing it (if the machine was reinstalled, remove its line with ssh-keygen -R %s)",
+		e.Node, e.Addr, e.KnownHosts, e.Offered, strings.Join(e.Known, ", "), e.Addr)
+}
+
+// hostKeyCallback checks a host against known_hosts, recording an unknown one
+// when the user allowed it.
+func (p *Provider) hostKeyCallback(a access) (gossh.HostKeyCallback, error) {
+	if _, err := os.Stat(a.hosts); errors.Is(err, os.ErrNotExist) && p.acceptNew {
+		if err := os.MkdirAll(filepath.Dir(a.hosts), 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(a.hosts, nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	check, err := knownhosts.New(a.hosts)
+	if err != nil {
+		return nil, fmt.Errorf("known_hosts: %w", err)
+	}
+	return func(hostname string, remote net.Addr, key gossh.PublicKey) error {
+		p.khMu.Lock()
+		defer p.khMu.Unlock()
+		err := check(hostname, remote, key)
+		var ke *knownhosts.KeyError
+		if !errors.As(err, &ke) {
+			return err
+		}
+		he := &HostKeyError{Node: a.node, Addr: hostname, KnownHosts: a.hosts, Offered: gossh.FingerprintSHA256(key)}
+		for _, k := range ke.Want {
+			he.Known = append(he.Known, gossh.FingerprintSHA256(k.Key))
+		}
+		if len(ke.Want) > 0 || !p.acceptNew {
+			return he
+		}
+		line := knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key)
+		f, err := os.OpenFile(a.hosts, os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := fmt.Fprintln(f, line); err != nil {
+			return err
+		}
+		p.log.Info("recorded a new host key", "node", a.node, "host", hostname, "fingerprint", he.Offered, "file", a.hosts)
+		return nil
+	}, nil
+}
+
+// UnreachableError is a machine that did not answer SSH.
+type UnreachableError struct {
+	Node, Addr string
+	Err        error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("node %s (%s) is unreachable over SSH: %v", e.Node, e.Addr, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// client returns the machine's connection, dialling it the first time.
+func (p *Provider) client(ctx context.Context, a access) (*gossh.Client, error) {
+	// One dial at a time per machine; machines dial in parallel.
+	p.mu.Lock()
+	lock, ok := p.dialing[a.node]
+	if !ok {
+		lock = &sync.Mutex{}
+		p.dialing[a.node] = lock
+	}
+	p.mu.Unlock()
+	lock.Lock()
+	defer lock.Unlock()
+	p.mu.Lock()
+	c, ok := p.clients[a.node]
+	p.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	auth, err := a.authMethods()
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", a.node, err)
+	}
+	check, err := p.hostKeyCallback(a)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", a.node, err)
+	}
+	addr := net.JoinHostPort(a.addr, strconv.Itoa(a.port))
+	dctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	if err != nil {
+		return nil, &UnreachableError{Node: a.node, Addr: addr, Err: err}
+	}
+	// The handshake is bounded too: a host that accepts TCP but never speaks
+	// SSH must not hang the run.
+	_ = conn.SetDeadline(time.Now().Add(p.dialTimeout))
+	cfg := &gossh.ClientConfig{User: a.user, Auth: auth, HostKeyCallback: check, Timeout: p.dialTimeout,
+		HostKeyAlgorithms: p.knownAlgorithms(a)}
+	cc, chans, reqs, err := gossh.NewClientConn(conn, addr, cfg)
+	if err != nil {
+		conn.Close()
+		var he *HostKeyError
+		if errors.As(err, &he) {
+			return nil, he
+		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fmt.Errorf("node %s (%s): user %s was refused: %w", a.node, addr, a.user, err)
+		}
+		return nil, &UnreachableError{Node: a.node, Addr: addr, Err: err}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	c = gossh.NewClient(cc, chans, reqs)
+	p.mu.Lock()
+	p.clients[a.node] = c
+	p.mu.Unlock()
+	return c, nil
+}
+
+// knownAlgorithms asks a host for the kinds of key known_hosts holds for it,
+// so that a host with several keys shows the one that can be checked.
+func (p *Provider) knownAlgorithms(a access) []string {
+	data, err := os.ReadFile(a.hosts)
+	if err != nil {
+		return nil
+	}
+	var algos []string
+	host := knownhosts.Normalize(net.JoinHostPort(a.addr, strconv.Itoa(a.port)))
+	for _, line := range strings.Split(string(data), "\n") {
+		_, hosts, key, _, _, err := gossh.ParseKnownHosts([]byte(line))
+		if err != nil || !slices.ContainsFunc(hosts, func(h string) bool { return h == host || h == a.addr || h == a.node }) {
+			continue
+		}
+		if !slices.Contains(algos, key.Type()) {
+			algos = append(algos, key.Type())
+		}
+	}
+	return algos
+}
+
+// drop forgets a machine's connection after it broke.
+func (p *Provider) drop(node string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[node]; ok {
+		_ = c.Close()
+		delete(p.clients, node)
+	}
+}
+
+// Close closes every connection.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	for name, c := range p.clients {
+		errs = append(errs, c.Close())
+		delete(p.clients, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Nodes are the topology's machines; each connects on its first command.
+func (p *Provider) Nodes(ctx context.Context) ([]cluster.Node, error) {
+	var out []cluster.Node
+	for i := range p.rack.Spec.Nodes {
+		n := &p.rack.Spec.Nodes[i]
+		out = append(out, &node{p: p, a: p.access(n), roles: n.Roles, addr: n.Addr()})
+	}
+	return out, nil
+}
+
+// Check connects to every machine and, where the inventory says sudo, checks
+// that sudo works without a password: each failure names its host, all of
+// them at once, before anything runs.
+func (p *Provider) Check(ctx context.Context) error {
+	nodes, _ := p.Nodes(ctx)
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = n.(*node).check(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Kubeconfig reads the admin kubeconfig from the first server that gives it.
+func (p *Provider) Kubeconfig(ctx context.Context) ([]byte, error) {
+	path := "/etc/kubernetes/admin.conf"
+	if p.rack.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+		path = "/etc/rancher/k3s/k3s.yaml"
+	}
+	nodes, _ := p.Nodes(ctx)
+	var errs []error
+	for _, n := range nodes {
+		if !slices.Contains(n.Roles(), topology.RoleServer) {
+			continue
+		}
+		var out strings.Builder
+		var stderr strings.Builder
+		if err := n.Command(ctx, "cat", path).SetStdout(&out).SetStderr(&stderr).Run(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w %s", n.Name(), err, strings.TrimSpace(stderr.String())))
+			continue
+		}
+		return []byte(out.String()), nil
+	}
+	return nil, fmt.Errorf("kubeconfig %s from no server: %w", path, errors.Join(errs...))
+}
+
+// Up adopts the rack: it is there already; Up checks that every machine
+// answers.
+func (p *Provider) Up(ctx context.Context, _ *topology.Rack) error { return p.Check(ctx) }
+
+// Down does nothing to a real rack: rackdrill never removes the user's machines.
+func (p *Provider) Down(context.Context) error { return p.Close() }
+
+var _ cluster.Provider = (*Provider)(nil)
+
+// node is one machine of the rack.
+type node struct {
+	p     *Provider
+	a     access
+	roles []topology.Role
+	addr  netip.Addr
+}
+
+var _ cluster.Node = (*node)(nil)
+
+func (n *node) Name() string           { return n.a.node }
+func (n *node) Roles() []topology.Role { return n.roles }
+func (n *node) Addr() netip.Addr       { return n.addr }
+func (n *node) String() string         { return n.a.node }
+
+// Running: the machine answers SSH.
+func (n *node) Running(ctx context.Context) (bool, error) {
+	if _, err := n.p.client(ctx, n.a); err != nil {
+		var ue *UnreachableError
+		if errors.As(err, &ue) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// Stop, Start and Kill need the rack's power plan (Wake-on-LAN, IPMI, by
+// hand), which this version does not model yet.
+func (n *node) Stop(context.Context) error {
+	return fmt.Errorf("stop %s over SSH: %w", n.a.node, cluster.ErrUnsupported)
+}
+
+func (n *node) Start(context.Context) error {
+	return fmt.Errorf("start %s over SSH: %w (power it on by hand)", n.a.node, cluster.ErrUnsupported)
+}
+
+func (n *node) Kill(context.Context) error {
+	return fmt.Errorf("kill %s over SSH: %w", n.a.node, cluster.ErrUnsupported)
+}
+
+func (n *node) check(ctx context.Context) error {
+	if _, err := n.p.client(ctx, n.a); err != nil {
+		return err
+	}
+	if !n.a.sudo {
+		return nil
+	}
+	var stderr strings.Builder
+	if err := n.Command(ctx, "true").SetStderr(&stderr).Run(); err != nil {
+		return fmt.Errorf("node %s: sudo as %s without a password fails (the inventory says sudo: true): %s", n.a.node, n.a.user, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
