@@ -248,6 +248,7 @@ func TestIntegrationLabUp(t *testing.T) {
 	if live, err := env.Ledger.Entries(); err != nil || len(live) > 0 {
 		t.Errorf("fault ledger after the drills: %v %v", live, err)
 	}
+	sshProviderOnLab(ctx, t, r, artifacts)
 	conformanceOnLab(ctx, t, env)
 }
 
