@@ -16,6 +16,7 @@ func newPreflightCommand(g *globalOptions) *cobra.Command {
 		to      string
 		timeout time.Duration
 		verbose bool
+		accept  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "preflight --to vMAJOR.MINOR[.PATCH]",
@@ -41,7 +42,7 @@ environment.`,
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, UpgradeTo: to}
+			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, UpgradeTo: to, AcceptNewHostKeys: accept}
 			// A rack that is not up is a broken environment (exit 2), said
 			// before any check runs.
 			probe, err := framework.Load(log, opts)
@@ -71,6 +72,7 @@ environment.`,
 	cmd.Flags().StringVar(&to, "to", "", "the release the upgrade goes to (v1.34.x)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
+	cmd.Flags().BoolVar(&accept, "accept-new-host-keys", false, "ssh provider: record the host key of a machine known_hosts does not list yet")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }

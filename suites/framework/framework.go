@@ -24,6 +24,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	sshprovider "rackdrill.dev/rackdrill/harness/cluster/ssh"
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
@@ -65,6 +66,9 @@ type Env struct {
 	UpgradeTo string
 	// Checked, when set, is told each check's result as it ends.
 	Checked func(conform.Result)
+	// AcceptNewHostKeys lets the ssh provider record host keys it sees for
+	// the first time (--accept-new-host-keys).
+	AcceptNewHostKeys bool
 
 	suite    string
 	target   targetCache
@@ -80,6 +84,8 @@ type Options struct {
 	Topology, Provider, Artifacts, Matrix, Deviations string
 	// UpgradeTo is the target release of the pre-upgrade suite.
 	UpgradeTo string
+	// AcceptNewHostKeys: see Env.AcceptNewHostKeys.
+	AcceptNewHostKeys bool
 }
 
 func flagOptions() Options {
@@ -107,7 +113,7 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	if artifacts == "" {
 		artifacts = os.Getenv("ARTIFACTS")
 	}
-	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now(), UpgradeTo: o.UpgradeTo}
+	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now(), UpgradeTo: o.UpgradeTo, AcceptNewHostKeys: o.AcceptNewHostKeys}
 	env.TopologyFile = def(o.Topology, "kind-configs/lab.yaml")
 	r, warns, err := topology.Load(env.TopologyFile)
 	if err != nil {
@@ -155,8 +161,21 @@ func (e *Env) Connect(ctx context.Context) error {
 		p := containers.NewProvider(e.Rack.Metadata.Name, containers.WithLogger(e.Log))
 		e.Nodes = p
 		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
+	case topology.ProviderSSH:
+		// A real rack: every machine must answer SSH with a known host key
+		// (and sudo, where the inventory says so) before anything runs.
+		p, err := sshprovider.NewProvider(e.Rack, sshprovider.WithLogger(e.Log), sshprovider.WithAcceptNewHostKeys(e.AcceptNewHostKeys))
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.TopologyFile, err)
+		}
+		if err := p.Check(ctx); err != nil {
+			return err
+		}
+		e.Nodes = p
+		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
+		return nil
 	default:
-		return fmt.Errorf("provider %s: not available in this version of rackdrill (the containers provider is)", e.Provider)
+		return fmt.Errorf("provider %s: not available in this version of rackdrill (containers and ssh are)", e.Provider)
 	}
 	nodes, err := e.Nodes.Nodes(ctx)
 	if err != nil {
