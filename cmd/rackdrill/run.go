@@ -104,6 +104,18 @@ broken, 2 bad input or a broken environment.`,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if r.Spec.Provider == topology.ProviderSSH {
+				// An unreachable machine, a wrong host key, a missing sudo:
+				// said before any spec runs, each host named (exit 2).
+				env, err := framework.Load(newLogger(cmd.ErrOrStderr(), g.verbosity),
+					framework.Options{Topology: g.topology, Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew})
+				if err != nil {
+					return err
+				}
+				if err := env.Connect(ctx); err != nil {
+					return err
+				}
+			}
 			// From here on the specs handle Ctrl-C themselves: each fault is
 			// reverted by its guard, so the signal context is released.
 			stop()

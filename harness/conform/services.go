@@ -185,7 +185,7 @@ func storageChecks() []Check {
 			if why := noStorage(t); why != "" {
 				return why
 			}
-			if t.Provider == topology.ProviderContainers {
+			if t.Provider == topology.ProviderContainers || t.Rack.Metadata.Annotations[topology.AnnotationLab] == "true" {
 				// lab-notes: a pod in a container node cannot mount NFS, so the
 				// lab runs no NFS provisioner and has no StorageClass; its
 				// volumes are the agents' user-space NFS client, which the

@@ -53,6 +53,11 @@ type RackSpec struct {
 	Probes       Probes       `json:"probes,omitempty"`
 }
 
+// AnnotationLab marks a topology of rackdrill's own lab (lab.yaml, and
+// lab-ssh.yaml, which adopts it as a real rack): checks of what the lab cannot
+// have (a StorageClass its pods could mount) are skipped with the reason.
+const AnnotationLab = "rackdrill.dev/lab"
+
 // ProviderName selects how the rack is built or reached.
 type ProviderName string
 

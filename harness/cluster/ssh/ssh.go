@@ -169,8 +169,8 @@ func (e *HostKeyError) Error() string {
 		return fmt.Sprintf("host %s (%s) is not in %s; it offers key %s: check that fingerprint on the machine (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and run again with --accept-new-host-keys to record it",
 			e.Node, e.Addr, e.KnownHosts, e.Offered)
 	}
-	return fmt.Sprintf("host key of %s (%s) does not match %s: it offers %s, known_hosts has %s; refusing it (if the machine was reinstalled, remove its line with ssh-keygen -R %s)",
-		e.Node, e.Addr, e.KnownHosts, e.Offered, strings.Join(e.Known, ", "), e.Addr)
+	return fmt.Sprintf("host key of %s (%s) does not match %s: it offers %s, known_hosts has %s; refusing it (if the machine was reinstalled, remove its line with ssh-keygen -f %s -R '%s')",
+		e.Node, e.Addr, e.KnownHosts, e.Offered, strings.Join(e.Known, ", "), e.KnownHosts, knownhosts.Normalize(e.Addr))
 }
 
 // hostKeyCallback checks a host against known_hosts, recording an unknown one
