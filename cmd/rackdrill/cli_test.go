@@ -66,7 +66,7 @@ func TestValidateShippedTopologies(t *testing.T) {
 		args = append(args, strings.TrimPrefix(f, "../../"))
 	}
 	out, errOut, code := rackdrill(t, append([]string{"validate"}, args...)...)
-	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 3 {
+	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 4 {
 		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
