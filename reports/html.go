@@ -17,12 +17,10 @@ import (
 var pageSource string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"short": short,
-	"durp":  durp,
-	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"promise": func(c matrix.Cell) string {
-		return promise(c)
-	},
+	"short":   short,
+	"durp":    durp,
+	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"promise": promise,
 	"arrow": func(e matrix.Expect) string {
 		switch e {
 		case matrix.Up:
@@ -32,7 +30,6 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 		}
 		return "· any"
 	},
-	"celltext": cellText,
 }).Parse(pageSource))
 
 // Options of the HTML report.
@@ -53,7 +50,6 @@ type view struct {
 	Rows      []rowView
 	Worse     []worse
 	Baseline  *Run
-	Families  []string
 	Generated time.Time
 }
 
@@ -66,11 +62,10 @@ type rowView struct {
 
 type cellView struct {
 	matrix.CellResult
-	Was      *time.Duration // the baseline's time to recovery
-	Worse    bool
-	Absent   bool // the drill has no cell for this probe
-	Title    string
-	Deviates bool
+	Was    *time.Duration // the baseline's time to recovery
+	Worse  bool
+	Absent bool // the drill has no cell for this probe
+	Title  string
 }
 
 type worse struct {
@@ -110,7 +105,7 @@ func WriteHTML(w io.Writer, r *Run, o Options) error {
 				continue
 			}
 			c := d.Result.Cells[i]
-			cv := cellView{CellResult: c, Deviates: c.Verdict == matrix.KnownDeviation}
+			cv := cellView{CellResult: c}
 			cv.Title = fmt.Sprintf("%s × %s: promised %s; %s", c.Fault, c.Probe, promise(c.Promise), cellText(c))
 			if b, ok := base[c.Fault+"/"+c.Probe]; ok && c.Verdict != matrix.NotApplicable {
 				cv.Was = b.TimeToRecovery
@@ -131,11 +126,6 @@ func WriteHTML(w io.Writer, r *Run, o Options) error {
 			}
 		}
 		v.Rows = append(v.Rows, rv)
-	}
-	for _, c := range r.Checks {
-		if !slices.Contains(v.Families, c.Family) {
-			v.Families = append(v.Families, c.Family)
-		}
 	}
 	return page.Execute(w, v)
 }

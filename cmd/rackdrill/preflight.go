@@ -43,13 +43,7 @@ environment.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
 			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, UpgradeTo: to, AcceptNewHostKeys: accept}
-			// A rack that is not up is a broken environment (exit 2), said
-			// before any check runs.
-			probe, err := framework.Load(log, opts)
-			if err != nil {
-				return err
-			}
-			if err := probe.Connect(cmd.Context()); err != nil {
+			if err := framework.Reachable(cmd.Context(), log, opts); err != nil {
 				return err
 			}
 			prog := &progress{w: cmd.OutOrStdout()}

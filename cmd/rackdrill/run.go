@@ -104,25 +104,21 @@ broken, 2 bad input or a broken environment.`,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew}
 			if r.Spec.Provider == topology.ProviderSSH {
 				// An unreachable machine, a wrong host key, a missing sudo:
 				// said before any spec runs, each host named (exit 2).
-				env, err := framework.Load(newLogger(cmd.ErrOrStderr(), g.verbosity),
-					framework.Options{Topology: g.topology, Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew})
-				if err != nil {
-					return err
-				}
-				if err := env.Connect(ctx); err != nil {
+				if err := framework.Reachable(ctx, log, opts); err != nil {
 					return err
 				}
 			}
 			// From here on the specs handle Ctrl-C themselves: each fault is
 			// reverted by its guard, so the signal context is released.
 			stop()
-			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
 			prog := &progress{w: out}
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
-				Options:     framework.Options{Topology: g.topology, Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew},
+				Options:     opts,
 				Suites:      "conformance+chaos",
 				LabelFilter: labels, Focus: focus, Timeout: timeout, Verbose: verbose,
 				Progress: prog.phase, Live: prog.live, Checked: prog.checked,

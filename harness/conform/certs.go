@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -35,8 +36,9 @@ func certificateChecks() []Check {
 			}
 			var p problems
 			for _, c := range list.Items {
-				ready, msg := "Unknown", ""
-				conds, _ := c.Object["status"].(map[string]any)["conditions"].([]any)
+				// A Certificate cert-manager has not processed yet has no status.
+				ready, msg := "Unknown", "no status yet"
+				conds, _, _ := unstructured.NestedSlice(c.Object, "status", "conditions")
 				for _, x := range conds {
 					m, _ := x.(map[string]any)
 					if m["type"] == "Ready" {
@@ -48,7 +50,7 @@ func certificateChecks() []Check {
 					p.add("spec.ingress", "Certificate %s/%s is not Ready (%s): %s", c.GetNamespace(), c.GetName(), ready, msg)
 				}
 			}
-			return fmt.Sprintf("%s", plural(len(list.Items), "Certificate", "Certificates")), p.err()
+			return plural(len(list.Items), "Certificate", "Certificates"), p.err()
 		},
 	}}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -22,12 +21,11 @@ type Target struct {
 	// Provider is how the rack was built or adopted.
 	Provider topology.ProviderName
 	Nodes    []cluster.Node
-	// Kubeconfig holds the rack's admin credentials; REST points them at the
-	// control-plane endpoint (the VIP).
-	Kubeconfig []byte
-	REST       *rest.Config
-	Kube       kubernetes.Interface
-	Dynamic    dynamic.Interface
+	// REST holds the rack's admin credentials, pointed at the control-plane
+	// endpoint (the VIP).
+	REST    *rest.Config
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
 	// Internet dials from the Internet vantage point; nil when the provider
 	// has none (then the tunnel's isolation cannot be checked).
 	Internet cluster.Dialer
@@ -131,8 +129,6 @@ func plural(n int, one, many string) string {
 	}
 	return fmt.Sprintf("%d %s", n, many)
 }
-
-func joinSorted(xs []string) string { return strings.Join(xs, ", ") }
 
 // kubeNode finds the rack's machine by name.
 func (t *Target) node(name string) cluster.Node {

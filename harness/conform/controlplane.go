@@ -108,7 +108,7 @@ func checkEtcd(ctx context.Context, t *Target) (string, error) {
 		p.add("spec.nodes[roles=server]", "documents %d servers, etcd has %d healthy members", len(want), len(members))
 	}
 	if len(leaders) != 1 {
-		p.add("spec.nodes[roles=server]", "etcd must have one leader, found %d (%s)", len(leaders), joinSorted(leaders))
+		p.add("spec.nodes[roles=server]", "etcd must have one leader, found %d (%s)", len(leaders), strings.Join(leaders, ", "))
 	}
 	leader := ""
 	if len(leaders) > 0 {
@@ -201,7 +201,7 @@ func apiChecks() []Check {
 				}
 				ok = append(ok, s.Name)
 			}
-			return "answering: " + joinSorted(ok), p.err()
+			return "answering: " + strings.Join(ok, ", "), p.err()
 		},
 	}}
 }

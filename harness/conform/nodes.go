@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -265,9 +264,7 @@ func normalizeRef(ref string) string {
 
 // nodeImages lists the images containerd holds on n, with their platforms'
 // architectures (`ctr images ls`, or K3s's `k3s ctr`).
-func nodeImages(ctx context.Context, n interface {
-	exec.Cmder
-}) (map[string][]string, error) {
+func nodeImages(ctx context.Context, n exec.Cmder) (map[string][]string, error) {
 	out, err := exec.Output(n.Command(ctx, "sh", "-c", "if command -v ctr >/dev/null; then ctr -n k8s.io images ls; else k3s ctr -n k8s.io images ls; fi"))
 	if err != nil {
 		return nil, err
@@ -352,7 +349,6 @@ func healthChecks() []Check {
 			if r := sample(ctx, t, "apps"); !r.OK {
 				p.add("spec.nodes", "a pod cannot call a Service by its DNS name: %v", r.Err)
 			}
-			sort.Strings(placed)
 			return "CoreDNS on " + strings.Join(placed, ", ") + "; a pod resolves and calls a Service by name", p.err()
 		},
 	}}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"rackdrill.dev/rackdrill/harness/exec"
@@ -50,7 +51,7 @@ func metallbChecks() []Check {
 			}
 			var seen []string
 			for _, pool := range list.Items {
-				addrs, _, _ := unstructuredStrings(pool.Object, "spec", "addresses")
+				addrs, _, _ := unstructured.NestedStringSlice(pool.Object, "spec", "addresses")
 				for _, a := range addrs {
 					seen = append(seen, pool.GetName()+": "+a)
 					if got, err := topology.ParseRange(a); err == nil && got == want {
@@ -95,28 +96,6 @@ func metallbChecks() []Check {
 			return fmt.Sprintf("Service %s/%s holds %s; the demo app answers there", in.Namespace, in.Service, in.IP), nil
 		},
 	}}
-}
-
-func unstructuredStrings(obj map[string]any, path ...string) ([]string, bool, error) {
-	cur := any(obj)
-	for _, p := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[p]
-	}
-	list, ok := cur.([]any)
-	if !ok {
-		return nil, false, nil
-	}
-	var out []string
-	for _, x := range list {
-		if s, ok := x.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out, true, nil
 }
 
 func tunnelChecks() []Check {
@@ -226,7 +205,7 @@ func storageChecks() []Check {
 				}
 				ok = append(ok, want.Name)
 			}
-			return "found: " + joinSorted(ok), p.err()
+			return "found: " + strings.Join(ok, ", "), p.err()
 		},
 	}, {
 		// The agents write through the documented StorageClass's PVC on a

@@ -55,7 +55,7 @@ func (e *Env) buildTarget(ctx context.Context) (*conform.Target, error) {
 		return nil, err
 	}
 	cfg.Timeout = 30 * time.Second
-	t := &conform.Target{Rack: e.Rack, Provider: e.Provider, Nodes: nodes, Kubeconfig: kc, REST: cfg}
+	t := &conform.Target{Rack: e.Rack, Provider: e.Provider, Nodes: nodes, REST: cfg}
 	if t.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err
 	}

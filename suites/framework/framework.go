@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -199,6 +200,27 @@ func (e *Env) Connect(ctx context.Context) error {
 		return fmt.Errorf("rack %s lacks nodes of its topology: %s", e.Rack.Metadata.Name, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// Close releases what Connect opened (the ssh provider's connections).
+func (e *Env) Close() error {
+	if c, ok := e.Nodes.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// Reachable loads the inputs of a run and connects to its rack, then lets go:
+// the commands call it before the specs, so that a rack that is not up, an
+// unreachable machine or a wrong host key is bad input (exit 2) said before
+// anything runs, not a failed spec.
+func Reachable(ctx context.Context, log logr.Logger, o Options) error {
+	e, err := Load(log, o)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	return e.Connect(ctx)
 }
 
 // Record keeps a drill's outcome for run.json.

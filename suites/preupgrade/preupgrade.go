@@ -95,11 +95,7 @@ func specs() {
 		})
 		It("no object uses an API the target release removes [spec.kubernetes.version]", func(ctx context.Context) {
 			check(ctx, "no object uses an API the target release removes", "spec.kubernetes.version", func(ctx context.Context, env *framework.Env) (string, error) {
-				target, err := env.UpgradeTarget()
-				if err != nil {
-					return "", err
-				}
-				t, err := env.Target(ctx)
+				target, t, err := upgradeInputs(ctx, env)
 				if err != nil {
 					return "", err
 				}
@@ -124,12 +120,19 @@ func specs() {
 	})
 }
 
-func checkSkew(ctx context.Context, env *framework.Env) (string, error) {
+// upgradeInputs are what the checks of an upgrade read: the target release
+// (--to) and the rack.
+func upgradeInputs(ctx context.Context, env *framework.Env) (preflight.Minor, *conform.Target, error) {
 	target, err := env.UpgradeTarget()
 	if err != nil {
-		return "", err
+		return target, nil, err
 	}
 	t, err := env.Target(ctx)
+	return target, t, err
+}
+
+func checkSkew(ctx context.Context, env *framework.Env) (string, error) {
+	target, t, err := upgradeInputs(ctx, env)
 	if err != nil {
 		return "", err
 	}
