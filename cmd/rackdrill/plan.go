@@ -78,6 +78,14 @@ type plannedRow struct {
 
 func printPlan(w io.Writer, r *topology.Rack, p topology.ProviderName, rows []plannedRow) {
 	fmt.Fprintf(w, "Plan for rack %s (provider %s, %d nodes); nothing is touched.\n", r.Metadata.Name, p, len(r.Spec.Nodes))
+	printPlanRows(w, rows)
+}
+
+// printPlanRows prints each row's targets, every step with where it runs, and
+// what each cell expects.
+func printPlanRows(w io.Writer, rows []plannedRow) {
+	// A multi-line command keeps its lines under the step.
+	action := func(a string) string { return strings.ReplaceAll(a, "\n", "\n"+strings.Repeat(" ", 26)) }
 	for i, pr := range rows {
 		row, pl := pr.Row, pr.Plan
 		fmt.Fprintf(w, "\n%2d. %s: %s\n", i+1, row.Fault, row.Title)
@@ -90,14 +98,20 @@ func printPlan(w io.Writer, r *topology.Rack, p topology.ProviderName, rows []pl
 			continue
 		}
 		fmt.Fprintf(w, "    targets: %s\n", strings.Join(pl.Targets, ", "))
+		if pl.LosesQuorum {
+			fmt.Fprintf(w, "    QUORUM:  etcd loses its quorum (a real rack needs --allow-quorum-loss)\n")
+		}
+		if pl.Power {
+			fmt.Fprintf(w, "    POWER:   machines power off (a real rack needs --allow-power)\n")
+		}
 		if pl.Choice != "" {
 			fmt.Fprintf(w, "    chosen:  %s\n", pl.Choice)
 		}
 		for _, s := range pl.Inject {
-			fmt.Fprintf(w, "    inject:  %-12s %s\n", s.Where, s.Action)
+			fmt.Fprintf(w, "    inject:  %-12s %s\n", s.Where, action(s.Action))
 		}
 		for _, s := range pl.Revert {
-			fmt.Fprintf(w, "    revert:  %-12s %s\n", s.Where, s.Action)
+			fmt.Fprintf(w, "    revert:  %-12s %s\n", s.Where, action(s.Action))
 		}
 		fmt.Fprintf(w, "    budgets: settle %s, observe %s, recovery %s\n", row.Settle.Duration, row.Observe.Duration, row.Recovery.Duration)
 		fmt.Fprintf(w, "    expects:")

@@ -16,6 +16,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	sshprovider "rackdrill.dev/rackdrill/harness/cluster/ssh"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -66,6 +67,22 @@ prints what still differs; that is exit status 1.`,
 			case topology.ProviderContainers, "":
 				p := containers.NewProvider(entries[0].Rack, containers.WithLogger(log))
 				lister, kube = p, fault.KubeFrom(p, "")
+			case topology.ProviderSSH:
+				// A real rack: its machines are reached again through the
+				// inventory of the topology the run was given.
+				if entries[0].Topology == "" {
+					return fmt.Errorf("ledger entry %s: no topology recorded for the ssh rack %s", entries[0].ID, entries[0].Rack)
+				}
+				r, err := loadRack(entries[0].Topology, cmd.ErrOrStderr())
+				if err != nil {
+					return fmt.Errorf("ledger entry %s: %w", entries[0].ID, err)
+				}
+				p, err := sshprovider.NewProvider(r, sshprovider.WithLogger(log))
+				if err != nil {
+					return fmt.Errorf("%s: %w", entries[0].Topology, err)
+				}
+				defer p.Close()
+				lister, kube = p, fault.KubeFrom(p, r.APIServerURL())
 			default:
 				return fmt.Errorf("ledger entry %s: provider %q cannot recover yet", entries[0].ID, entries[0].Provider)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,6 +40,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 		timeout   time.Duration
 		verbose   bool
 		acceptNew bool
+		provider  string
+		safe      safety
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -57,7 +60,9 @@ Exit status: 0 every promise held (or is a declared deviation), 1 a promise was
 broken, 2 bad input or a broken environment.`,
 		Example: `  rackdrill run
   rackdrill run --scenario server-kill-1 --scenario tunnel-client-cut --keep
-  rackdrill run --label-filter 'conformance || (chaos && !power)'`,
+  rackdrill run --label-filter 'conformance || (chaos && !power)'
+  rackdrill run --provider ssh --topology my-rack.yaml --scenario nfs-lost --dry-run
+  rackdrill run --provider ssh --topology my-rack.yaml --scenario lb-master-lost --yes`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			var focus []string
@@ -74,15 +79,52 @@ broken, 2 bad input or a broken environment.`,
 			if err != nil {
 				return err
 			}
+			if provider != "" {
+				switch p := topology.ProviderName(provider); p {
+				case topology.ProviderContainers, topology.ProviderSSH:
+					r.Spec.Provider = p
+				default:
+					return fmt.Errorf("--provider %q: this version of rackdrill runs the containers and ssh providers", provider)
+				}
+			}
 			if r.Spec.Provider == topology.ProviderSSH {
-				// Faults on real machines (dead-man timers, the plan to confirm)
-				// are not built yet: only the read-only checks run over SSH.
-				if len(scenarios) > 0 || strings.Contains(labels, "chaos") {
-					return fmt.Errorf("%s: the ssh provider runs the conformance suite in this version; faults on real machines are not built yet", g.topology)
+				// A real rack: the rows to drill are named, the conformance
+				// suite runs first, and nothing runs until the plan is
+				// allowed, printed and confirmed.
+				if len(scenarios) == 0 && strings.Contains(labels, "chaos") {
+					return fmt.Errorf("%s is a real rack: name the rows to drill with --scenario (see `rackdrill plan --topology %s`)", g.topology, g.topology)
+				}
+				if len(scenarios) > 0 && !cmd.Flags().Changed("label-filter") {
+					labels = "conformance || chaos"
+					focus = append(focus, "^conformance ")
 				}
 				if labels == "" {
 					labels = "conformance"
 				}
+				rows, err := planRows(r, topology.ProviderSSH, scenarios)
+				if err != nil {
+					return err
+				}
+				if len(scenarios) == 0 {
+					rows = nil
+				}
+				if err := safe.gate(r, rows); err != nil {
+					return err
+				}
+				if err := safe.confirm(out, r, rows); err != nil {
+					if errors.Is(err, errDryRun) {
+						return nil
+					}
+					return err
+				}
+			} else if safe.dryRun {
+				rows, err := planRows(r, r.Spec.Provider, scenarios)
+				if err != nil {
+					return err
+				}
+				printPlan(out, r, r.Spec.Provider, rows)
+				fmt.Fprintln(out, "\ndry run: nothing was built or run")
+				return nil
 			}
 			if labels == "" {
 				// The pre-upgrade checks need a target release: rackdrill preflight.
@@ -105,7 +147,7 @@ broken, 2 bad input or a broken environment.`,
 				return ctx.Err()
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew}
+			opts := framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew}
 			if r.Spec.Provider == topology.ProviderSSH {
 				// An unreachable machine, a wrong host key, a missing sudo:
 				// said before any spec runs, each host named (exit 2).
@@ -146,6 +188,11 @@ broken, 2 bad input or a broken environment.`,
 	cmd.Flags().BoolVar(&keep, "keep", os.Getenv("KEEP") == "1", "keep a lab this run built (default from KEEP=1)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
+	cmd.Flags().StringVar(&provider, "provider", "", "containers or ssh (default: the topology's spec.provider)")
+	cmd.Flags().BoolVar(&safe.yes, "yes", false, "ssh provider: inject the planned faults without asking")
+	cmd.Flags().BoolVar(&safe.dryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")
+	cmd.Flags().BoolVar(&safe.allowQuorumLoss, "allow-quorum-loss", false, "ssh provider: allow faults that take etcd below quorum (server-kill-2 on 3 servers)")
+	cmd.Flags().BoolVar(&safe.allowPower, "allow-power", false, "ssh provider: allow the power drill (every machine needs spec.nodes[].power)")
 	cmd.Flags().BoolVar(&acceptNew, "accept-new-host-keys", false, "ssh provider: record the host key of a machine known_hosts does not list yet (a changed key is always refused)")
 	return cmd
 }

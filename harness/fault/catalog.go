@@ -35,7 +35,46 @@ type Plan struct {
 	Choice string `json:"choice,omitempty"`
 	Inject []Step `json:"inject"`
 	Revert []Step `json:"revert"`
+	// LosesQuorum: the fault takes etcd below quorum (the API stops
+	// answering writes); on a real rack it needs --allow-quorum-loss.
+	LosesQuorum bool `json:"losesQuorum,omitempty"`
+	// Power: the fault powers machines off; on a real rack it needs
+	// --allow-power and a way to power every machine on again.
+	Power bool `json:"power,omitempty"`
+	// Remote are the commands the fault runs on a real rack's machines (ssh
+	// provider). The server kills name their machines "etcd leader" and
+	// "next server": they are chosen at injection.
+	Remote []RemoteStep `json:"remote,omitempty"`
 }
+
+// Placeholders of the server kills' steps, in order.
+var serverKillTargets = []string{"etcd leader", "next server"}
+
+// remote adds the steps of a fault run over SSH, each machine's dead-man
+// timer first.
+func (pl *Plan) remote(steps []RemoteStep) {
+	pl.Remote = steps
+	armed := map[string]bool{}
+	for _, s := range steps {
+		if !armed[s.Node] {
+			armed[s.Node] = true
+			pl.Inject = append(pl.Inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs the revert below by itself", s.DeadMan)})
+		}
+		pl.Inject = append(pl.Inject, Step{s.Node, "sh -c " + strconvQuote(s.Inject)})
+	}
+	for i := len(steps) - 1; i >= 0; i-- {
+		pl.Revert = append(pl.Revert, Step{steps[i].Node, "sh -c " + strconvQuote(steps[i].Revert)})
+	}
+	done := map[string]bool{}
+	for _, s := range steps {
+		if !done[s.Node] {
+			done[s.Node] = true
+			pl.Revert = append(pl.Revert, Step{s.Node, "cancel the dead-man timer"})
+		}
+	}
+}
+
+func strconvQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // PlanFor describes fault name on rack r under provider p.
 func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, error) {
@@ -75,6 +114,17 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		if count == 2 {
 			pl.Choice += ", and the next server in topology order"
 		}
+		pl.LosesQuorum = len(servers)-count < len(servers)/2+1
+		if p == topology.ProviderSSH {
+			var steps []RemoteStep
+			for _, who := range serverKillTargets[:count] {
+				st := ServiceSteps(r, topology.ServiceServer, servers[0])[0]
+				st.Node = who
+				steps = append(steps, st)
+			}
+			pl.remote(steps)
+			break
+		}
 		for _, who := range []string{"etcd leader", "next server"}[:count] {
 			pl.Inject = append(pl.Inject, Step{who, hardKill(p, r)})
 			pl.Revert = append(pl.Revert, Step{who, powerOn(p) + "; wait until it rejoins etcd"})
@@ -86,7 +136,9 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		}
 		master := ka.Master()
 		pl.Targets = []string{master}
-		if p == topology.ProviderSSH || len(r.Node(master).Roles) > 1 {
+		if p == topology.ProviderSSH {
+			pl.remote(ServiceSteps(r, topology.ServiceKeepalived, master))
+		} else if len(r.Node(master).Roles) > 1 {
 			pl.Inject = append(pl.Inject, Step{master, "systemctl stop keepalived"})
 			pl.Revert = append(pl.Revert, Step{master, "systemctl start keepalived"})
 		} else {
@@ -117,6 +169,19 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 			return na("the rack has no control-plane load balancer (spec.controlPlane.keepalived and haproxy are empty)")
 		}
 		pl.Targets = lbs
+		if p == topology.ProviderSSH {
+			var steps []RemoteStep
+			for _, n := range lbs {
+				if cp.Keepalived != nil && slices.ContainsFunc(cp.Keepalived.Members, func(m topology.KeepalivedMember) bool { return m.Node == n }) {
+					steps = append(steps, ServiceSteps(r, topology.ServiceKeepalived, n)...)
+				}
+				if cp.HAProxy != nil && slices.Contains(cp.HAProxy.Nodes, n) {
+					steps = append(steps, ServiceSteps(r, topology.ServiceHAProxy, n)...)
+				}
+			}
+			pl.remote(steps)
+			break
+		}
 		for _, n := range lbs {
 			if p == topology.ProviderSSH || len(r.Node(n).Roles) > 1 {
 				pl.Inject = append(pl.Inject, Step{n, "systemctl stop keepalived haproxy"})
@@ -152,12 +217,7 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		}
 		pl.Targets = []string{t.Server.Node}
 		if p == topology.ProviderSSH {
-			svc := "frps"
-			if t.Type == topology.TunnelSSH {
-				svc = "ssh"
-			}
-			pl.Inject = []Step{{t.Server.Node, "systemctl stop " + svc}}
-			pl.Revert = []Step{{t.Server.Node, "systemctl start " + svc}}
+			pl.remote(ServiceSteps(r, topology.ServiceTunnelServer, t.Server.Node))
 		} else {
 			down([]string{t.Server.Node}, "docker stop (the VPS dies)")
 		}
@@ -168,8 +228,7 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		}
 		pl.Targets = []string{s.NFS.Node}
 		if p == topology.ProviderSSH {
-			pl.Inject = []Step{{s.NFS.Node, "iptables: chain RACKDRILL-NFS drops TCP/UDP 2049 and 111 (the harness's own chain)"}}
-			pl.Revert = []Step{{s.NFS.Node, "iptables: remove chain RACKDRILL-NFS"}}
+			pl.remote(ServiceSteps(r, topology.ServiceNFS, s.NFS.Node))
 		} else {
 			down([]string{s.NFS.Node}, "docker stop (the NAS dies)")
 		}
@@ -179,6 +238,10 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 			return na(fmt.Sprintf("the rack has %d worker: losing it is not a failover", len(workers)))
 		}
 		pl.Targets = workers[:1]
+		if p == topology.ProviderSSH {
+			pl.remote(ServiceSteps(r, topology.ServiceWorker, workers[0]))
+			break
+		}
 		pl.Inject = []Step{{workers[0], hardKill(p, r)}}
 		pl.Revert = []Step{{workers[0], powerOn(p) + "; wait until it is Ready"}}
 	case "ups-power-loss":
@@ -189,6 +252,7 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		if p == topology.ProviderK3d {
 			return na("k3d has no machines to power off")
 		}
+		pl.Power = true
 		pl.Targets = append(pl.Targets, u.Node)
 		for i, stage := range u.ShutdownOrder {
 			pl.Targets = append(pl.Targets, stage...)
@@ -196,7 +260,7 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		}
 		drv := fmt.Sprintf("NUT %s: ups.status OL -> OB -> OB LB", u.Driver)
 		if p == topology.ProviderSSH {
-			drv = "upsmon -c fsd (forced shutdown, needs --allow-power)"
+			drv = "sh -c " + strconvQuote(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop) + " (forced shutdown, needs --allow-power)"
 		}
 		pl.Inject = []Step{
 			{u.Node, drv},
@@ -207,21 +271,11 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 	return pl, nil
 }
 
-func hardKill(p topology.ProviderName, r *topology.Rack) string {
-	switch p {
-	case topology.ProviderSSH:
-		if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
-			return "systemctl kill -s KILL k3s k3s-agent"
-		}
-		return "systemctl kill -s KILL kubelet containerd (etcd and kube-apiserver static pods die with them)"
-	default:
-		return "docker kill (hard power loss)"
-	}
-}
+func hardKill(topology.ProviderName, *topology.Rack) string { return "docker kill (hard power loss)" }
 
 func powerOn(p topology.ProviderName) string {
 	if p == topology.ProviderSSH {
-		return "systemctl start the stopped units"
+		return "power on (spec.nodes[].power: its command, or a person asked to)"
 	}
 	return "docker start"
 }

@@ -89,6 +89,7 @@ type Guard struct {
 	ledger        *Ledger
 	rack          string
 	provider      string
+	topology      string
 	log           logr.Logger
 	revertTimeout time.Duration
 	signals       []os.Signal
@@ -104,6 +105,10 @@ func WithLogger(l logr.Logger) GuardOption { return func(g *Guard) { g.log = l }
 func WithRack(rack, provider string) GuardOption {
 	return func(g *Guard) { g.rack, g.provider = rack, provider }
 }
+
+// WithTopology records the rack's topology file, which `rackdrill recover`
+// needs to reach a real rack's machines again.
+func WithTopology(path string) GuardOption { return func(g *Guard) { g.topology = path } }
 
 // WithRevertTimeout bounds the revert (default 5 minutes: starting a control-plane
 // node container and its systemd takes tens of seconds).
@@ -144,7 +149,7 @@ func (g *Guard) Hold(ctx context.Context, f Recordable, timeout time.Duration, o
 		return fmt.Errorf("record fault %s: %w", f.Name(), merr)
 	}
 	host, _ := os.Hostname()
-	e := Entry{ID: newID(f.Name()), Fault: f.Name(), Kind: kind, Params: raw, Rack: g.rack, Provider: g.provider,
+	e := Entry{ID: newID(f.Name()), Fault: f.Name(), Kind: kind, Params: raw, Rack: g.rack, Provider: g.provider, Topology: g.topology,
 		InjectedAt: time.Now(), PID: os.Getpid(), Host: host}
 	if err := g.ledger.Record(e); err != nil {
 		return err

@@ -19,13 +19,16 @@ type Entry struct {
 	ID    string `json:"id"`
 	Fault string `json:"fault"` // the fault's name, e.g. the matrix row "nfs-lost"
 	// Kind names the registered Rebuilder that turns Params back into a Fault.
-	Kind       string          `json:"kind"`
-	Params     json.RawMessage `json:"params"`
-	Rack       string          `json:"rack"`
-	Provider   string          `json:"provider"`
-	InjectedAt time.Time       `json:"injectedAt"`
-	PID        int             `json:"pid"`
-	Host       string          `json:"host"`
+	Kind     string          `json:"kind"`
+	Params   json.RawMessage `json:"params"`
+	Rack     string          `json:"rack"`
+	Provider string          `json:"provider"`
+	// Topology is the file of the rack (the ssh provider reaches the machines
+	// through its inventory again to recover).
+	Topology   string    `json:"topology,omitempty"`
+	InjectedAt time.Time `json:"injectedAt"`
+	PID        int       `json:"pid"`
+	Host       string    `json:"host"`
 }
 
 // Ledger is the on-disk journal of live faults: one JSON file per fault in a

@@ -63,8 +63,10 @@ func TestShippedMatrix(t *testing.T) {
 			t.Errorf("%s/%s = %s, want %s", tc.fault, tc.probe, got, tc.want)
 		}
 	}
-	if _, err := matrix.LoadDeviations("../../scenarios/deviations-containers.yaml", m); err != nil {
-		t.Errorf("shipped deviations: %v", err)
+	for _, env := range []string{"containers", "ssh"} {
+		if _, err := matrix.LoadDeviations("../../scenarios/deviations-"+env+".yaml", m); err != nil {
+			t.Errorf("shipped deviations: %v", err)
+		}
 	}
 }
 

@@ -138,6 +138,18 @@ type Node struct {
 	Taints []Taint           `json:"taints,omitempty"`
 	// SSH overrides the rack's SSH defaults for this machine.
 	SSH *SSH `json:"ssh,omitempty"`
+	// Power says how the machine is powered on again after the power drill
+	// (ssh provider); the drill refuses to start while any machine lacks it.
+	Power *Power `json:"power,omitempty"`
+}
+
+// Power is how a real machine comes back after it powered off.
+type Power struct {
+	// On is a command run on the harness's machine that powers the node on
+	// (wakeonlan, ipmitool ... chassis power on). It is run with sh -c.
+	On string `json:"on,omitempty"`
+	// Manual: a person powers it on; the harness asks and waits.
+	Manual bool `json:"manual,omitempty"`
 }
 
 // HasRole reports whether the node holds r.
@@ -321,6 +333,41 @@ type SSH struct {
 	Agent        bool   `json:"agent,omitempty"`
 	Sudo         bool   `json:"sudo,omitempty"`
 	KnownHosts   string `json:"knownHosts,omitempty"`
+	// DeadMan is the delay of the dead-man timer put on a machine before a
+	// fault goes in (systemd-run --on-active): while the harness lives it
+	// re-arms the timer; if the harness disappears the timer reverts the
+	// fault by itself within this delay. Default 2m.
+	DeadMan metav1.Duration `json:"deadMan,omitempty"`
+	// Services are the commands that take a machine's services down and up
+	// again; what is left out takes the defaults of the distribution.
+	Services *Services `json:"services,omitempty"`
+}
+
+// Services are the shell commands (run with sh -c, through sudo when the
+// inventory says so) that faults run on a real machine, per service.
+type Services struct {
+	// Server: a control-plane machine's Kubernetes (kubelet and the static
+	// pods of etcd and kube-apiserver; k3s).
+	Server *ServiceCommands `json:"server,omitempty"`
+	// Worker: a worker's Kubernetes (kubelet and its pods; k3s-agent).
+	Worker     *ServiceCommands `json:"worker,omitempty"`
+	Keepalived *ServiceCommands `json:"keepalived,omitempty"`
+	HAProxy    *ServiceCommands `json:"haproxy,omitempty"`
+	// NFS cuts the NAS's NFS service off (by default with the harness's own
+	// iptables chain, so that nothing else on the NAS is touched).
+	NFS *ServiceCommands `json:"nfs,omitempty"`
+	// TunnelServer: frps (or sshd) on the VPS.
+	TunnelServer *ServiceCommands `json:"tunnelServer,omitempty"`
+	// UPS: Stop forces the shutdown of the UPS master (upsmon -c fsd).
+	UPS *ServiceCommands `json:"ups,omitempty"`
+}
+
+// ServiceCommands take a service down (Stop) and bring it back (Start). Start
+// must be idempotent: it is run again by the dead-man timer and by
+// `rackdrill recover`.
+type ServiceCommands struct {
+	Stop  string `json:"stop"`
+	Start string `json:"start"`
 }
 
 // Probes configure how the rack's paths are sampled.

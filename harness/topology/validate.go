@@ -6,6 +6,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -33,6 +34,7 @@ func Validate(r *Rack) (field.ErrorList, []Warning) {
 	v.storage()
 	v.ups()
 	v.probes()
+	v.ssh()
 	return v.errs, v.warns
 }
 
@@ -507,5 +509,32 @@ func (v *validator) probes() {
 	}
 	for _, msg := range validation.IsDNS1123Label(pr.Namespace) {
 		v.add(field.Invalid(p.Child("namespace"), pr.Namespace, msg))
+	}
+}
+
+// MinDeadMan is the shortest dead-man delay: the harness re-arms the timer
+// every third of it, over SSH.
+const MinDeadMan = 15 * time.Second
+
+func (v *validator) ssh() {
+	check := func(p *field.Path, s *SSH) {
+		if s == nil {
+			return
+		}
+		if d := s.DeadMan.Duration; d != 0 && d < MinDeadMan {
+			v.add(field.Invalid(p.Child("deadMan"), s.DeadMan.Duration.String(), fmt.Sprintf("must be at least %s (the harness re-arms it every third of it)", MinDeadMan)))
+		}
+		if s.Port < 0 || s.Port > 65535 {
+			v.add(field.Invalid(p.Child("port"), s.Port, "must be a TCP port"))
+		}
+	}
+	check(field.NewPath("spec", "ssh"), v.r.Spec.SSH)
+	for i := range v.r.Spec.Nodes {
+		n := &v.r.Spec.Nodes[i]
+		p := field.NewPath("spec", "nodes").Index(i)
+		check(p.Child("ssh"), n.SSH)
+		if pw := n.Power; pw != nil && (pw.On == "") == !pw.Manual {
+			v.add(field.Invalid(p.Child("power"), fmt.Sprintf("on=%q manual=%v", pw.On, pw.Manual), "set exactly one of on (a command that powers "+n.Name+" on) or manual: true"))
+		}
 	}
 }

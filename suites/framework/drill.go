@@ -25,7 +25,8 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	in := scenarios.ScenarioInput{
 		Row: row, Deviations: e.Deviations, Log: e.Log,
 		Interval: e.Rack.Spec.Probes.Interval.Duration, Timeout: e.Rack.Spec.Probes.Timeout.Duration,
-		Guard: fault.NewGuard(e.Ledger, fault.WithRack(e.Rack.Metadata.Name, string(e.Provider)), fault.WithLogger(e.Log)),
+		Guard: fault.NewGuard(e.Ledger, fault.WithRack(e.Rack.Metadata.Name, string(e.Provider)),
+			fault.WithTopology(e.TopologyFile), fault.WithLogger(e.Log)),
 	}
 	plan, err := fault.PlanFor(row.Fault, e.Rack, e.Provider)
 	if err != nil {
@@ -112,6 +113,11 @@ func (e *Env) buildFault(ctx context.Context, name string, plan fault.Plan) (fau
 		return ns, nil
 	}
 	spec := e.Rack.Spec
+	if e.Provider == topology.ProviderSSH {
+		if f, err := e.remoteFault(ctx, name, plan, nodes); f != nil || err != nil {
+			return f, err
+		}
+	}
 	switch name {
 	case "server-kill-1", "server-kill-2":
 		targets, err := e.etcdLeaderFirst(ctx, nodes)
@@ -165,6 +171,34 @@ func (e *Env) buildFault(ctx context.Context, name string, plan fault.Plan) (fau
 		return fault.NewUPSPowerLoss(name, master[0], u.Name, stages, u.BatteryBudget.Duration), nil
 	}
 	return nil, fmt.Errorf("fault %s cannot be injected on provider %s by this version of rackdrill", name, e.Provider)
+}
+
+// remoteFault binds the faults that run commands on a real rack's machines,
+// each behind its dead-man timer, to the plan's steps; nil for the faults that
+// act through the API (MetalLB, the tunnel client), which are the same on
+// every provider.
+func (e *Env) remoteFault(ctx context.Context, name string, plan fault.Plan, nodes []cluster.Node) (fault.Recordable, error) {
+	if plan.Power {
+		return nil, fmt.Errorf("fault %s: the power drill on a real rack is not built in this version of rackdrill", name)
+	}
+	if len(plan.Remote) == 0 {
+		return nil, nil
+	}
+	steps := slices.Clone(plan.Remote)
+	if name == "server-kill-1" || name == "server-kill-2" {
+		targets, err := e.etcdLeaderFirst(ctx, nodes)
+		if err != nil {
+			return nil, fmt.Errorf("fault %s: %w", name, err)
+		}
+		if len(targets) < len(steps) {
+			return nil, fmt.Errorf("fault %s: %d servers, %d to kill", name, len(targets), len(steps))
+		}
+		e.Log.Info("servers to kill", "fault", name, "targets", names(targets[:len(steps)]), "why", "the first holds the etcd leader")
+		for i := range steps {
+			steps[i] = fault.ServiceSteps(e.Rack, topology.ServiceServer, targets[i].Name())[0]
+		}
+	}
+	return fault.NewRemote(name, e.Nodes, e.Log, steps...), nil
 }
 
 // etcdLeaderFirst orders the servers with the one holding the etcd leader

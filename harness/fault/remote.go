@@ -1,0 +1,253 @@
+package fault
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// RemoteStep is one machine's part of a fault on a real rack: a shell command
+// that takes a service down and one that brings it back (idempotent).
+type RemoteStep struct {
+	Node   string `json:"node"`
+	Inject string `json:"inject"`
+	Revert string `json:"revert"`
+	// DeadMan is the delay of the machine's dead-man timer.
+	DeadMan time.Duration `json:"deadMan"`
+}
+
+// ServiceSteps are the steps that take service svc down on each node, with the
+// commands and dead-man delays the topology gives them.
+func ServiceSteps(r *topology.Rack, svc topology.Service, nodes ...string) []RemoteStep {
+	var out []RemoteStep
+	for _, n := range nodes {
+		c := r.ServiceCommands(svc, n)
+		out = append(out, RemoteStep{Node: n, Inject: c.Stop, Revert: c.Start, DeadMan: r.DeadMan(n)})
+	}
+	return out
+}
+
+// DeadManUnit is the prefix of the systemd units of a fault's dead-man
+// timers: rackdrill-deadman-<id>-<generation>.timer.
+func DeadManUnit(id string) string { return "rackdrill-deadman-" + id }
+
+// Remote runs commands on real machines (sh -c over the provider's nodes),
+// each machine guarded by a dead-man timer put there before its command runs:
+// a transient systemd timer that runs the step's revert by itself when it
+// fires. While the fault is held the harness re-arms every timer each third of
+// its delay; when the harness disappears (SIGKILL, a lost laptop) the last
+// timer fires within the delay. The timers are cancelled after a successful
+// revert.
+type Remote struct {
+	name  string
+	nodes cluster.NodeLister
+	log   logr.Logger
+
+	ID    string       `json:"id"`
+	Steps []RemoteStep `json:"steps"`
+
+	mu      sync.Mutex
+	gen     map[string]int // the armed generation per node
+	stop    chan struct{}
+	beating sync.WaitGroup
+}
+
+var _ Recordable = (*Remote)(nil)
+
+// NewRemote builds a fault of steps run on the nodes nodes lists.
+func NewRemote(name string, nodes cluster.NodeLister, log logr.Logger, steps ...RemoteStep) *Remote {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return &Remote{name: name, nodes: nodes, log: log, ID: hex.EncodeToString(b[:]), Steps: steps, gen: map[string]int{}}
+}
+
+func (f *Remote) Name() string { return f.name }
+
+// Record implements Recordable.
+func (f *Remote) Record() (string, any) { return "remote", f }
+
+func (f *Remote) node(ctx context.Context, name string) (cluster.Node, error) {
+	all, err := f.nodes.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := cluster.ByName(all, name)
+	if err != nil {
+		return nil, err
+	}
+	return ns[0], nil
+}
+
+func (f *Remote) unit(gen int) string { return fmt.Sprintf("%s-%d", DeadManUnit(f.ID), gen) }
+
+// ArmCommand is the command that puts generation gen of step s's dead-man
+// timer on its machine.
+func (f *Remote) ArmCommand(s RemoteStep, gen int) []string {
+	return []string{"systemd-run", "--quiet", "--unit=" + f.unit(gen),
+		"--description=rackdrill dead-man timer: reverts " + f.name + " if the harness is gone",
+		fmt.Sprintf("--on-active=%ds", int(s.DeadMan.Round(time.Second)/time.Second)),
+		"--timer-property=AccuracySec=1s",
+		"/bin/sh", "-c", s.Revert}
+}
+
+// DisarmCommand cancels every dead-man timer of the fault on a machine (and
+// forgets a timer that already fired).
+func (f *Remote) DisarmCommand() []string {
+	u := DeadManUnit(f.ID)
+	return []string{"sh", "-c", fmt.Sprintf("systemctl stop '%s-*.timer' '%s-*.service'; systemctl reset-failed '%s-*' 2>/dev/null; true", u, u, u)}
+}
+
+// arm puts the next generation of the step's timer on its machine, then
+// cancels the previous one (two timers for a moment: the revert is
+// idempotent).
+func (f *Remote) arm(ctx context.Context, n cluster.Node, s RemoteStep) error {
+	f.mu.Lock()
+	prev := f.gen[s.Node]
+	next := prev + 1
+	f.mu.Unlock()
+	argv := f.ArmCommand(s, next)
+	if err := exec.Run(n.Command(ctx, argv[0], argv[1:]...)); err != nil {
+		return fmt.Errorf("node %s: put the dead-man timer (systemd-run): %w", s.Node, err)
+	}
+	f.mu.Lock()
+	f.gen[s.Node] = next
+	f.mu.Unlock()
+	if prev > 0 {
+		if err := exec.Run(n.Command(ctx, "systemctl", "stop", f.unit(prev)+".timer")); err != nil {
+			f.log.Info("could not cancel the previous dead-man timer (it reverts nothing the next one would not)", "node", s.Node, "unit", f.unit(prev), "err", err.Error())
+		}
+	}
+	return nil
+}
+
+// Inject arms each machine's timer, then runs its command, in order, and
+// stops at the first failure (the guard reverts what was done). Then it keeps
+// the timers armed until Revert.
+func (f *Remote) Inject(ctx context.Context) error {
+	armed := map[string]bool{}
+	for _, s := range f.Steps {
+		n, err := f.node(ctx, s.Node)
+		if err != nil {
+			return err
+		}
+		if !armed[s.Node] {
+			if err := f.arm(ctx, n, s); err != nil {
+				return err
+			}
+			armed[s.Node] = true
+		}
+		var stderr strings.Builder
+		if err := n.Command(ctx, "sh", "-c", s.Inject).SetStderr(&stderr).Run(); err != nil {
+			return fmt.Errorf("node %s: %q: %w %s", s.Node, s.Inject, err, strings.TrimSpace(stderr.String()))
+		}
+	}
+	f.stop = make(chan struct{})
+	f.beating.Add(1)
+	go f.heartbeat(context.WithoutCancel(ctx))
+	return nil
+}
+
+// heartbeat re-arms every machine's timer each third of its delay.
+func (f *Remote) heartbeat(ctx context.Context) {
+	defer f.beating.Done()
+	period := f.Steps[0].DeadMan
+	for _, s := range f.Steps {
+		period = min(period, s.DeadMan)
+	}
+	tick := time.NewTicker(period / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-tick.C:
+		}
+		seen := map[string]bool{}
+		for _, s := range f.Steps {
+			if seen[s.Node] {
+				continue
+			}
+			seen[s.Node] = true
+			actx, cancel := context.WithTimeout(ctx, period/3)
+			n, err := f.node(actx, s.Node)
+			if err == nil {
+				err = f.arm(actx, n, s)
+			}
+			cancel()
+			if err != nil {
+				f.log.Error(err, "could not re-arm the dead-man timer: it will revert the fault by itself if this goes on", "node", s.Node, "delay", s.DeadMan)
+			}
+		}
+	}
+}
+
+// Revert stops the heartbeat, runs every machine's revert (in reverse order,
+// all of them even if one fails) and cancels the timers of the machines that
+// reverted.
+func (f *Remote) Revert(ctx context.Context) error {
+	if f.stop != nil {
+		close(f.stop)
+		f.beating.Wait()
+		f.stop = nil
+	}
+	var errs []error
+	failed := map[string]bool{}
+	for i := len(f.Steps) - 1; i >= 0; i-- {
+		s := f.Steps[i]
+		n, err := f.node(ctx, s.Node)
+		if err == nil {
+			var stderr strings.Builder
+			if err = n.Command(ctx, "sh", "-c", s.Revert).SetStderr(&stderr).Run(); err != nil {
+				err = fmt.Errorf("node %s: %q: %w %s", s.Node, s.Revert, err, strings.TrimSpace(stderr.String()))
+			}
+		}
+		if err != nil {
+			failed[s.Node] = true
+			errs = append(errs, err)
+		}
+	}
+	done := map[string]bool{}
+	for _, s := range f.Steps {
+		if failed[s.Node] || done[s.Node] {
+			continue // a machine that did not revert keeps its timer
+		}
+		done[s.Node] = true
+		n, err := f.node(ctx, s.Node)
+		if err == nil {
+			argv := f.DisarmCommand()
+			err = exec.Run(n.Command(ctx, argv[0], argv[1:]...))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %s: cancel the dead-man timer %s: %w", s.Node, DeadManUnit(f.ID), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func init() {
+	Register("remote", func(ctx context.Context, env Env, name string, raw json.RawMessage) (Fault, error) {
+		f := NewRemote(name, env.Nodes, env.Log)
+		if err := json.Unmarshal(raw, f); err != nil {
+			return nil, fmt.Errorf("fault %s: %w", name, err)
+		}
+		if f.ID == "" || len(f.Steps) == 0 {
+			return nil, fmt.Errorf("fault %s: ledger entry has no steps", name)
+		}
+		if env.Nodes == nil {
+			return nil, fmt.Errorf("fault %s: no provider to reach its machines", name)
+		}
+		return f, nil
+	})
+}
