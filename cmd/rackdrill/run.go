@@ -96,7 +96,9 @@ broken, 2 bad input or a broken environment.`,
 				}
 				if len(scenarios) > 0 && !cmd.Flags().Changed("label-filter") {
 					labels = "conformance || chaos"
-					focus = append(focus, "^conformance ")
+					// Ginkgo matches the suite's description, then the
+					// spec's containers: every conformance spec.
+					focus = append(focus, `^rackdrill \S+ conformance `)
 				}
 				if labels == "" {
 					labels = "conformance"

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// The seed rack's addresses (192.168.x) must never be dialled here: every case
+// below ends before any connection, which is what it asserts.
+const (
+	seedRack = "kind-configs/rack-seed001.example.yaml"
+	upsRack  = "harness/topology/testdata/valid-seed002.yaml" // seed 002: the rack with the UPS
+)
+
+func TestRealRackRefusalsBeforeAnyConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name, topology string
+		args           []string
+		want           string
+	}{
+		{"quorum loss needs its flag", seedRack, []string{"--scenario", "server-kill-2", "--yes"}, "server-kill-2 takes etcd below quorum"},
+		{"power needs its flag", upsRack, []string{"--scenario", "ups-power-loss", "--yes"}, "pass --allow-power"},
+		{"power needs every machine's power-on", upsRack, []string{"--scenario", "ups-power-loss", "--yes", "--allow-power"}, "no way to power on itx, bananapi-m5"},
+		{"chaos rows are named", seedRack, []string{"--label-filter", "chaos", "--yes"}, "name the rows to drill with --scenario"},
+		{"no terminal, no --yes", seedRack, []string{"--scenario", "nfs-lost"}, "stdin is not a terminal, pass --yes"},
+		{"unknown scenario", seedRack, []string{"--scenario", "meteor", "--yes"}, `--scenario "meteor": unknown scenario`},
+		{"unknown provider", seedRack, []string{"--provider", "vagrant", "--yes"}, `--provider "vagrant"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"run", "--provider", "ssh", "--topology", tc.topology, "--artifacts", t.TempDir()}, tc.args...)
+			stdout, stderr, code := rackdrill(t, args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit 2 saying %q\nstdout: %s", code, stderr, tc.want, stdout)
+			}
+			if strings.Contains(stdout, "Running Suite") {
+				t.Errorf("specs ran after a refusal:\n%s", stdout)
+			}
+		})
+	}
+}
+
+func TestRealRackDryRunPrintsEveryCommandAndStops(t *testing.T) {
+	stdout, stderr, code := rackdrill(t, "run", "--provider", "ssh", "--topology", seedRack, "--artifacts", t.TempDir(),
+		"--scenario", "cp-lb-lost", "--scenario", "nfs-lost", "--scenario", "server-kill-2", "--allow-quorum-loss", "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"Plan for the real rack seed001 (16 machines over SSH)",
+		"inject:  n100-004     dead-man timer (systemd-run --on-active=2m0s",
+		"inject:  n100-004     sh -c 'systemctl stop keepalived'",
+		"revert:  nas-001      sh -c 'systemctl start haproxy'",
+		"inject:  nas-001      sh -c 'iptables -N RACKDRILL-NFS",
+		"inject:  next server  sh -c 'systemctl kill --signal=SIGKILL kubelet",
+		"QUORUM:  etcd loses its quorum",
+		"dry run: nothing was run on any machine",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the plan lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "Running Suite") {
+		t.Errorf("a dry run ran specs:\n%s", stdout)
+	}
+}
+
+func TestConfirmation(t *testing.T) {
+	r, _, err := topology.Load("../../" + seedRack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := fault.PlanFor("nfs-lost", r, topology.ProviderSSH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []plannedRow{{Plan: pl}}
+	for answer, ok := range map[string]bool{"yes\n": true, "y\n": false, "\n": false, "": false, "YES please\n": false} {
+		var out strings.Builder
+		err := safety{stdin: strings.NewReader(answer)}.confirm(&out, r, rows)
+		if (err == nil) != ok {
+			t.Errorf("answer %q: %v (want confirmed=%v)", answer, err, ok)
+		}
+		if !strings.Contains(out.String(), "Type yes to go on") {
+			t.Errorf("answer %q: no question asked:\n%s", answer, out.String())
+		}
+	}
+	// Nothing to inject (conformance only): no question.
+	if err := (safety{stdin: strings.NewReader("")}).confirm(&strings.Builder{}, r, nil); err != nil {
+		t.Errorf("conformance only: %v", err)
+	}
+	if err := (safety{dryRun: true, yes: true}).confirm(&strings.Builder{}, r, rows); !errors.Is(err, errDryRun) {
+		t.Errorf("--dry-run with --yes still stops after the plan: %v", err)
+	}
+	devnull, err := os.Open(filepath.Join("/dev", "null"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	if err := (safety{stdin: devnull}).confirm(&strings.Builder{}, r, rows); err == nil || !strings.Contains(err.Error(), "not a terminal") {
+		t.Errorf("stdin not a terminal: %v", err)
+	}
+}
