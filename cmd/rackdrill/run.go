@@ -56,6 +56,13 @@ It writes, into the artifacts folder: junit.xml, run.json (every drill with its
 probes' timelines and each cell's verdict) and report.html. While it runs it
 prints each drill's phase and every change of the probes' states.
 
+On a real rack (--provider ssh) the rows to drill are named with --scenario and
+run after the conformance suite. rackdrill first prints the plan, every command on
+every machine, and asks for confirmation (--yes answers it; --dry-run stops after
+the plan without connecting anywhere). Each machine a fault touches gets a dead-man
+timer that reverts the fault by itself if rackdrill disappears. server-kill-2 on
+three servers needs --allow-quorum-loss; the power drill needs --allow-power.
+
 Exit status: 0 every promise held (or is a declared deviation), 1 a promise was
 broken, 2 bad input or a broken environment.`,
 		Example: `  rackdrill run

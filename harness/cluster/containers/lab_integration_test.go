@@ -249,6 +249,7 @@ func TestIntegrationLabUp(t *testing.T) {
 		t.Errorf("fault ledger after the drills: %v %v", live, err)
 	}
 	sshProviderOnLab(ctx, t, r, artifacts)
+	sshChaosOnLab(ctx, t, r, artifacts)
 	conformanceOnLab(ctx, t, env)
 }
 

@@ -1,0 +1,246 @@
+package containers_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// smokeDeadMan is the dead-man delay of the smoke lab adopted over SSH: short,
+// so that the SIGKILL case waits for it.
+const smokeDeadMan = 20 * time.Second
+
+// sshChaosOnLab drives the smoke lab as a real rack through the CLI, as users
+// do: `rackdrill run --provider ssh` with its plan, its refusals, its dry run,
+// a fault left by a SIGKILLed run and reverted by the machine's dead-man timer,
+// and a drill that passes through SSH.
+func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifacts string) {
+	root, err := lab.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "rackdrill")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rackdrill").CombinedOutput(); err != nil {
+		t.Fatalf("build rackdrill: %v\n%s", err, out)
+	}
+	// lab-ssh.yaml on the smoke lab's subnets, with the key and known_hosts
+	// its up wrote, and a short dead-man delay.
+	data, err := os.ReadFile(filepath.Join(root, "kind-configs", "lab-ssh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := strings.ReplaceAll(string(data), "172.29.10.", "172.29.110.")
+	base = strings.ReplaceAll(base, "172.29.20.", "172.29.120.")
+	base = strings.Replace(base, "name: lab\n", "name: "+r.Metadata.Name+"\n", 1)
+	base = strings.ReplaceAll(base, "_artifacts/ssh/", filepath.Join(artifacts, "ssh")+"/")
+	base = strings.Replace(base, "  ssh:\n", "  ssh:\n    deadMan: "+smokeDeadMan.String()+"\n", 1)
+	topo := func(name string, edit func(string) string) string {
+		s := base
+		if edit != nil {
+			s = edit(s)
+		}
+		if _, _, err := topology.Parse([]byte(s), name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		p := filepath.Join(artifacts, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := topo("lab-smoke-ssh.yaml", nil)
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Dir = root
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		return o.String(), e.String(), cmd.ProcessState.ExitCode()
+	}
+	nas := r.Metadata.Name + "-nas-1"
+	blocked := func() bool {
+		return exec.CommandContext(ctx, "docker", "exec", nas, "iptables", "-S", topology.NFSChain).Run() == nil
+	}
+	deadMen := func() string {
+		return strings.TrimSpace(dockerExec(t, ctx, nas, "systemctl", "list-units", "--all", "--no-legend", "--plain", "rackdrill-deadman-*"))
+	}
+	ledger := func(artifacts string) int {
+		es, _ := os.ReadDir(filepath.Join(artifacts, "ledger"))
+		return len(es)
+	}
+	// Every session sshd opens, on every machine: the lab's sshd logs each
+	// at VERBOSE, which this test turns on.
+	var containers []string
+	for _, n := range r.Spec.Nodes {
+		containers = append(containers, r.Metadata.Name+"-"+n.Name)
+		dockerExec(t, ctx, r.Metadata.Name+"-"+n.Name, "sh", "-c",
+			"echo 'LogLevel VERBOSE' > /etc/ssh/sshd_config.d/zz-rackdrill-test.conf && systemctl reload ssh")
+	}
+	sessions := func() int {
+		total := 0
+		for _, c := range containers {
+			out := dockerExec(t, ctx, c, "sh", "-c", "journalctl -u ssh -o cat --no-pager | grep -c 'Starting session:' || true")
+			n, _ := strconv.Atoi(strings.TrimSpace(out))
+			total += n
+		}
+		return total
+	}
+
+	t.Run("--dry-run prints every command and opens no session", func(t *testing.T) {
+		before := sessions()
+		stdout, stderr, code := run("run", "--provider", "ssh", "--topology", good, "--artifacts", t.TempDir(),
+			"--scenario", "nfs-lost", "--scenario", "lb-master-lost", "--scenario", "server-kill-1", "--dry-run")
+		if code != 0 || !strings.Contains(stdout, "dry run: nothing was run on any machine") ||
+			!strings.Contains(stdout, "iptables -I INPUT -j RACKDRILL-NFS") || !strings.Contains(stdout, "lb-1         sh -c 'systemctl stop keepalived'") {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		time.Sleep(time.Second) // the journal is written asynchronously
+		if after := sessions(); after != before {
+			t.Errorf("the dry run opened %d sessions on the machines", after-before)
+		}
+	})
+
+	t.Run("bad inventory: exit 2 naming the host, nothing injected", func(t *testing.T) {
+		dir := t.TempDir()
+		kh, _ := os.ReadFile(filepath.Join(artifacts, "ssh", "known_hosts"))
+		var swapped []string
+		lines := strings.Split(strings.TrimSpace(string(kh)), "\n")
+		for i, l := range lines {
+			if strings.Contains(l, "nas-1") || strings.HasPrefix(l, "172.29.110.41 ") {
+				other := strings.Fields(lines[(i+1)%len(lines)])
+				l = strings.Fields(l)[0] + " " + other[1] + " " + other[2]
+			}
+			swapped = append(swapped, l)
+		}
+		wrongKH := filepath.Join(dir, "known_hosts")
+		_ = os.WriteFile(wrongKH, []byte(strings.Join(swapped, "\n")+"\n"), 0o600)
+		badKey := filepath.Join(dir, "id_bad")
+		_ = os.WriteFile(badKey, []byte("not a key\n"), 0o600)
+		for _, tc := range []struct{ name, want string }{
+			{"wrong-host-key", "host key of nas-1 (172.29.110.41:22) does not match"},
+			{"unreachable", "node worker-1 (172.29.110.99:22) is unreachable over SSH"},
+			{"no-sudo", "node nas-1: sudo as root without a password fails"},
+			{"bad-key", "identity file " + badKey},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				p := topo("lab-smoke-ssh-"+tc.name+".yaml", func(s string) string {
+					switch tc.name {
+					case "wrong-host-key":
+						return strings.Replace(s, filepath.Join(artifacts, "ssh", "known_hosts"), wrongKH, 1)
+					case "unreachable":
+						return strings.Replace(s, "address: 172.29.110.31}", "address: 172.29.110.99}", 1)
+					case "no-sudo":
+						return strings.Replace(s, "  ssh:\n", "  ssh:\n    sudo: true\n", 1)
+					default:
+						return strings.Replace(s, filepath.Join(artifacts, "ssh", "id_ed25519"), badKey, 1)
+					}
+				})
+				a := t.TempDir()
+				stdout, stderr, code := run("run", "--topology", p, "--artifacts", a, "--scenario", "nfs-lost", "--yes")
+				if code != 2 || !strings.Contains(stderr, tc.want) {
+					t.Fatalf("exit %d, want 2 with %q:\n%s\n%s", code, tc.want, stderr, stdout)
+				}
+				if blocked() || ledger(a) != 0 || strings.Contains(stdout, "injecting") {
+					t.Errorf("a fault went in: NFS blocked %v, ledger %d entries", blocked(), ledger(a))
+				}
+			})
+		}
+	})
+
+	t.Run("SIGKILL after the injection: the dead-man timer reverts by itself", func(t *testing.T) {
+		a := filepath.Join(artifacts, "ssh-sigkill")
+		before := sessions()
+		cmd := exec.CommandContext(ctx, bin, "run", "--topology", good, "--artifacts", a, "--scenario", "nfs-lost", "--yes")
+		cmd.Dir = root
+		pipe, _ := cmd.StdoutPipe()
+		cmd.Stderr = testWriter{t}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		lines := bufio.NewScanner(pipe)
+		inPlace := false
+		for lines.Scan() {
+			if strings.Contains(lines.Text(), "] fault in place") {
+				inPlace = true
+				break
+			}
+		}
+		go func() { // keep the pipe drained
+			for lines.Scan() {
+			}
+		}()
+		if !inPlace || !blocked() {
+			t.Fatalf("the fault is not in place (run ended: %v, NFS blocked: %v)", !inPlace, blocked())
+		}
+		// While the harness lives it re-arms the timer: after more than two
+		// delays the fault is still in place.
+		time.Sleep(2*smokeDeadMan + 5*time.Second)
+		if !blocked() {
+			t.Fatal("the dead-man timer reverted the fault while the harness was alive")
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		_ = cmd.Wait()
+		for blocked() && time.Since(killed) < smokeDeadMan+30*time.Second {
+			time.Sleep(500 * time.Millisecond)
+		}
+		took := time.Since(killed)
+		if blocked() {
+			t.Fatalf("NFS still blocked %s after the SIGKILL", took.Round(time.Second))
+		}
+		t.Logf("the dead-man timer reverted nfs-lost %s after the SIGKILL (delay %s)", took.Round(100*time.Millisecond), smokeDeadMan)
+		if took > smokeDeadMan+5*time.Second {
+			t.Errorf("reverted after %s, later than its delay %s", took, smokeDeadMan)
+		}
+		if sessions() <= before {
+			t.Error("the run opened no session: the session count does not count")
+		}
+		if ledger(a) != 1 {
+			t.Fatalf("the killed run's fault should still be in the ledger, it has %d entries", ledger(a))
+		}
+		// The later run: `rackdrill recover` reverts again (idempotent),
+		// cancels the fired timer and passes the residue check.
+		stdout, stderr, code := run("recover", "--artifacts", a)
+		if code != 0 || !strings.Contains(stdout, "residue check passed") {
+			t.Fatalf("recover: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if u := deadMen(); u != "" {
+			t.Errorf("dead-man units left on nas-1:\n%s", u)
+		}
+	})
+
+	t.Run("nfs-lost drilled through SSH holds its row and leaves no timer", func(t *testing.T) {
+		a := filepath.Join(artifacts, "ssh-run")
+		stdout, stderr, code := run("run", "--provider", "ssh", "--topology", good, "--artifacts", a, "--scenario", "nfs-lost", "--yes")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		for _, want := range []string{"[storage] ok", "[nfs-lost", "residue check"} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("output lacks %q:\n%s", want, stdout)
+			}
+		}
+		if blocked() || deadMen() != "" || ledger(a) != 0 {
+			t.Errorf("left behind: NFS blocked %v, dead-man units %q, ledger %d", blocked(), deadMen(), ledger(a))
+		}
+	})
+}
