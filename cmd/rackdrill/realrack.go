@@ -71,16 +71,14 @@ func (s safety) gate(r *topology.Rack, rows []plannedRow) error {
 				continue
 			}
 			var missing []string
-			for _, n := range r.Spec.Nodes {
-				if n.Power == nil {
-					missing = append(missing, n.Name)
+			for _, n := range pl.Targets { // every machine the drill powers off
+				if node := r.Node(n); node != nil && node.Power == nil {
+					missing = append(missing, n)
 				}
 			}
 			if len(missing) > 0 {
-				errs = append(errs, fmt.Sprintf("%s: no way to power on %s: document spec.nodes[].power (on: a command such as wakeonlan or ipmitool, or manual: true) for every machine", pl.Fault, strings.Join(missing, ", ")))
-				continue
+				errs = append(errs, fmt.Sprintf("%s: no way to power on %s: document spec.nodes[].power (command: a command such as wakeonlan or ipmitool, or manual: true) for every machine", pl.Fault, strings.Join(missing, ", ")))
 			}
-			errs = append(errs, fmt.Sprintf("%s: the power drill over SSH is not built in this version of rackdrill", pl.Fault))
 		}
 	}
 	if len(errs) > 0 {

@@ -254,16 +254,30 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 		}
 		pl.Power = true
 		pl.Targets = append(pl.Targets, u.Node)
+		if p == topology.ProviderSSH {
+			// Every machine's own way back, UPS master first.
+			pl.Targets = append(pl.Targets, slices.Concat(u.ShutdownOrder...)...)
+			for _, n := range pl.Targets {
+				how := "no way documented (spec.nodes[].power): the drill refuses"
+				if pw := r.Node(n).Power; pw != nil && pw.Command != "" {
+					how = "power on here: sh -c " + strconvQuote(pw.Command)
+				} else if pw != nil && pw.Manual {
+					how = "a person is asked to power it on"
+				}
+				pl.Revert = append(pl.Revert, Step{n, how + "; wait until it answers SSH"})
+			}
+			pl.Inject = []Step{
+				{u.Node, "sh -c " + strconvQuote(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop) + " (upsmon forces the shutdown)"},
+				{u.Node, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(u.ShutdownOrder), u.BatteryBudget.Duration)},
+			}
+			break
+		}
 		for i, stage := range u.ShutdownOrder {
 			pl.Targets = append(pl.Targets, stage...)
 			pl.Revert = append(pl.Revert, Step{strings.Join(stage, ", "), fmt.Sprintf("%s (stage %d)", powerOn(p), i+1)})
 		}
-		drv := fmt.Sprintf("NUT %s: ups.status OL -> OB -> OB LB", u.Driver)
-		if p == topology.ProviderSSH {
-			drv = "sh -c " + strconvQuote(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop) + " (forced shutdown, needs --allow-power)"
-		}
 		pl.Inject = []Step{
-			{u.Node, drv},
+			{u.Node, fmt.Sprintf("NUT %s: ups.status OL -> OB -> OB LB", u.Driver)},
 			{u.Node, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(u.ShutdownOrder), u.BatteryBudget.Duration)},
 		}
 		pl.Revert = append([]Step{{u.Node, powerOn(p) + " (power returns: UPS master first)"}}, pl.Revert...)
@@ -275,7 +289,7 @@ func hardKill(topology.ProviderName, *topology.Rack) string { return "docker kil
 
 func powerOn(p topology.ProviderName) string {
 	if p == topology.ProviderSSH {
-		return "power on (spec.nodes[].power: its command, or a person asked to)"
+		return "power on (spec.nodes[].power: its command, or a person asked to), wait until it answers SSH"
 	}
 	return "docker start"
 }

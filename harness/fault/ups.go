@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
@@ -40,6 +42,9 @@ type upsParams struct {
 	UPS    string        `json:"ups"`
 	Stages [][]string    `json:"stages"`
 	Budget time.Duration `json:"budget"`
+	// FSD, on a real rack, is the command that makes upsmon on the master
+	// force the shutdown (upsmon -c fsd): the UPS itself is not touched.
+	FSD string `json:"fsd,omitempty"`
 }
 
 // HaltRecord is one machine's halt as the UPS drill saw it.
@@ -71,6 +76,13 @@ func NewUPSPowerLoss(name string, master cluster.Node, ups string, stages [][]cl
 }
 
 func (f *UPSPowerLoss) Name() string { return f.name }
+
+// WithForcedShutdown makes the drill of a real rack: Inject runs command (upsmon
+// -c fsd) on the master instead of playing the dummy UPS's battery.
+func (f *UPSPowerLoss) WithForcedShutdown(command string) *UPSPowerLoss {
+	f.params.FSD = command
+	return f
+}
 
 // Halts are the halts Await saw, in the order they happened.
 func (f *UPSPowerLoss) Halts() []HaltRecord { return f.halts }
@@ -119,6 +131,14 @@ func (f *UPSPowerLoss) waitStatus(ctx context.Context, limit time.Duration, ok f
 // UPS must already say "online" then, as a real one does when its output comes
 // back. upsmon does not abort a shutdown it has begun.
 func (f *UPSPowerLoss) Inject(ctx context.Context) error {
+	if f.params.FSD != "" {
+		f.onBattery = time.Now()
+		var stderr strings.Builder
+		if err := f.master.Command(ctx, "sh", "-c", f.params.FSD).SetStderr(&stderr).Run(); err != nil {
+			return fmt.Errorf("UPS %s on %s: %q: %w %s", f.params.UPS, f.master.Name(), f.params.FSD, err, strings.TrimSpace(stderr.String()))
+		}
+		return nil
+	}
 	if err := f.setStatus(ctx, "OB", 60); err != nil {
 		return err
 	}
@@ -161,14 +181,26 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 	down := map[string]time.Time{}
 	deadline := start.Add(f.params.Budget)
 	for len(down) < len(all) && time.Now().Before(deadline.Add(30*time.Second)) {
+		// Every machine still up is asked at once: asking a machine that
+		// just went away can take a connect timeout, which must not delay
+		// seeing the others go.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
 		for _, w := range all {
 			if _, seen := down[w.n.Name()]; seen {
 				continue
 			}
-			if up, err := w.n.Running(ctx); err == nil && !up {
-				down[w.n.Name()] = time.Now()
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if up, err := w.n.Running(ctx); err == nil && !up {
+					mu.Lock()
+					down[w.n.Name()] = time.Now()
+					mu.Unlock()
+				}
+			}()
 		}
+		wg.Wait()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -220,6 +252,14 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 // Revert is the power returning: the UPS master first (its UPS reporting OL
 // before upsmon starts), then every other machine in the shutdown's order.
 func (f *UPSPowerLoss) Revert(ctx context.Context) error {
+	if f.params.FSD != "" {
+		// A real UPS reports online by itself when the mains return.
+		var errs []error
+		for _, n := range append([]cluster.Node{f.master}, slices.Concat(f.stages...)...) {
+			errs = append(errs, n.Start(ctx))
+		}
+		return errors.Join(errs...)
+	}
 	if up, err := f.master.Running(ctx); err == nil && up {
 		if err := f.setStatus(ctx, "OL", 100); err != nil {
 			return err
@@ -272,6 +312,6 @@ func init() {
 			}
 			stages = append(stages, ns)
 		}
-		return NewUPSPowerLoss(name, masters[0], p.UPS, stages, p.Budget), nil
+		return NewUPSPowerLoss(name, masters[0], p.UPS, stages, p.Budget).WithForcedShutdown(p.FSD), nil
 	})
 }

@@ -145,9 +145,10 @@ type Node struct {
 
 // Power is how a real machine comes back after it powered off.
 type Power struct {
-	// On is a command run on the harness's machine that powers the node on
-	// (wakeonlan, ipmitool ... chassis power on). It is run with sh -c.
-	On string `json:"on,omitempty"`
+	// Command, run with sh -c on the harness's machine, powers the node on
+	// (wakeonlan, ipmitool ... chassis power on). ("on" would be a boolean
+	// key in YAML 1.1.)
+	Command string `json:"command,omitempty"`
 	// Manual: a person powers it on; the harness asks and waits.
 	Manual bool `json:"manual,omitempty"`
 }

@@ -533,8 +533,8 @@ func (v *validator) ssh() {
 		n := &v.r.Spec.Nodes[i]
 		p := field.NewPath("spec", "nodes").Index(i)
 		check(p.Child("ssh"), n.SSH)
-		if pw := n.Power; pw != nil && (pw.On == "") == !pw.Manual {
-			v.add(field.Invalid(p.Child("power"), fmt.Sprintf("on=%q manual=%v", pw.On, pw.Manual), "set exactly one of on (a command that powers "+n.Name+" on) or manual: true"))
+		if pw := n.Power; pw != nil && (pw.Command == "") == !pw.Manual {
+			v.add(field.Invalid(p.Child("power"), fmt.Sprintf("command=%q manual=%v", pw.Command, pw.Manual), "set exactly one of command (a command that powers "+n.Name+" on) or manual: true"))
 		}
 	}
 }

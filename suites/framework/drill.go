@@ -168,7 +168,13 @@ func (e *Env) buildFault(ctx context.Context, name string, plan fault.Plan) (fau
 			}
 			stages = append(stages, ns)
 		}
-		return fault.NewUPSPowerLoss(name, master[0], u.Name, stages, u.BatteryBudget.Duration), nil
+		f := fault.NewUPSPowerLoss(name, master[0], u.Name, stages, u.BatteryBudget.Duration)
+		if e.Provider == topology.ProviderSSH {
+			// A real UPS is not played with: upsmon forces the shutdown, and
+			// each machine comes back by its spec.nodes[].power.
+			f.WithForcedShutdown(e.Rack.ServiceCommands(topology.ServiceUPS, u.Node).Stop)
+		}
+		return f, nil
 	}
 	return nil, fmt.Errorf("fault %s cannot be injected on provider %s by this version of rackdrill", name, e.Provider)
 }
@@ -178,9 +184,6 @@ func (e *Env) buildFault(ctx context.Context, name string, plan fault.Plan) (fau
 // act through the API (MetalLB, the tunnel client), which are the same on
 // every provider.
 func (e *Env) remoteFault(ctx context.Context, name string, plan fault.Plan, nodes []cluster.Node) (fault.Recordable, error) {
-	if plan.Power {
-		return nil, fmt.Errorf("fault %s: the power drill on a real rack is not built in this version of rackdrill", name)
-	}
 	if len(plan.Remote) == 0 {
 		return nil, nil
 	}

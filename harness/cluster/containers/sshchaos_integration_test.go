@@ -44,6 +44,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 	base := strings.ReplaceAll(string(data), "172.29.10.", "172.29.110.")
 	base = strings.ReplaceAll(base, "172.29.20.", "172.29.120.")
 	base = strings.Replace(base, "name: lab\n", "name: "+r.Metadata.Name+"\n", 1)
+	base = strings.ReplaceAll(base, "docker start lab-", "docker start "+r.Metadata.Name+"-")
 	base = strings.ReplaceAll(base, "_artifacts/ssh/", filepath.Join(artifacts, "ssh")+"/")
 	base = strings.Replace(base, "  ssh:\n", "  ssh:\n    deadMan: "+smokeDeadMan.String()+"\n", 1)
 	topo := func(name string, edit func(string) string) string {

@@ -152,7 +152,7 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 		if err == nil || !strings.Contains(err.Error(), "node server-1: sudo as root without a password fails") {
 			t.Errorf("want sudo refused naming the node, got %v", err)
 		}
-		// Nothing the provider cannot undo: no power operations over SSH yet.
+		// No power switch over SSH: a machine is never killed by the provider.
 		nodes, _ := p.Nodes(ctx)
 		if err := nodes[0].Kill(ctx); !errors.Is(err, cluster.ErrUnsupported) {
 			t.Errorf("Kill over SSH: %v, want ErrUnsupported", err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -325,7 +326,7 @@ func (p *Provider) Nodes(ctx context.Context) ([]cluster.Node, error) {
 	var out []cluster.Node
 	for i := range p.rack.Spec.Nodes {
 		n := &p.rack.Spec.Nodes[i]
-		out = append(out, &node{p: p, a: p.access(n), roles: n.Roles, addr: n.Addr()})
+		out = append(out, &node{p: p, a: p.access(n), roles: n.Roles, addr: n.Addr(), power: n.Power})
 	}
 	return out, nil
 }
@@ -386,6 +387,7 @@ type node struct {
 	a     access
 	roles []topology.Role
 	addr  netip.Addr
+	power *topology.Power
 }
 
 var _ cluster.Node = (*node)(nil)
@@ -395,30 +397,72 @@ func (n *node) Roles() []topology.Role { return n.roles }
 func (n *node) Addr() netip.Addr       { return n.addr }
 func (n *node) String() string         { return n.a.node }
 
-// Running: the machine answers SSH.
+// Running: the machine's sshd accepts a connection now (a new one: the
+// connection kept for commands may outlive a machine that just went away).
 func (n *node) Running(ctx context.Context) (bool, error) {
-	if _, err := n.p.client(ctx, n.a); err != nil {
-		var ue *UnreachableError
-		if errors.As(err, &ue) {
-			return false, nil
-		}
-		return false, err
+	ctx, cancel := context.WithTimeout(ctx, RunningTimeout)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(n.a.addr, strconv.Itoa(n.a.port)))
+	if err != nil {
+		return false, nil
 	}
+	_ = c.Close()
 	return true, nil
 }
 
-// Stop, Start and Kill need the rack's power plan (Wake-on-LAN, IPMI, by
-// hand), which this version does not model yet.
+// RunningTimeout bounds Running's connection attempt.
+const RunningTimeout = 2 * time.Second
+
+// StartTimeout is how long Start waits for a machine it powered on (or asked
+// a person to) to answer SSH.
+var StartTimeout = 10 * time.Minute
+
+// Stop and Kill need a power switch the harness does not hold: on a real rack
+// machines power off by their own shutdown (the UPS drill's upsmon).
 func (n *node) Stop(context.Context) error {
 	return fmt.Errorf("stop %s over SSH: %w", n.a.node, cluster.ErrUnsupported)
 }
 
-func (n *node) Start(context.Context) error {
-	return fmt.Errorf("start %s over SSH: %w (power it on by hand)", n.a.node, cluster.ErrUnsupported)
-}
-
 func (n *node) Kill(context.Context) error {
 	return fmt.Errorf("kill %s over SSH: %w", n.a.node, cluster.ErrUnsupported)
+}
+
+// Start powers the machine on the way its spec.nodes[].power says (a command
+// run here, such as wakeonlan or ipmitool, or a person asked to), then waits
+// until it answers SSH; a no-op on a machine that answers.
+func (n *node) Start(ctx context.Context) error {
+	if up, _ := n.Running(ctx); up {
+		return nil
+	}
+	switch {
+	case n.power == nil:
+		return fmt.Errorf("start %s over SSH: %w (spec.nodes[].power is not documented: power it on by hand)", n.a.node, cluster.ErrUnsupported)
+	case n.power.Command != "":
+		n.p.log.Info("powering the machine on", "node", n.a.node)
+		var out strings.Builder
+		cmd := osexec.CommandContext(ctx, "sh", "-c", n.power.Command)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("power on %s (spec.nodes[].power.command): %w %s", n.a.node, err, strings.TrimSpace(out.String()))
+		}
+	default:
+		n.p.log.Info("POWER THIS MACHINE ON BY HAND: rackdrill waits until it answers SSH", "node", n.a.node, "address", n.a.addr, "waiting", StartTimeout)
+	}
+	n.p.drop(n.a.node)
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		if up, _ := n.Running(ctx); up {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("start %s: it does not answer SSH on %s %s after it was powered on", n.a.node, n.a.addr, StartTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("start %s: %w", n.a.node, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (n *node) check(ctx context.Context) error {
