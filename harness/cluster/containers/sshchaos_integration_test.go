@@ -32,7 +32,9 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		t.Fatal(err)
 	}
 	bin := filepath.Join(t.TempDir(), "rackdrill")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rackdrill").CombinedOutput(); err != nil {
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rackdrill")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build rackdrill: %v\n%s", err, out)
 	}
 	// lab-ssh.yaml on the smoke lab's subnets, with the key and known_hosts

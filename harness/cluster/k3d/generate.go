@@ -1,0 +1,111 @@
+package k3d
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// LabelRack is the runtime label of every container k3d creates for a rack:
+// the same label the containers provider uses, so `rackdrill down` finds them.
+const LabelRack = "rackdrill.dev/rack"
+
+// ImageRepo is K3s's image; the tag is the topology's version with "+" as "-".
+const ImageRepo = "docker.io/rancher/k3s"
+
+// CreateTimeout bounds `k3d cluster create` (options.k3d.timeout).
+const CreateTimeout = "6m0s"
+
+// NodeFilter is the k3d node filter of a topology node: servers are
+// server:0.. and workers agent:0.., each in topology order.
+func NodeFilter(r *topology.Rack, node string) (string, bool) {
+	var servers, agents int
+	for _, n := range r.Spec.Nodes {
+		switch {
+		case n.HasRole(topology.RoleServer):
+			if n.Name == node {
+				return "server:" + strconv.Itoa(servers), true
+			}
+			servers++
+		case n.HasRole(topology.RoleWorker):
+			if n.Name == node {
+				return "agent:" + strconv.Itoa(agents), true
+			}
+			agents++
+		}
+	}
+	return "", false
+}
+
+// Config is the k3d config of rack r: its servers (K3s with embedded etcd when
+// there are several) and workers as agents, the API published by k3d's load
+// balancer on the documented endpoint, every documented TLS SAN in the API
+// certificate, servicelb off when MetalLB serves LoadBalancer Services, K3s's
+// Traefik off when another ingress controller is documented, the documented
+// labels and taints, and the user's kubeconfig left alone.
+func Config(r *topology.Rack) (*SimpleConfig, error) {
+	if d := r.Spec.Kubernetes.Distribution; d != topology.DistributionK3s {
+		return nil, fmt.Errorf("spec.kubernetes.distribution: k3d runs K3s, the topology says %s", d)
+	}
+	c := &SimpleConfig{APIVersion: APIVersion, Kind: Kind, Metadata: ObjectMeta{Name: r.Metadata.Name},
+		Image: ImageRepo + ":" + strings.ReplaceAll(r.Spec.Kubernetes.Version, "+", "-")}
+	for _, n := range r.Spec.Nodes {
+		switch {
+		case n.HasRole(topology.RoleServer):
+			c.Servers++
+		case n.HasRole(topology.RoleWorker):
+			c.Agents++
+		}
+	}
+	if c.Servers == 0 {
+		return nil, fmt.Errorf("spec.nodes: no node has role server")
+	}
+	if admin := r.AdminNetwork(); admin != nil {
+		c.Network = "k3d-" + r.Metadata.Name
+		c.Subnet = admin.CIDR
+	}
+	ep := r.Spec.ControlPlane.Endpoint
+	c.KubeAPI = ExposeAPI{HostIP: ep.Host, HostPort: strconv.Itoa(ep.Port)}
+	servers := []string{"server:*"}
+	k3s := &c.Options.K3s
+	for _, san := range append([]string{ep.Host}, r.Spec.ControlPlane.TLSSANs...) {
+		k3s.ExtraArgs = append(k3s.ExtraArgs, ArgWithFilter{Arg: "--tls-san=" + san, NodeFilters: servers})
+	}
+	if r.Spec.MetalLB != nil {
+		k3s.ExtraArgs = append(k3s.ExtraArgs, ArgWithFilter{Arg: "--disable=servicelb", NodeFilters: servers})
+	}
+	if in := r.Spec.Ingress; in != nil && in.Controller != "traefik" {
+		k3s.ExtraArgs = append(k3s.ExtraArgs, ArgWithFilter{Arg: "--disable=traefik", NodeFilters: servers})
+	}
+	if k := r.Spec.Kubernetes; k.PodSubnet != "" {
+		k3s.ExtraArgs = append(k3s.ExtraArgs,
+			ArgWithFilter{Arg: "--cluster-cidr=" + k.PodSubnet, NodeFilters: servers},
+			ArgWithFilter{Arg: "--service-cidr=" + k.ServiceSubnet, NodeFilters: servers})
+	}
+	for _, n := range r.Spec.Nodes {
+		filter, ok := NodeFilter(r, n.Name)
+		if !ok {
+			continue
+		}
+		for _, k := range slices.Sorted(maps.Keys(n.Labels)) {
+			k3s.NodeLabels = append(k3s.NodeLabels, LabelWithFilter{Label: k + "=" + n.Labels[k], NodeFilters: []string{filter}})
+		}
+		for _, t := range n.Taints {
+			taint := t.Key
+			if t.Value != "" {
+				taint += "=" + t.Value
+			}
+			k3s.ExtraArgs = append(k3s.ExtraArgs, ArgWithFilter{Arg: "--node-taint=" + taint + ":" + t.Effect, NodeFilters: []string{filter}})
+		}
+	}
+	c.Options.K3d = K3dOptions{Wait: true, Timeout: CreateTimeout}
+	// No surprise on the user's machine: the kubeconfig goes into the
+	// artifacts folder (k3d kubeconfig get), never into ~/.kube/config.
+	c.Options.Kubeconfig = KubeconfigOptions{UpdateDefaultKubeconfig: false, SwitchCurrentContext: false}
+	c.Options.Runtime.Labels = []LabelWithFilter{{Label: LabelRack + "=" + r.Metadata.Name, NodeFilters: []string{"all"}}}
+	return c, nil
+}
