@@ -13,8 +13,9 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 GO        ?= go
-TOPOLOGY  ?= kind-configs/lab.yaml
 PROVIDER  ?=
+# The k3d provider's rack is kind-configs/k3d-ha.yaml unless TOPOLOGY says otherwise.
+TOPOLOGY  ?= $(if $(filter k3d,$(PROVIDER)),kind-configs/k3d-ha.yaml,kind-configs/lab.yaml)
 ARTIFACTS ?= _artifacts
 FUZZTIME  ?= 60s
 LABELS    ?=
@@ -51,13 +52,17 @@ vet: ## go vet and gofmt
 # compiled, and their wiring is tested by suites/framework. The lab images are
 # built by TestIntegrationLabImages: seconds when they exist, a cold build
 # (about 17 minutes on 2 cores) on a fresh machine.
-test: vet images ## every test of the repo (Docker-backed ones too)
+test: vet images lint-workflows ## every test of the repo (Docker-backed ones too)
 	$(GO) test -count=1 -run '^$$' ./suites/...
 	$(GO) test -count=1 -timeout 75m $$($(GO) list ./... | grep -vE '/suites/(chaos|conformance|preupgrade)$$')
 
 .PHONY: fuzz
 fuzz: ## fuzz the topology decoder for FUZZTIME
 	$(GO) test ./harness/topology -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME)
+
+.PHONY: lint-workflows
+lint-workflows: ## actionlint on .github/workflows (built from the Go module proxy)
+	$(GO) tool actionlint -no-color .github/workflows/*.yml
 
 .PHONY: images
 images: ## build the offline lab's images from the Go module proxy and Debian
@@ -67,7 +72,9 @@ images: ## build the offline lab's images from the Go module proxy and Debian
 plan: ## what each fault of the matrix would do to TOPOLOGY
 	$(GO) run ./cmd/rackdrill plan --topology $(TOPOLOGY)
 
-RACKDRILL := $(GO) run ./cmd/rackdrill
+# Built, then run: its own exit code (0 held, 1 a promise broken, 2 bad input or
+# environment) is the one make reports ("Error 1" / "Error 2").
+RACKDRILL := $(GO) build -o bin/rackdrill ./cmd/rackdrill && bin/rackdrill
 
 .PHONY: lab
 lab: images ## bring the lab of TOPOLOGY up, unless it is up already
@@ -84,7 +91,7 @@ down: ## remove the lab of TOPOLOGY
 # conformance suite then the chaos suite, writes junit.xml, run.json and
 # report.html into ARTIFACTS, and removes a lab it built unless KEEP=1.
 conformance: ## conformance and chaos suites on TOPOLOGY (the lab by default), reports in ARTIFACTS
-	$(RACKDRILL) run --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) \
+	$(RACKDRILL) run --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) $(if $(PROVIDER),--provider $(PROVIDER)) \
 	  $(if $(LABELS),--label-filter '$(LABELS)') $(if $(filter 1,$(KEEP)),--keep)
 
 .PHONY: preflight

@@ -14,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/cluster/k3d"
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -68,9 +70,20 @@ func newDownCommand(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
-			r, p, err := containersProvider(cmd, g)
+			r, err := loadRack(g.topology, cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			var p cluster.Provider
+			switch r.Spec.Provider {
+			case topology.ProviderK3d:
+				p = k3d.NewProvider(r, g.artifacts, k3d.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)))
+			case topology.ProviderSSH:
+				return fmt.Errorf("%s: rack %s is a real rack (provider ssh): rackdrill never removes its machines", g.topology, r.Metadata.Name)
+			default:
+				if _, p, err = containersProvider(cmd, g); err != nil {
+					return err
+				}
 			}
 			if err := p.Down(ctx); err != nil {
 				return err

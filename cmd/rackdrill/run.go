@@ -18,7 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/cluster/k3d"
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
@@ -88,10 +90,10 @@ broken, 2 bad input or a broken environment.`,
 			}
 			if provider != "" {
 				switch p := topology.ProviderName(provider); p {
-				case topology.ProviderContainers, topology.ProviderSSH:
+				case topology.ProviderContainers, topology.ProviderSSH, topology.ProviderK3d:
 					r.Spec.Provider = p
 				default:
-					return fmt.Errorf("--provider %q: this version of rackdrill runs the containers and ssh providers", provider)
+					return fmt.Errorf("--provider %q: want containers, k3d or ssh", provider)
 				}
 			}
 			if r.Spec.Provider == topology.ProviderSSH {
@@ -141,14 +143,35 @@ broken, 2 bad input or a broken environment.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			var p *containers.Provider
+			var p cluster.Provider
 			builtHere := false
-			if r.Spec.Provider == topology.ProviderContainers {
-				_, p, err = containersProvider(cmd, g, containers.WithProgress(out))
+			switch r.Spec.Provider {
+			case topology.ProviderK3d:
+				// Said in seconds, before anything is created: no k3d, no
+				// kubectl, no Docker.
+				if err := k3d.Prerequisites(ctx); err != nil {
+					return err
+				}
+				kp := k3d.NewProvider(r, g.artifacts, k3d.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)), k3d.WithProgress(out))
+				p = kp
+				nodes, err := kp.Nodes(ctx)
 				if err != nil {
 					return err
 				}
-				if builtHere, err = ensureLab(ctx, out, r, p); err != nil {
+				if len(nodes) == 0 {
+					builtHere = true
+					if err := kp.Up(ctx, r); err != nil {
+						return fmt.Errorf("%w (what was created is removed by `rackdrill down --topology %s`)", err, g.topology)
+					}
+				}
+			case topology.ProviderContainers:
+				var cp *containers.Provider
+				_, cp, err = containersProvider(cmd, g, containers.WithProgress(out))
+				if err != nil {
+					return err
+				}
+				p = cp
+				if builtHere, err = ensureLab(ctx, out, r, cp); err != nil {
 					return err
 				}
 			}

@@ -147,9 +147,9 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 	case "cp-lb-lost":
 		cp := r.Spec.ControlPlane
 		if p == topology.ProviderK3d {
-			pl.Targets = []string{"k3d serverlb"}
-			pl.Inject = []Step{{"k3d serverlb", "docker stop"}}
-			pl.Revert = []Step{{"k3d serverlb", "docker start"}}
+			pl.Targets = []string{"serverlb"} // k3d's load balancer container
+			pl.Inject = []Step{{"serverlb", "docker stop (k3d's API load balancer)"}}
+			pl.Revert = []Step{{"serverlb", "docker start"}}
 			break
 		}
 		var lbs []string

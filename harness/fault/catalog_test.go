@@ -61,7 +61,7 @@ func TestPlanNotApplicable(t *testing.T) {
 		}
 	}
 	pl, _ := fault.PlanFor("cp-lb-lost", k3d, topology.ProviderK3d)
-	if !pl.Applicable || pl.Targets[0] != "k3d serverlb" {
+	if !pl.Applicable || pl.Targets[0] != "serverlb" {
 		t.Errorf("k3d cp-lb-lost: %+v", pl)
 	}
 	minimal := load(t, "../topology/testdata/valid-minimal.yaml")

@@ -25,6 +25,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/cluster/k3d"
 	sshprovider "rackdrill.dev/rackdrill/harness/cluster/ssh"
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
@@ -175,8 +176,13 @@ func (e *Env) Connect(ctx context.Context) error {
 		e.Nodes = p
 		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
 		return nil
+	case topology.ProviderK3d:
+		// k3d's containers carry the rack's labels, like the lab's machines.
+		p := k3d.NewProvider(e.Rack, e.Artifacts, k3d.WithLogger(e.Log))
+		e.Nodes = p
+		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
 	default:
-		return fmt.Errorf("provider %s: not available in this version of rackdrill (containers and ssh are)", e.Provider)
+		return fmt.Errorf("provider %s: unknown (containers, k3d and ssh are)", e.Provider)
 	}
 	nodes, err := e.Nodes.Nodes(ctx)
 	if err != nil {

@@ -250,6 +250,7 @@ func TestIntegrationLabUp(t *testing.T) {
 	}
 	sshProviderOnLab(ctx, t, r, artifacts)
 	sshChaosOnLab(ctx, t, r, artifacts)
+	k3dManifestsOnLab(ctx, t, filepath.Join(artifacts, "kubeconfig"))
 	conformanceOnLab(ctx, t, env)
 }
 

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -132,6 +134,16 @@ func (p *Provider) Nodes(ctx context.Context) ([]cluster.Node, error) {
 			}
 		}
 		n.addr, _ = netip.ParseAddr(c.Labels[LabelAddress])
+		if !n.addr.IsValid() && c.NetworkSettings != nil {
+			// A machine whose address Docker assigned (k3d's nodes): its
+			// address on its first network, by name.
+			for _, name := range slices.Sorted(maps.Keys(c.NetworkSettings.Networks)) {
+				if ep := c.NetworkSettings.Networks[name]; ep != nil && ep.IPAddress.IsValid() {
+					n.addr = ep.IPAddress
+					break
+				}
+			}
+		}
 		nodes = append(nodes, n)
 	}
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name() < nodes[j].Name() })

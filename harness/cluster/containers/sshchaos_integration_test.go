@@ -52,7 +52,9 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 	topo := func(name string, edit func(string) string) string {
 		s := base
 		if edit != nil {
-			s = edit(s)
+			if s = edit(s); s == base {
+				t.Fatalf("%s: the edit changed nothing (lab-ssh.yaml changed?)", name)
+			}
 		}
 		if _, _, err := topology.Parse([]byte(s), name); err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -147,7 +149,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 					case "wrong-host-key":
 						return strings.Replace(s, filepath.Join(artifacts, "ssh", "known_hosts"), wrongKH, 1)
 					case "unreachable":
-						return strings.Replace(s, "address: 172.29.110.31}", "address: 172.29.110.99}", 1)
+						return strings.Replace(s, "address: 172.29.110.31,", "address: 172.29.110.99,", 1)
 					case "no-sudo":
 						return strings.Replace(s, "  ssh:\n", "  ssh:\n    sudo: true\n", 1)
 					default:

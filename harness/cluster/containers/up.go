@@ -775,27 +775,34 @@ func (u *upRun) apply(ctx context.Context, manifests string) error {
 	return err
 }
 
-// metallb applies MetalLB's own manifest (metallb-native.yaml of the pinned
-// module, whose images the lab preloads), then the topology's pool once the
-// controller's webhook answers.
-func (u *upRun) metallb(ctx context.Context) error {
-	m := u.r.Spec.MetalLB
-	if m == nil {
-		return nil
-	}
+// MetalLBManifests are MetalLB's own manifest (metallb-native.yaml of the
+// pinned module, from the Go module proxy) and the topology's layer-2 pool.
+// The lab and the k3d provider apply the same.
+func MetalLBManifests(ctx context.Context, r *topology.Rack) (native, pool string, err error) {
+	m := r.Spec.MetalLB
 	dir, err := lab.ModuleDir(ctx, "go.universe.tf/metallb@"+lab.MetalLBVersion)
 	if err != nil {
-		return fmt.Errorf("MetalLB's manifest: %w", err)
+		return "", "", fmt.Errorf("MetalLB's manifest: %w", err)
 	}
-	native, err := os.ReadFile(filepath.Join(dir, "config", "manifests", "metallb-native.yaml"))
+	data, err := os.ReadFile(filepath.Join(dir, "config", "manifests", "metallb-native.yaml"))
+	if err != nil {
+		return "", "", err
+	}
+	pool, err = render("metallb-config.yaml.tmpl", map[string]any{"Rack": r.Metadata.Name, "Namespace": m.Namespace, "Pool": m.Pool})
+	return string(data), pool, err
+}
+
+// metallb applies MetalLB (whose images the lab preloads), then the
+// topology's pool once the controller's webhook answers.
+func (u *upRun) metallb(ctx context.Context) error {
+	if u.r.Spec.MetalLB == nil {
+		return nil
+	}
+	native, cfg, err := MetalLBManifests(ctx, u.r)
 	if err != nil {
 		return err
 	}
-	if err := u.apply(ctx, string(native)); err != nil {
-		return err
-	}
-	cfg, err := render("metallb-config.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": m.Namespace, "Pool": m.Pool})
-	if err != nil {
+	if err := u.apply(ctx, native); err != nil {
 		return err
 	}
 	// The pool is validated by the controller's webhook, which needs a moment.

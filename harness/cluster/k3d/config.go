@@ -121,11 +121,11 @@ type Options struct {
 // K3dOptions: wait for the nodes, a timeout (a Go duration), the load
 // balancer, rollback.
 type K3dOptions struct {
-	Wait                bool                `json:"wait,omitempty"`
-	Timeout             string              `json:"timeout,omitempty"`
-	DisableLoadbalancer bool                `json:"disableLoadbalancer,omitempty"`
-	DisableImageVolume  bool                `json:"disableImageVolume,omitempty"`
-	DisableRollback     bool                `json:"disableRollback,omitempty"`
+	Wait                bool                 `json:"wait,omitempty"`
+	Timeout             string               `json:"timeout,omitempty"`
+	DisableLoadbalancer bool                 `json:"disableLoadbalancer,omitempty"`
+	DisableImageVolume  bool                 `json:"disableImageVolume,omitempty"`
+	DisableRollback     bool                 `json:"disableRollback,omitempty"`
 	Loadbalancer        *LoadbalancerOptions `json:"loadbalancer,omitempty"`
 }
 

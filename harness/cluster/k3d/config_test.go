@@ -108,8 +108,17 @@ func TestConfigPromises(t *testing.T) {
 	if c.Options.Kubeconfig.UpdateDefaultKubeconfig || c.Options.Kubeconfig.SwitchCurrentContext {
 		t.Error("the user's ~/.kube/config must be left alone")
 	}
-	if l := c.Options.Runtime.Labels; len(l) != 1 || l[0].Label != "rackdrill.dev/rack=rackdrill-k3d" || l[0].NodeFilters[0] != "all" {
-		t.Errorf("every container carries the rack label (rackdrill down): %+v", l)
+	// Every container carries the rack label (rackdrill down), and each
+	// machine its name and role, as the lab's (faults find them by label).
+	labels := map[string]string{}
+	for _, l := range c.Options.Runtime.Labels {
+		labels[l.Label+"@"+l.NodeFilters[0]] = ""
+	}
+	for _, want := range []string{"rackdrill.dev/rack=rackdrill-k3d@all", "rackdrill.dev/node=server-2@server:2",
+		"rackdrill.dev/roles=worker@agent:1", "rackdrill.dev/node=agent-1@agent:1", "rackdrill.dev/node=serverlb@loadbalancer"} {
+		if _, ok := labels[want]; !ok {
+			t.Errorf("runtime label %s missing: %v", want, labels)
+		}
 	}
 	kubeadm := *r
 	kubeadm.Spec.Kubernetes.Distribution = topology.DistributionKubeadm

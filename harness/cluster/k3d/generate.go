@@ -14,6 +14,15 @@ import (
 // the same label the containers provider uses, so `rackdrill down` finds them.
 const LabelRack = "rackdrill.dev/rack"
 
+// Labels of the k3d containers, the lab's own (containers provider).
+const (
+	LabelNode  = "rackdrill.dev/node"
+	LabelRoles = "rackdrill.dev/roles"
+	// LoadBalancerNode is the node name of k3d's serverlb container: the API
+	// load balancer the cp-lb-lost fault stops.
+	LoadBalancerNode = "serverlb"
+)
+
 // ImageRepo is K3s's image; the tag is the topology's version with "+" as "-".
 const ImageRepo = "docker.io/rancher/k3s"
 
@@ -106,6 +115,23 @@ func Config(r *topology.Rack) (*SimpleConfig, error) {
 	// No surprise on the user's machine: the kubeconfig goes into the
 	// artifacts folder (k3d kubeconfig get), never into ~/.kube/config.
 	c.Options.Kubeconfig = KubeconfigOptions{UpdateDefaultKubeconfig: false, SwitchCurrentContext: false}
-	c.Options.Runtime.Labels = []LabelWithFilter{{Label: LabelRack + "=" + r.Metadata.Name, NodeFilters: []string{"all"}}}
+	// Every container carries the rack's labels, as the lab's machines do:
+	// rackdrill finds, faults and removes them by label.
+	rt := &c.Options.Runtime
+	rt.Labels = []LabelWithFilter{{Label: LabelRack + "=" + r.Metadata.Name, NodeFilters: []string{"all"}}}
+	for _, n := range r.Spec.Nodes {
+		if filter, ok := NodeFilter(r, n.Name); ok {
+			role := "server"
+			if strings.HasPrefix(filter, "agent:") {
+				role = "worker"
+			}
+			rt.Labels = append(rt.Labels,
+				LabelWithFilter{Label: LabelNode + "=" + n.Name, NodeFilters: []string{filter}},
+				LabelWithFilter{Label: LabelRoles + "=" + role, NodeFilters: []string{filter}})
+		}
+	}
+	rt.Labels = append(rt.Labels,
+		LabelWithFilter{Label: LabelNode + "=" + LoadBalancerNode, NodeFilters: []string{"loadbalancer"}},
+		LabelWithFilter{Label: LabelRoles + "=loadbalancer", NodeFilters: []string{"loadbalancer"}})
 	return c, nil
 }

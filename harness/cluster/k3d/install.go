@@ -1,0 +1,223 @@
+package k3d
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	osexec "os/exec"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// The images a k3d rack pulls from the Internet, pinned.
+const (
+	FRPVersion          = "v0.61.0"
+	FRPSImage           = "docker.io/fatedier/frps:" + FRPVersion
+	FRPCImage           = "docker.io/fatedier/frpc:" + FRPVersion
+	NFSServerImage      = "docker.io/erichough/nfs-server:2.2.1"
+	CSINFSImage         = "registry.k8s.io/sig-storage/nfsplugin:v4.11.0"
+	CSIProvisionerImage = "registry.k8s.io/sig-storage/csi-provisioner:v5.2.0"
+	CSIRegistrarImage   = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0"
+	// FRPSPort is where frps takes frpc's connection.
+	FRPSPort = 7000
+)
+
+//go:embed templates
+var templates embed.FS
+
+var tmpl = template.Must(template.New("").ParseFS(templates, "templates/*.tmpl"))
+
+func render(name string, data any) (string, error) {
+	var b bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// Manifest is one file of what the provider applies.
+type Manifest struct {
+	Name string
+	YAML string
+}
+
+// VPSRackAddress is the VPS's (frps's) address on the k3d network: the rack
+// reaches it there, as a real rack reaches its VPS over the Internet; the
+// public side is the topology's address on the internet network.
+func VPSRackAddress(r *topology.Rack) (netip.Addr, error) {
+	admin := r.AdminNetwork()
+	if admin == nil {
+		return netip.Addr{}, fmt.Errorf("spec.networks: no admin network")
+	}
+	pfx, err := netip.ParsePrefix(admin.CIDR)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	a := pfx.Masked().Addr()
+	for range 10 {
+		a = a.Next()
+	}
+	return a, nil
+}
+
+// Manifests are what Install applies, in order: MetalLB and its pool, the
+// NFS CSI driver with the documented StorageClasses, the tunnel client. token
+// is frpc's secret with frps.
+func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest, error) {
+	var out []Manifest
+	if r.Spec.MetalLB != nil {
+		native, pool, err := containers.MetalLBManifests(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Manifest{"metallb-native", native}, Manifest{"metallb-pool", pool})
+	}
+	if st := r.Spec.Storage; st != nil && st.NFS != nil {
+		var classes []topology.StorageClass
+		for _, sc := range st.StorageClasses {
+			if sc.Server == "" {
+				sc.Server = r.Node(st.NFS.Node).Address
+			}
+			if sc.Share == "" {
+				sc.Share = st.NFS.Exports[0]
+			}
+			classes = append(classes, sc)
+		}
+		m, err := render("csi-nfs.yaml.tmpl", map[string]any{"Plugin": CSINFSImage, "Provisioner": CSIProvisionerImage,
+			"Registrar": CSIRegistrarImage, "StorageClasses": classes})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Manifest{"csi-nfs", m})
+	}
+	if t := r.Spec.Tunnel; t != nil {
+		if t.Type != topology.TunnelFRP {
+			return nil, fmt.Errorf("spec.tunnel.type: the k3d rack runs FRP, not %s", t.Type)
+		}
+		server, err := VPSRackAddress(r)
+		if err != nil {
+			return nil, err
+		}
+		type port struct {
+			Name           string
+			Public, Target int
+		}
+		var ports []port
+		for _, p := range t.Ports {
+			name := p.Name
+			if name == "" {
+				name = "port-" + strconv.Itoa(p.Public)
+			}
+			ports = append(ports, port{name, p.Public, p.Target})
+		}
+		target := t.Target
+		if target == "" && r.Spec.Ingress != nil {
+			target = r.Spec.Ingress.IP
+		}
+		m, err := render("frpc.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
+			"Server": server.String(), "ServerPort": FRPSPort, "Token": token, "Ports": ports, "Target": target, "Image": FRPCImage})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Manifest{"frpc", m})
+	}
+	return out, nil
+}
+
+// NewToken is a fresh secret shared by frpc and frps.
+func NewToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Install applies the manifests with kubectl (server-side), gives K3s's
+// Traefik the documented ingress IP, deploys the probe workloads on the NFS
+// StorageClass and waits until the demo app answers through the ingress IP.
+func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImage string, log logr.Logger) error {
+	ms, err := Manifests(ctx, r, token)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		log.Info("applying", "manifest", m.Name)
+		// A CRD's webhook (MetalLB's) takes a moment to answer.
+		if err := poll(ctx, 3*time.Minute, func() error {
+			return kubectl(ctx, kubeconfig, m.YAML, "apply", "--server-side", "--force-conflicts", "-f", "-")
+		}); err != nil {
+			return fmt.Errorf("apply %s: %w", m.Name, err)
+		}
+	}
+	data, err := os.ReadFile(kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg, err := probe.RESTConfig(data, "")
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if in := r.Spec.Ingress; in != nil && in.Controller == "traefik" {
+		// K3s installs Traefik itself; MetalLB gives its Service the
+		// documented address.
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"metallb.io/loadBalancerIPs":%q}}}`, in.IP)
+		if err := poll(ctx, 5*time.Minute, func() error {
+			_, err := cs.CoreV1().Services(in.Namespace).Patch(ctx, in.Service, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "rackdrill"})
+			return err
+		}); err != nil {
+			return fmt.Errorf("give K3s's Traefik the ingress IP %s: %w", in.IP, err)
+		}
+	}
+	wc := probe.WorkloadConfig{Namespace: r.Spec.Probes.Namespace, Image: agentImage, IngressHost: r.Spec.Probes.Host, IngressClass: "traefik"}
+	if st := r.Spec.Storage; st != nil && len(st.StorageClasses) > 0 {
+		wc.StorageClass = st.StorageClasses[0].Name
+	}
+	return probe.Deploy(ctx, cs, wc)
+}
+
+func kubectl(ctx context.Context, kubeconfig, stdin string, args ...string) error {
+	cmd := osexec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func poll(ctx context.Context, limit time.Duration, f func() error) error {
+	deadline := time.Now().Add(limit)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
