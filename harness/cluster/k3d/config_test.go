@@ -1,6 +1,7 @@
 package k3d_test
 
 import (
+	"context"
 	"flag"
 	"os"
 	"path/filepath"
@@ -149,5 +150,44 @@ func TestDecodeStrict(t *testing.T) {
 		if _, err := decodeStrict(t, []byte(bad)); err == nil {
 			t.Errorf("decoded a field k3d does not have:\n%s", bad)
 		}
+	}
+}
+
+func TestManifests(t *testing.T) {
+	r, _, err := topology.Load("../../../kind-configs/k3d-ha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := k3d.Manifests(context.Background(), r, "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]string{}
+	var names []string
+	for _, m := range ms {
+		byName[m.Name] = m.YAML
+		names = append(names, m.Name)
+	}
+	if strings.Join(names, ",") != "metallb-native,metallb-pool,csi-nfs,frpc" {
+		t.Fatalf("manifests in order: %v", names)
+	}
+	for name, wants := range map[string][]string{
+		"metallb-pool": {"- 172.28.0.240-172.28.0.250"},
+		"csi-nfs":      {"provisioner: nfs.csi.k8s.io", `server: "172.28.0.231"`, `share: "/exports"`, "storageclass.kubernetes.io/is-default-class", k3d.CSINFSImage},
+		"frpc": {`serverAddr = "172.28.0.230"`, "serverPort = 7000", `auth.token = "s3cret"`, `localIP = "172.28.0.240"`,
+			"localPort = 443", "remotePort = 443", "name: frpc\n  namespace: frp", k3d.FRPCImage},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(byName[name], want) {
+				t.Errorf("%s lacks %q:\n%s", name, want, byName[name])
+			}
+		}
+	}
+	ssh := *r
+	tunnel := *r.Spec.Tunnel
+	tunnel.Type = topology.TunnelSSH
+	ssh.Spec.Tunnel = &tunnel
+	if _, err := k3d.Manifests(context.Background(), &ssh, "x"); err == nil || !strings.Contains(err.Error(), "spec.tunnel.type") {
+		t.Errorf("an SSH tunnel in k3d: %v", err)
 	}
 }

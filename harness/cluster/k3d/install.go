@@ -57,9 +57,10 @@ type Manifest struct {
 	YAML string
 }
 
-// VPSRackAddress is the VPS's (frps's) address on the k3d network: the rack
-// reaches it there, as a real rack reaches its VPS over the Internet; the
-// public side is the topology's address on the internet network.
+// VPSRackAddress is the VPS's (frps's) address on the k3d network, .230 of
+// it (Docker gives k3d's nodes the low addresses): the rack reaches the VPS
+// there, as a real rack reaches its VPS over the Internet; the public side is
+// the topology's address on the internet network.
 func VPSRackAddress(r *topology.Rack) (netip.Addr, error) {
 	admin := r.AdminNetwork()
 	if admin == nil {
@@ -70,8 +71,11 @@ func VPSRackAddress(r *topology.Rack) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	a := pfx.Masked().Addr()
-	for range 10 {
+	for range 230 {
 		a = a.Next()
+	}
+	if !pfx.Contains(a) {
+		return netip.Addr{}, fmt.Errorf("spec.networks: the admin network %s is too small for the VPS's address .230", admin.CIDR)
 	}
 	return a, nil
 }
