@@ -252,6 +252,7 @@ func TestIntegrationLabUp(t *testing.T) {
 	sshChaosOnLab(ctx, t, r, artifacts)
 	k3dManifestsOnLab(ctx, t, filepath.Join(artifacts, "kubeconfig"))
 	conformanceOnLab(ctx, t, env)
+	k3dInstallOnLab(ctx, t, r, filepath.Join(artifacts, "kubeconfig"))
 }
 
 func dockerExec(t *testing.T, ctx context.Context, name string, args ...string) string {

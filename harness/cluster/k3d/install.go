@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	osexec "os/exec"
 	"strconv"
-	"strings"
 	"text/template"
 	"time"
 
@@ -151,22 +149,13 @@ func NewToken() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Install applies the manifests with kubectl (server-side), gives K3s's
-// Traefik the documented ingress IP, deploys the probe workloads on the NFS
-// StorageClass and waits until the demo app answers through the ingress IP.
+// Install applies the manifests (server-side apply), gives K3s's Traefik the
+// documented ingress IP and deploys the probe workloads on the NFS
+// StorageClass.
 func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImage string, log logr.Logger) error {
 	ms, err := Manifests(ctx, r, token)
 	if err != nil {
 		return err
-	}
-	for _, m := range ms {
-		log.Info("applying", "manifest", m.Name)
-		// A CRD's webhook (MetalLB's) takes a moment to answer.
-		if err := poll(ctx, 3*time.Minute, func() error {
-			return kubectl(ctx, kubeconfig, m.YAML, "apply", "--server-side", "--force-conflicts", "-f", "-")
-		}); err != nil {
-			return fmt.Errorf("apply %s: %w", m.Name, err)
-		}
 	}
 	data, err := os.ReadFile(kubeconfig)
 	if err != nil {
@@ -176,20 +165,19 @@ func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImag
 	if err != nil {
 		return err
 	}
+	ap, err := NewApplier(cfg)
+	if err != nil {
+		return err
+	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if in := r.Spec.Ingress; in != nil && in.Controller == "traefik" {
-		// K3s installs Traefik itself; MetalLB gives its Service the
-		// documented address.
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{"metallb.io/loadBalancerIPs":%q}}}`, in.IP)
-		if err := poll(ctx, 5*time.Minute, func() error {
-			_, err := cs.CoreV1().Services(in.Namespace).Patch(ctx, in.Service, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "rackdrill"})
-			return err
-		}); err != nil {
-			return fmt.Errorf("give K3s's Traefik the ingress IP %s: %w", in.IP, err)
-		}
+	if err := ApplyAll(ctx, ap, ms, log); err != nil {
+		return err
+	}
+	if err := IngressIP(ctx, cs, r); err != nil {
+		return err
 	}
 	wc := probe.WorkloadConfig{Namespace: r.Spec.Probes.Namespace, Image: agentImage, IngressHost: r.Spec.Probes.Host, IngressClass: "traefik"}
 	if st := r.Spec.Storage; st != nil && len(st.StorageClasses) > 0 {
@@ -198,12 +186,31 @@ func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImag
 	return probe.Deploy(ctx, cs, wc)
 }
 
-func kubectl(ctx context.Context, kubeconfig, stdin string, args ...string) error {
-	cmd := osexec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+// ApplyAll applies the manifests in order, each retried for a while: a CRD's
+// webhook (MetalLB's) takes a moment to answer.
+func ApplyAll(ctx context.Context, ap *Applier, ms []Manifest, log logr.Logger) error {
+	for _, m := range ms {
+		log.Info("applying", "manifest", m.Name)
+		if err := poll(ctx, 3*time.Minute, func() error { _, err := ap.Apply(ctx, m); return err }); err != nil {
+			return fmt.Errorf("apply %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// IngressIP gives the ingress controller's Service (K3s's Traefik, which K3s
+// installs itself) the documented address from MetalLB's pool.
+func IngressIP(ctx context.Context, cs kubernetes.Interface, r *topology.Rack) error {
+	in := r.Spec.Ingress
+	if in == nil {
+		return nil
+	}
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"metallb.io/loadBalancerIPs":%q}}}`, in.IP)
+	if err := poll(ctx, 5*time.Minute, func() error {
+		_, err := cs.CoreV1().Services(in.Namespace).Patch(ctx, in.Service, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: FieldManager})
+		return err
+	}); err != nil {
+		return fmt.Errorf("give the ingress Service %s/%s the ingress IP %s: %w", in.Namespace, in.Service, in.IP, err)
 	}
 	return nil
 }

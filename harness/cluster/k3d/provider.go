@@ -40,7 +40,8 @@ func (e *MissingError) Error() string {
 func (e *MissingError) Unwrap() error { return e.Err }
 
 // Prerequisites checks, in seconds and before anything is created, that the
-// k3d binary runs and that Docker answers. The images (rancher/k3s, k3d's
+// k3d binary runs and that Docker answers (the manifests are applied through
+// the API: no kubectl is needed). The images (rancher/k3s, k3d's
 // tools, MetalLB, FRP, the NFS server) are pulled by Up, which says which one
 // could not be.
 func Prerequisites(ctx context.Context) error {
@@ -53,9 +54,6 @@ func Prerequisites(ctx context.Context) error {
 	defer cancel()
 	if out, err := osexec.CommandContext(vctx, path, "version").CombinedOutput(); err != nil {
 		return &MissingError{What: path + " does not run", Err: fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out))), Fix: "reinstall k3d v5"}
-	}
-	if _, err := osexec.LookPath("kubectl"); err != nil {
-		return &MissingError{What: "kubectl is not on PATH", Err: err, Fix: "install kubectl; the provider applies its manifests with it"}
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer dcancel()
