@@ -29,8 +29,13 @@ func containersProvider(cmd *cobra.Command, g *globalOptions, opts ...containers
 	if err != nil {
 		return nil, nil, err
 	}
-	if r.Spec.Provider != topology.ProviderContainers {
-		return nil, nil, fmt.Errorf("%s: spec.provider is %s; this version of rackdrill builds racks with the containers provider only", g.topology, r.Spec.Provider)
+	switch r.Spec.Provider {
+	case topology.ProviderContainers:
+	case topology.ProviderK3d:
+		// k3d's containers carry the same labels: status finds them the
+		// same way (up and down go through k3d).
+	default:
+		return nil, nil, fmt.Errorf("%s: spec.provider is %s: rackdrill adopts that rack, it never builds or removes it", g.topology, r.Spec.Provider)
 	}
 	log := newLogger(cmd.ErrOrStderr(), g.verbosity)
 	opts = append([]containers.Option{containers.WithLogger(log), containers.WithArtifacts(g.artifacts)}, opts...)
@@ -41,7 +46,7 @@ func newUpCommand(g *globalOptions) *cobra.Command {
 	var keep bool
 	cmd := &cobra.Command{
 		Use:   "up",
-		Short: "Build the rack of the topology as Docker containers (the offline lab)",
+		Short: "Build the rack of the topology as Docker containers (the offline lab), or in k3d",
 		Long: `up builds the rack as Docker containers on this machine from the lab's images
 (make images): networks, machines, the API load balancers, kubeadm's control
 plane and workers, pod networking. It prints every step with its time, and a
@@ -52,6 +57,13 @@ written to the artifacts folder and points at the VIP.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			r, err := loadRack(g.topology, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if r.Spec.Provider == topology.ProviderK3d {
+				return k3d.NewProvider(r, g.artifacts, k3d.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)), k3d.WithProgress(cmd.OutOrStdout())).Up(ctx, r)
+			}
 			r, p, err := containersProvider(cmd, g, containers.WithProgress(cmd.OutOrStdout()), containers.WithKeepOnFailure(keep))
 			if err != nil {
 				return err
