@@ -253,11 +253,22 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 // before upsmon starts), then every other machine in the shutdown's order.
 func (f *UPSPowerLoss) Revert(ctx context.Context) error {
 	if f.params.FSD != "" {
-		// A real UPS reports online by itself when the mains return.
-		var errs []error
-		for _, n := range append([]cluster.Node{f.master}, slices.Concat(f.stages...)...) {
-			errs = append(errs, n.Start(ctx))
+		// The power returns: the UPS master first (a real UPS reports online
+		// by itself), then every other machine at once, each waited for.
+		if err := f.master.Start(ctx); err != nil {
+			return err
 		}
+		rest := slices.Concat(f.stages...)
+		errs := make([]error, len(rest))
+		var wg sync.WaitGroup
+		for i, n := range rest {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = n.Start(ctx)
+			}()
+		}
+		wg.Wait()
 		return errors.Join(errs...)
 	}
 	if up, err := f.master.Running(ctx); err == nil && up {

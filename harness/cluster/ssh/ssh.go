@@ -429,15 +429,22 @@ func (n *node) Kill(context.Context) error {
 
 // Start powers the machine on the way its spec.nodes[].power says (a command
 // run here, such as wakeonlan or ipmitool, or a person asked to), then waits
-// until it answers SSH; a no-op on a machine that answers.
+// until it answers SSH; a no-op on a machine that answers. The command is run
+// again every PowerRetry while the machine does not answer: a machine still
+// halting ignores it (a Wake-on-LAN packet, `docker start` of a container
+// that has not exited yet), and a magic packet may be lost.
 func (n *node) Start(ctx context.Context) error {
 	if up, _ := n.Running(ctx); up {
 		return nil
 	}
-	switch {
-	case n.power == nil:
+	if n.power == nil {
 		return fmt.Errorf("start %s over SSH: %w (spec.nodes[].power is not documented: power it on by hand)", n.a.node, cluster.ErrUnsupported)
-	case n.power.Command != "":
+	}
+	powerOn := func() error {
+		if n.power.Command == "" {
+			n.p.log.Info("POWER THIS MACHINE ON BY HAND: rackdrill waits until it answers SSH", "node", n.a.node, "address", n.a.addr, "waiting", StartTimeout)
+			return nil
+		}
 		n.p.log.Info("powering the machine on", "node", n.a.node)
 		var out strings.Builder
 		cmd := osexec.CommandContext(ctx, "sh", "-c", n.power.Command)
@@ -445,17 +452,26 @@ func (n *node) Start(ctx context.Context) error {
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("power on %s (spec.nodes[].power.command): %w %s", n.a.node, err, strings.TrimSpace(out.String()))
 		}
-	default:
-		n.p.log.Info("POWER THIS MACHINE ON BY HAND: rackdrill waits until it answers SSH", "node", n.a.node, "address", n.a.addr, "waiting", StartTimeout)
+		return nil
+	}
+	if err := powerOn(); err != nil {
+		return err
 	}
 	n.p.drop(n.a.node)
 	deadline := time.Now().Add(StartTimeout)
+	again := time.Now().Add(PowerRetry)
 	for {
 		if up, _ := n.Running(ctx); up {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("start %s: it does not answer SSH on %s %s after it was powered on", n.a.node, n.a.addr, StartTimeout)
+		}
+		if n.power.Command != "" && time.Now().After(again) {
+			if err := powerOn(); err != nil {
+				return err
+			}
+			again = time.Now().Add(PowerRetry)
 		}
 		select {
 		case <-ctx.Done():
@@ -464,6 +480,10 @@ func (n *node) Start(ctx context.Context) error {
 		}
 	}
 }
+
+// PowerRetry is how long Start waits for a machine to answer before it runs
+// its power-on command again.
+var PowerRetry = 20 * time.Second
 
 func (n *node) check(ctx context.Context) error {
 	if _, err := n.p.client(ctx, n.a); err != nil {
