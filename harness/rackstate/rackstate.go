@@ -56,14 +56,27 @@ type EtcdMember struct {
 	DBSize   int64  `json:"dbSize"`
 }
 
-// Etcdctl is the command every server of a kubeadm rack can run against the
-// local etcd member, with kubeadm's health-check client certificate.
+// etcdctlScript runs etcdctl against the server's local etcd member with the
+// certificates the distribution keeps there (kubeadm's health-check client,
+// K3s's etcd client), through etcdctl on the host or, on a kubeadm host
+// without it, the etcd pod's own.
+const etcdctlScript = `kube=/etc/kubernetes/pki/etcd k3s=/var/lib/rancher/k3s/server/tls/etcd
+if [ -f $kube/ca.crt ]; then set -- --cacert=$kube/ca.crt --cert=$kube/healthcheck-client.crt --key=$kube/healthcheck-client.key "$@"
+elif [ -f $k3s/server-ca.crt ]; then set -- --cacert=$k3s/server-ca.crt --cert=$k3s/client.crt --key=$k3s/client.key "$@"
+else echo "no etcd client certificates here (kubeadm: $kube, K3s: $k3s)" >&2; exit 1; fi
+set -- --endpoints=https://127.0.0.1:2379 --command-timeout=5s "$@"
+if command -v etcdctl >/dev/null; then exec etcdctl "$@"; fi
+if command -v crictl >/dev/null; then
+  id=$(crictl ps -q --name '^etcd$' | head -n 1)
+  if [ -n "$id" ]; then exec crictl exec "$id" etcdctl "$@"; fi
+fi
+echo "etcdctl is not installed on this server, and no etcd pod runs here (K3s ships no etcdctl: install it)" >&2
+exit 127`
+
+// Etcdctl is the command every server can run against its local etcd member:
+// sh -c with the script above, args as etcdctl's.
 func Etcdctl(args ...string) []string {
-	return append([]string{"etcdctl", "--endpoints=https://127.0.0.1:2379",
-		"--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-		"--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-		"--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
-		"--command-timeout=5s"}, args...)
+	return append([]string{"sh", "-c", etcdctlScript, "etcdctl"}, args...)
 }
 
 type endpointStatus struct {
