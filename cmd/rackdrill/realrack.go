@@ -15,6 +15,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -98,6 +99,9 @@ func (s safety) confirm(w io.Writer, r *topology.Rack, rows []plannedRow) error 
 	}
 	fmt.Fprintf(w, "Plan for the real rack %s (%d machines over SSH): the conformance checks (read-only commands), then %d fault(s), one at a time, each only once every probe is green:\n",
 		r.Metadata.Name, len(r.Spec.Nodes), faults)
+	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+		fmt.Fprintf(w, "K3s ships no etcdctl: rackdrill copies its own to %s on each server that has none, to read etcd's members and leader.\n", rackstate.OwnEtcdctl)
+	}
 	printPlanRows(w, rows)
 	fmt.Fprintln(w)
 	if s.dryRun {

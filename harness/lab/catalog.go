@@ -530,6 +530,17 @@ var etcdutlBuild = &GoBuild{
 	LDFlags:  "-s -w",
 }
 
+// Etcdctl returns the path of the etcdctl the node image carries (the etcd
+// build's), built from the Go module proxy on first use and cached: rackdrill
+// puts it on K3s servers, which have none.
+func (b *Builder) Etcdctl(ctx context.Context) (string, error) {
+	dir, err := b.binaries(ctx, "etcd", etcdBuild)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "etcdctl"), nil
+}
+
 // Etcdutl returns the path of etcdutl, built from the Go module proxy on first
 // use and cached by its inputs' hash.
 func (b *Builder) Etcdutl(ctx context.Context) (string, error) {

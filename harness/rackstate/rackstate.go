@@ -3,9 +3,13 @@ package rackstate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -66,12 +70,50 @@ elif [ -f $k3s/server-ca.crt ]; then set -- --cacert=$k3s/server-ca.crt --cert=$
 else echo "no etcd client certificates here (kubeadm: $kube, K3s: $k3s)" >&2; exit 1; fi
 set -- --endpoints=https://127.0.0.1:2379 --command-timeout=5s "$@"
 if command -v etcdctl >/dev/null; then exec etcdctl "$@"; fi
+if [ -x ` + OwnEtcdctl + ` ]; then exec ` + OwnEtcdctl + ` "$@"; fi
 if command -v crictl >/dev/null; then
   id=$(crictl ps -q --name '^etcd$' | head -n 1)
   if [ -n "$id" ]; then exec crictl exec "$id" etcdctl "$@"; fi
 fi
-echo "etcdctl is not installed on this server, and no etcd pod runs here (K3s ships no etcdctl: install it)" >&2
+echo "etcdctl is not installed on this server, and no etcd pod runs here" >&2
 exit 127`
+
+// OwnEtcdctl is where rackdrill puts its etcdctl on a server that has none
+// (K3s's servers: K3s ships no etcdctl).
+const OwnEtcdctl = "/var/lib/rackdrill/etcdctl"
+
+// PlaceEtcdctl copies the etcdctl at local (built for this machine's
+// architecture) to every running server of a K3s rack that has none, so that
+// etcd's members and leader can be read there; a server of another
+// architecture is said, not written to.
+func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, local string) error {
+	var errs []error
+	for _, n := range nodes {
+		if !slices.Contains(n.Roles(), topology.RoleServer) {
+			continue
+		}
+		if up, err := n.Running(ctx); err != nil || !up {
+			continue
+		}
+		if exec.Run(n.Command(ctx, "sh", "-c", "command -v etcdctl >/dev/null || [ -x "+OwnEtcdctl+" ]")) == nil {
+			continue
+		}
+		if tn := r.Node(n.Name()); tn != nil && tn.Arch != "" && tn.Arch != runtime.GOARCH {
+			errs = append(errs, fmt.Errorf("server %s (%s) has no etcdctl and rackdrill's is built for %s: install etcdctl there", n.Name(), tn.Arch, runtime.GOARCH))
+			continue
+		}
+		f, err := os.Open(local)
+		if err != nil {
+			return err
+		}
+		err = exec.Run(n.Command(ctx, "sh", "-c", "mkdir -p "+path.Dir(OwnEtcdctl)+" && cat > "+OwnEtcdctl+".new && chmod 755 "+OwnEtcdctl+".new && mv "+OwnEtcdctl+".new "+OwnEtcdctl).SetStdin(f))
+		f.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("server %s: put etcdctl at %s: %w", n.Name(), OwnEtcdctl, err))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // Etcdctl is the command every server can run against its local etcd member:
 // sh -c with the script above, args as etcdctl's.

@@ -31,6 +31,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/scenarios"
 )
@@ -175,6 +176,10 @@ func (e *Env) Connect(ctx context.Context) error {
 		}
 		e.Nodes = p
 		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
+		if e.Rack.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+			nodes, _ := p.Nodes(ctx)
+			return e.placeEtcdctl(ctx, nodes)
+		}
 		return nil
 	case topology.ProviderK3d:
 		// k3d's containers carry the rack's labels, like the lab's machines.
@@ -187,6 +192,11 @@ func (e *Env) Connect(ctx context.Context) error {
 	nodes, err := e.Nodes.Nodes(ctx)
 	if err != nil {
 		return err
+	}
+	if len(nodes) > 0 && e.Rack.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+		if err := e.placeEtcdctl(ctx, nodes); err != nil {
+			return err
+		}
 	}
 	if len(nodes) == 0 {
 		return fmt.Errorf("rack %s is not up: no node carries the label %s=%s (bring it up with `rackdrill up --topology ...`)",
@@ -206,6 +216,24 @@ func (e *Env) Connect(ctx context.Context) error {
 		return fmt.Errorf("rack %s lacks nodes of its topology: %s", e.Rack.Metadata.Name, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// placeEtcdctl puts rackdrill's etcdctl on the K3s servers that have none
+// (K3s ships none): etcd's members and leader are read with it.
+func (e *Env) placeEtcdctl(ctx context.Context, nodes []cluster.Node) error {
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	b, err := lab.NewBuilder(root, io.Discard)
+	if err != nil {
+		return err
+	}
+	local, err := b.Etcdctl(ctx)
+	if err != nil {
+		return fmt.Errorf("etcdctl for the K3s servers: %w", err)
+	}
+	return rackstate.PlaceEtcdctl(ctx, nodes, e.Rack, local)
 }
 
 // Close releases what Connect opened (the ssh provider's connections).

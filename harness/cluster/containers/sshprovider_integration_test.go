@@ -3,6 +3,7 @@ package containers_test
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +14,15 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster"
 	sshprovider "rackdrill.dev/rackdrill/harness/cluster/ssh"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
+
+// asServer plays a machine as a server.
+type asServer struct{ cluster.Node }
+
+func (asServer) Roles() []topology.Role { return []topology.Role{topology.RoleServer} }
 
 // sshProviderOnLab adopts the smoke lab as a real rack: its machines' sshd,
 // the rack's key and known_hosts that up wrote. It checks what users rely on
@@ -64,6 +72,51 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 		if err != nil || !strings.Contains(string(kc), "server: https://") {
 			t.Errorf("kubeconfig over SSH: %v", err)
 		}
+	})
+
+	t.Run("rackdrill's etcdctl is put on a server that has none (K3s)", func(t *testing.T) {
+		// lb-1 has no etcdctl: played as a server of a K3s rack, it gets
+		// rackdrill's over SSH, which then runs there; the servers, which
+		// have one, are left alone.
+		root, err := lab.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := lab.NewBuilder(root, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, err := b.Etcdctl(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := sshprovider.NewProvider(asRack(nil), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		nodes, _ := p.Nodes(ctx)
+		lb1, _ := cluster.ByName(nodes, "lb-1")
+		s1, _ := cluster.ByName(nodes, "server-1")
+		k3s := asRack(func(c *topology.Rack) { c.Spec.Kubernetes.Distribution = topology.DistributionK3s })
+		if err := rackstate.PlaceEtcdctl(ctx, []cluster.Node{asServer{lb1[0]}, s1[0]}, k3s, local); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Output(lb1[0].Command(ctx, rackstate.OwnEtcdctl, "version"))
+		if err != nil || !strings.Contains(string(out), "etcdctl version") {
+			t.Fatalf("rackdrill's etcdctl on lb-1: %q %v", out, err)
+		}
+		if err := s1[0].Command(ctx, "test", "!", "-e", rackstate.OwnEtcdctl).Run(); err != nil {
+			t.Errorf("server-1 has etcdctl: nothing should have been put there")
+		}
+		// The script finds it, and says what lb-1 lacks: etcd's certificates.
+		cmd := rackstate.Etcdctl("version")
+		var stderr strings.Builder
+		err = lb1[0].Command(ctx, cmd[0], cmd[1:]...).SetStderr(&stderr).Run()
+		if err == nil || !strings.Contains(stderr.String(), "no etcd client certificates here") {
+			t.Errorf("etcdctl script on lb-1: %v %q", err, stderr.String())
+		}
+		_ = lb1[0].Command(ctx, "rm", "-rf", "/var/lib/rackdrill").Run()
 	})
 
 	t.Run("a wrong host key is refused, naming the host and both fingerprints", func(t *testing.T) {
