@@ -75,9 +75,10 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 	})
 
 	t.Run("rackdrill's etcdctl is put on a server that has none (K3s)", func(t *testing.T) {
-		// lb-1 has no etcdctl: played as a server of a K3s rack, it gets
-		// rackdrill's over SSH, which then runs there; the servers, which
-		// have one, are left alone.
+		// lb-1, played as a server of a K3s rack, has its etcdctl moved
+		// away (the lab's machines share one image, which has it): it gets
+		// rackdrill's over SSH, which then runs there; server-1, which has
+		// one, is left alone.
 		root, err := lab.RepoRoot()
 		if err != nil {
 			t.Fatal(err)
@@ -98,6 +99,15 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 		nodes, _ := p.Nodes(ctx)
 		lb1, _ := cluster.ByName(nodes, "lb-1")
 		s1, _ := cluster.ByName(nodes, "server-1")
+		hide := "p=$(command -v etcdctl) && mv \"$p\" \"$p.rackdrill-test\" && echo \"$p\""
+		hidden, err := exec.Output(lb1[0].Command(ctx, "sh", "-c", hide))
+		if err != nil {
+			t.Fatalf("move lb-1's etcdctl away: %v", err)
+		}
+		defer func() {
+			at := strings.TrimSpace(string(hidden))
+			_ = lb1[0].Command(ctx, "mv", at+".rackdrill-test", at).Run()
+		}()
 		k3s := asRack(func(c *topology.Rack) { c.Spec.Kubernetes.Distribution = topology.DistributionK3s })
 		if err := rackstate.PlaceEtcdctl(ctx, []cluster.Node{asServer{lb1[0]}, s1[0]}, k3s, local); err != nil {
 			t.Fatal(err)
