@@ -60,10 +60,10 @@ func (pl *Plan) remote(steps []RemoteStep) {
 			armed[s.Node] = true
 			pl.Inject = append(pl.Inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs the revert below by itself", s.DeadMan)})
 		}
-		pl.Inject = append(pl.Inject, Step{s.Node, "sh -c " + strconvQuote(s.Inject)})
+		pl.Inject = append(pl.Inject, Step{s.Node, "sh -c " + shellQuote(s.Inject)})
 	}
 	for i := len(steps) - 1; i >= 0; i-- {
-		pl.Revert = append(pl.Revert, Step{steps[i].Node, "sh -c " + strconvQuote(steps[i].Revert)})
+		pl.Revert = append(pl.Revert, Step{steps[i].Node, "sh -c " + shellQuote(steps[i].Revert)})
 	}
 	done := map[string]bool{}
 	for _, s := range steps {
@@ -74,7 +74,8 @@ func (pl *Plan) remote(steps []RemoteStep) {
 	}
 }
 
-func strconvQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// shellQuote makes s one word for a POSIX shell, as the plan prints it.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // PlanFor describes fault name on rack r under provider p.
 func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, error) {
@@ -260,14 +261,14 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 			for _, n := range pl.Targets {
 				how := "no way documented (spec.nodes[].power): the drill refuses"
 				if pw := r.Node(n).Power; pw != nil && pw.Command != "" {
-					how = "power on here: sh -c " + strconvQuote(pw.Command)
+					how = "power on here: sh -c " + shellQuote(pw.Command)
 				} else if pw != nil && pw.Manual {
 					how = "a person is asked to power it on"
 				}
 				pl.Revert = append(pl.Revert, Step{n, how + "; wait until it answers SSH"})
 			}
 			pl.Inject = []Step{
-				{u.Node, "sh -c " + strconvQuote(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop) + " (upsmon forces the shutdown)"},
+				{u.Node, "sh -c " + shellQuote(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop) + " (upsmon forces the shutdown)"},
 				{u.Node, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(u.ShutdownOrder), u.BatteryBudget.Duration)},
 			}
 			break

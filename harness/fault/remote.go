@@ -92,9 +92,9 @@ func (f *Remote) node(ctx context.Context, name string) (cluster.Node, error) {
 
 func (f *Remote) unit(gen int) string { return fmt.Sprintf("%s-%d", DeadManUnit(f.ID), gen) }
 
-// ArmCommand is the command that puts generation gen of step s's dead-man
+// armCommand is the command that puts generation gen of step s's dead-man
 // timer on its machine.
-func (f *Remote) ArmCommand(s RemoteStep, gen int) []string {
+func (f *Remote) armCommand(s RemoteStep, gen int) []string {
 	return []string{"systemd-run", "--quiet", "--unit=" + f.unit(gen),
 		"--description=rackdrill dead-man timer: reverts " + f.name + " if the harness is gone",
 		fmt.Sprintf("--on-active=%ds", int(s.DeadMan.Round(time.Second)/time.Second)),
@@ -102,9 +102,9 @@ func (f *Remote) ArmCommand(s RemoteStep, gen int) []string {
 		"/bin/sh", "-c", s.Revert}
 }
 
-// DisarmCommand cancels every dead-man timer of the fault on a machine (and
+// disarmCommand cancels every dead-man timer of the fault on a machine (and
 // forgets a timer that already fired).
-func (f *Remote) DisarmCommand() []string {
+func (f *Remote) disarmCommand() []string {
 	u := DeadManUnit(f.ID)
 	return []string{"sh", "-c", fmt.Sprintf("systemctl stop '%s-*.timer' '%s-*.service'; systemctl reset-failed '%s-*' 2>/dev/null; true", u, u, u)}
 }
@@ -117,7 +117,7 @@ func (f *Remote) arm(ctx context.Context, n cluster.Node, s RemoteStep) error {
 	prev := f.gen[s.Node]
 	next := prev + 1
 	f.mu.Unlock()
-	argv := f.ArmCommand(s, next)
+	argv := f.armCommand(s, next)
 	if err := exec.Run(n.Command(ctx, argv[0], argv[1:]...)); err != nil {
 		return fmt.Errorf("node %s: put the dead-man timer (systemd-run): %w", s.Node, err)
 	}
@@ -226,7 +226,7 @@ func (f *Remote) Revert(ctx context.Context) error {
 		done[s.Node] = true
 		n, err := f.node(ctx, s.Node)
 		if err == nil {
-			argv := f.DisarmCommand()
+			argv := f.disarmCommand()
 			err = exec.Run(n.Command(ctx, argv[0], argv[1:]...))
 		}
 		if err != nil {

@@ -108,7 +108,7 @@ func sshRun(ctx context.Context, addr string, signer ssh.Signer, check ssh.HostK
 		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second}
 	var c *ssh.Client
 	var permanent error
-	err := poll(ctx, 30*time.Second, func() error {
+	err := Poll(ctx, 30*time.Second, func() error {
 		if permanent != nil {
 			return nil
 		}

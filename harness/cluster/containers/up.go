@@ -421,7 +421,7 @@ func (u *upRun) boot(ctx context.Context) error {
 		// `--wait` gives up at once. "degraded" is fine: a unit of a role the
 		// machine does not hold may fail.
 		var state string
-		err := poll(ctx, 2*time.Minute, func() error {
+		err := Poll(ctx, 2*time.Minute, func() error {
 			out, _ := exec.Output(n.Command(ctx, "systemctl", "is-system-running", "--wait"))
 			state = strings.TrimSpace(string(out))
 			if state == "running" || state == "degraded" {
@@ -504,7 +504,7 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 		return err
 	}
 	master := u.nodes[cp.Keepalived.Master()]
-	return poll(ctx, 30*time.Second, func() error {
+	return Poll(ctx, 30*time.Second, func() error {
 		out, err := exec.Output(master.Command(ctx, "ip", "-4", "-o", "addr", "show"))
 		if err == nil && strings.Contains(string(out), " "+cp.Endpoint.Host+"/") {
 			return nil
@@ -531,7 +531,7 @@ func (u *upRun) nas(ctx context.Context) error {
 	if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "rpcbind", "nfs-ganesha")); err != nil {
 		return u.fail(ctx, "start nfs-ganesha", n, err)
 	}
-	if err := poll(ctx, time.Minute, func() error {
+	if err := Poll(ctx, time.Minute, func() error {
 		out, err := exec.Output(n.Command(ctx, "rpcinfo", "-p", "127.0.0.1"))
 		if err != nil {
 			return err
@@ -624,7 +624,7 @@ func (u *upRun) joinServers(ctx context.Context) error {
 		if err := u.kubeadm(ctx, n, false, true); err != nil {
 			return err
 		}
-		if err := poll(ctx, time.Minute, func() error {
+		if err := Poll(ctx, time.Minute, func() error {
 			_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
 			return err
 		}); err != nil {
@@ -645,7 +645,7 @@ func (u *upRun) joinWorkers(ctx context.Context) error {
 func (u *upRun) podNetwork(ctx context.Context) error {
 	first := u.withRole(topology.RoleServer)[0]
 	u.podCIDRs = map[string]string{}
-	err := poll(ctx, time.Minute, func() error {
+	err := Poll(ctx, time.Minute, func() error {
 		out, err := u.kubectl(ctx, "", "get", "nodes",
 			"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`)
 		if err != nil {
@@ -716,7 +716,7 @@ WantedBy=multi-user.target
 func (u *upRun) nodesReady(ctx context.Context) error {
 	first := u.withRole(topology.RoleServer)[0]
 	want := len(u.kubeNodes())
-	err := poll(ctx, 3*time.Minute, func() error {
+	err := Poll(ctx, 3*time.Minute, func() error {
 		out, err := u.kubectl(ctx, "", "get", "nodes",
 			"-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 		if err != nil {
@@ -806,7 +806,7 @@ func (u *upRun) metallb(ctx context.Context) error {
 		return err
 	}
 	// The pool is validated by the controller's webhook, which needs a moment.
-	return poll(ctx, 3*time.Minute, func() error { return u.apply(ctx, cfg) })
+	return Poll(ctx, 3*time.Minute, func() error { return u.apply(ctx, cfg) })
 }
 
 func (u *upRun) ingress(ctx context.Context) error {
@@ -825,7 +825,7 @@ func (u *upRun) ingress(ctx context.Context) error {
 	if err := u.apply(ctx, man); err != nil {
 		return err
 	}
-	return poll(ctx, 3*time.Minute, func() error {
+	return Poll(ctx, 3*time.Minute, func() error {
 		out, err := u.kubectl(ctx, "", "-n", in.Namespace, "get", "service", in.Service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
 		if err != nil {
 			return err
@@ -871,7 +871,7 @@ func (u *upRun) workloads(ctx context.Context) error {
 
 // waitProbe waits until p answers, for at most limit.
 func (u *upRun) waitProbe(ctx context.Context, p probe.Probe, limit time.Duration, where string) error {
-	return poll(ctx, limit, func() error {
+	return Poll(ctx, limit, func() error {
 		cctx, cancel := context.WithTimeout(ctx, u.r.Spec.Probes.Timeout.Duration)
 		defer cancel()
 		if r := p.Check(cctx); !r.OK {
@@ -996,7 +996,7 @@ func (u *upRun) ups(ctx context.Context) error {
 	if err := exec.Run(n.Command(ctx, "sh", "-c", setup)); err != nil {
 		return u.fail(ctx, "start NUT", n, err)
 	}
-	return poll(ctx, time.Minute, func() error {
+	return Poll(ctx, time.Minute, func() error {
 		out, err := exec.Output(n.Command(ctx, "upsc", up.Name+"@localhost", "ups.status"))
 		if err != nil {
 			return err
@@ -1008,8 +1008,8 @@ func (u *upRun) ups(ctx context.Context) error {
 	})
 }
 
-// poll retries fn every second until it succeeds or limit passes.
-func poll(ctx context.Context, limit time.Duration, fn func() error) error {
+// Poll retries fn every second until it succeeds or limit passes.
+func Poll(ctx context.Context, limit time.Duration, fn func() error) error {
 	deadline := time.Now().Add(limit)
 	for {
 		err := fn()

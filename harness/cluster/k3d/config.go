@@ -1,11 +1,8 @@
 package k3d
 
-// The k3d config file, k3d.io/v1alpha5 kind Simple, as k3d's documentation
-// describes it (https://k3d.io/stable/usage/configfile/). The k3d module is not
-// on the Go module proxy, so these are rackdrill's own types of the documented
-// fields; a config rackdrill writes must decode into them strictly (an unknown
-// or misspelt field fails the golden tests). The YAML keys are the ones k3d
-// reads the file with.
+// The k3d config file, k3d.io/v1alpha5 kind Simple: rackdrill's own types of
+// the documented fields (see doc.go). The YAML keys are the ones k3d reads the
+// file with.
 
 // APIVersion and Kind of the config files rackdrill writes.
 const (

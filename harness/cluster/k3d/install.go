@@ -191,7 +191,7 @@ func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImag
 func ApplyAll(ctx context.Context, ap *Applier, ms []Manifest, log logr.Logger) error {
 	for _, m := range ms {
 		log.Info("applying", "manifest", m.Name)
-		if err := poll(ctx, 3*time.Minute, func() error { _, err := ap.Apply(ctx, m); return err }); err != nil {
+		if err := containers.Poll(ctx, 3*time.Minute, func() error { _, err := ap.Apply(ctx, m); return err }); err != nil {
 			return fmt.Errorf("apply %s: %w", m.Name, err)
 		}
 	}
@@ -206,29 +206,11 @@ func IngressIP(ctx context.Context, cs kubernetes.Interface, r *topology.Rack) e
 		return nil
 	}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{"metallb.io/loadBalancerIPs":%q}}}`, in.IP)
-	if err := poll(ctx, 5*time.Minute, func() error {
+	if err := containers.Poll(ctx, 5*time.Minute, func() error {
 		_, err := cs.CoreV1().Services(in.Namespace).Patch(ctx, in.Service, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: FieldManager})
 		return err
 	}); err != nil {
 		return fmt.Errorf("give the ingress Service %s/%s the ingress IP %s: %w", in.Namespace, in.Service, in.IP, err)
 	}
 	return nil
-}
-
-func poll(ctx context.Context, limit time.Duration, f func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
 }
