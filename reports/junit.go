@@ -142,6 +142,9 @@ func (a *junitSuites) add(s junitSuite) {
 func promise(c matrix.Cell) string {
 	if c.Within.Duration > 0 {
 		if c.During == matrix.Up {
+			if c.Downtime.Duration > 0 {
+				return fmt.Sprintf("%s (blips up to %s, at most %s failing in all)", c.During, c.Within.Duration, c.Downtime.Duration)
+			}
 			return fmt.Sprintf("%s (blips up to %s)", c.During, c.Within.Duration)
 		}
 		return fmt.Sprintf("%s within %s", c.During, c.Within.Duration)
@@ -152,8 +155,8 @@ func promise(c matrix.Cell) string {
 // cellText is a cell's timing in a line: what an SRE reads first.
 func cellText(c matrix.CellResult) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "verdict %s; observed %s; time to impact %s; longest outage %s; time to recovery %s",
-		c.Verdict, orDash(c.Observed), durp(c.TimeToImpact), short(c.LongestOutage), durp(c.TimeToRecovery))
+	fmt.Fprintf(&b, "verdict %s; observed %s; time to impact %s; longest outage %s; time failing %s (%d of %d samples); time to recovery %s",
+		c.Verdict, orDash(c.Observed), durp(c.TimeToImpact), short(c.LongestOutage), short(c.TotalDown), c.Failed, c.Samples, durp(c.TimeToRecovery))
 	if c.Why != "" {
 		fmt.Fprintf(&b, "; %s", c.Why)
 	}

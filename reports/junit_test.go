@@ -69,7 +69,8 @@ func TestJUnitBrokenCell(t *testing.T) {
 	r := &Run{Rack: "lab", Suite: "chaos", Drills: []Drill{{Result: matrix.RowResult{Fault: "lb-master-lost", Verdict: matrix.Broken,
 		Cells: []matrix.CellResult{
 			{Fault: "lb-master-lost", Probe: "api", Verdict: matrix.Broken, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
-				TimeToImpact: &tti, LongestOutage: time.Minute, TimeToRecovery: &ttr, Why: "down for 1m0s, over the 10s budget"},
+				TimeToImpact: &tti, LongestOutage: time.Minute, TotalDown: 58 * time.Second, Failed: 29, Samples: 240, TimeToRecovery: &ttr,
+				Why: "down for 1m0s, over the 10s budget"},
 			{Fault: "lb-master-lost", Probe: "lan", Verdict: matrix.KnownDeviation, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
 				Reason: "kubelets reach the API through the VIP"},
 			{Fault: "lb-master-lost", Probe: "internet", Verdict: matrix.NotApplicable, Why: "the rack has no tunnel"},
@@ -81,7 +82,7 @@ func TestJUnitBrokenCell(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		`<failure message="api promised up, observed down: down for 1m0s, over the 10s budget" type="broken">`,
-		"time to impact 120ms; longest outage 1m0s; time to recovery 3.4s",
+		"time to impact 120ms; longest outage 1m0s; time failing 58s (29 of 240 samples); time to recovery 3.4s",
 		"declared deviation: kubelets reach the API through the VIP",
 		`<skipped message="the rack has no tunnel">`,
 		`failures="1"`,

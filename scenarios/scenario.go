@@ -284,7 +284,8 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 	w.End = time.Now()
 	out.Timelines = stop()
 	stopped = true
-	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w, in.Deviations, in.Unprobed)
+	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w,
+		matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps()})
 	if in.Snapshot != nil && ctx.Err() == nil {
 		in.phase("residue check")
 		limit := in.ResidueTimeout
@@ -382,11 +383,11 @@ func watchLive(ctx context.Context, s *probe.Sampler, live func(map[string]bool)
 	}
 }
 
-// sampledAfter reports whether every probe has a sample taken after t.
+// sampledAfter reports whether every probe's last check began after t.
 func sampledAfter(tl probe.Timelines, probes []string, t time.Time) bool {
 	for _, p := range probes {
 		rs := tl[p]
-		if len(rs) == 0 || !rs[len(rs)-1].At.After(t) {
+		if len(rs) == 0 || !rs[len(rs)-1].At.Add(-rs[len(rs)-1].Took).After(t) {
 			return false
 		}
 	}

@@ -2,6 +2,8 @@ package matrix
 
 import (
 	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"os"
 	"slices"
 	"time"
@@ -15,10 +17,14 @@ import (
 // environment is known to differ from the document, each with its reason
 // (MetalLB layer 2 behind a cached ARP entry, kube-proxy short-circuiting the
 // LoadBalancer IP from inside the cluster). A declared deviation turns a broken
-// cell into a known one; it never excuses a failed recovery.
+// cell into a known one only when exactly the declared observation was made,
+// at the declared time; it never excuses a late or failed recovery, nor a
+// cell without evidence.
 type Deviations struct {
-	APIVersion  string      `json:"apiVersion"`
-	Kind        string      `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	// Environment is the provider (containers, k3d, ssh) or the rack's name
+	// this overlay describes; a run elsewhere refuses it.
 	Environment string      `json:"environment"`
 	Deviations  []Deviation `json:"deviations"`
 }
@@ -31,7 +37,13 @@ type Deviation struct {
 	// flapping. A deviation applies only when this is what was observed, so a
 	// deviation that stops happening is noticed.
 	Observed string `json:"observed"`
-	Reason   string `json:"reason"`
+	// After and Within bound when a down or flapping observation begins, from
+	// the injection: no earlier than After, no later than Within (when set).
+	// "Down from +50 s" (the node grace) then does not excuse "down from
+	// +0 s". One of them is required for a down or flapping deviation.
+	After  *metav1.Duration `json:"after,omitempty"`
+	Within *metav1.Duration `json:"within,omitempty"`
+	Reason string           `json:"reason"`
 }
 
 // LoadDeviations reads an overlay and checks it against m.
@@ -40,8 +52,13 @@ func LoadDeviations(path string, m *Matrix) (*Deviations, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read deviations: %w", err)
 	}
+	return ParseDeviations(data, path, m)
+}
+
+// ParseDeviations is LoadDeviations for bytes.
+func ParseDeviations(data []byte, name string, m *Matrix) (*Deviations, error) {
 	var d Deviations
-	if err := strictyaml.DecodeFile(data, path, &d); err != nil {
+	if err := strictyaml.DecodeFile(data, name, &d); err != nil {
 		return nil, err
 	}
 	var errs field.ErrorList
@@ -56,7 +73,8 @@ func LoadDeviations(path string, m *Matrix) (*Deviations, error) {
 	}
 	for i, dv := range d.Deviations {
 		p := field.NewPath("deviations").Index(i)
-		if m.Row(dv.Fault) == nil {
+		row := m.Row(dv.Fault)
+		if row == nil {
 			errs = append(errs, field.NotFound(p.Child("fault"), dv.Fault))
 		}
 		if !slices.Contains(Probes, dv.Probe) {
@@ -64,29 +82,65 @@ func LoadDeviations(path string, m *Matrix) (*Deviations, error) {
 		}
 		if !slices.Contains([]string{"up", "down", "flapping"}, dv.Observed) {
 			errs = append(errs, field.NotSupported(p.Child("observed"), dv.Observed, []string{"up", "down", "flapping"}))
+		} else if row != nil && string(row.Cells[dv.Probe].During) == dv.Observed {
+			errs = append(errs, field.Invalid(p.Child("observed"), dv.Observed,
+				"is the promise itself: a deviation declares what differs from the matrix's cell"))
+		}
+		switch {
+		case dv.Observed == "up" && (dv.After != nil || dv.Within != nil):
+			errs = append(errs, field.Invalid(p.Child("after"), dv.After, "an up observation has no start: after and within bound down or flapping ones"))
+		case dv.Observed != "up" && dv.After == nil && dv.Within == nil:
+			errs = append(errs, field.Required(p.Child("after"),
+				"when the observation begins after the injection (after, within, or both): an unbounded deviation would excuse an outage at any time"))
+		case dv.After != nil && dv.Within != nil && dv.Within.Duration < dv.After.Duration:
+			errs = append(errs, field.Invalid(p.Child("within"), dv.Within.Duration.String(), "must not be before after"))
 		}
 		if dv.Reason == "" {
 			errs = append(errs, field.Required(p.Child("reason"), "why this environment differs from the document"))
 		}
 	}
 	if len(errs) > 0 {
-		return nil, &FileError{File: path, Errors: errs}
+		return nil, &FileError{File: name, Errors: errs}
 	}
 	return &d, nil
 }
 
+// For checks that the overlay describes this run: its environment is the
+// run's provider or the rack's name. An overlay written for the lab says
+// nothing about a real rack.
+func (d *Deviations) For(provider, rack string) error {
+	if d == nil || d.Environment == provider || d.Environment == rack {
+		return nil
+	}
+	return fmt.Errorf("deviations overlay for environment %q cannot judge this run (provider %s, rack %s): pass one written for it with --deviations",
+		d.Environment, provider, rack)
+}
+
 // Apply turns a broken cell into a deviation when the overlay declares exactly
-// what was observed. Nil overlays are allowed.
+// what was observed, when it was observed, and the cell recovered within its
+// budget. Nil overlays are allowed.
 func (d *Deviations) Apply(r CellResult) CellResult {
-	if d == nil || r.Verdict != Broken || !r.Recovered {
+	if d == nil || r.Verdict != Broken || r.DuringHeld || !r.RecoveryHeld {
 		return r
 	}
 	for _, dv := range d.Deviations {
-		if dv.Fault == r.Fault && dv.Probe == r.Probe && dv.Observed == r.Observed {
-			r.Verdict = KnownDeviation
-			r.Reason = dv.Reason
-			return r
+		if dv.Fault != r.Fault || dv.Probe != r.Probe || dv.Observed != r.Observed {
+			continue
 		}
+		if dv.Observed != "up" {
+			if r.TimeToImpact == nil {
+				continue
+			}
+			if dv.After != nil && *r.TimeToImpact < dv.After.Duration {
+				continue
+			}
+			if dv.Within != nil && *r.TimeToImpact > dv.Within.Duration {
+				continue
+			}
+		}
+		r.Verdict = KnownDeviation
+		r.Reason = dv.Reason
+		return r
 	}
 	return r
 }
@@ -102,20 +156,39 @@ type RowResult struct {
 	Recovery time.Duration `json:"recovery,omitempty"`
 }
 
+// Judging is what a row is judged with besides its timelines.
+type Judging struct {
+	// Deviations is the environment's overlay (nil: none).
+	Deviations *Deviations
+	// Unprobed names the probes this rack does not have (no tunnel: no
+	// internet probe), each with its reason; their cells are not applicable.
+	Unprobed map[string]string
+	// MaxGap is, per probe, the longest time it may go without a request in
+	// flight and still count as watched; DefaultMaxGap for a probe not named.
+	MaxGap map[string]time.Duration
+}
+
+// DefaultMaxGap is the evidence allowance of a probe whose sampler did not
+// say its own.
+const DefaultMaxGap = 3 * time.Second
+
 // EvaluateRow judges every cell of row against the timelines (by probe name),
-// applies the overlay and sums up: the row holds when no cell is broken.
-// unprobed names the probes this rack does not have (no tunnel: no internet
-// probe), each with its reason; their cells are not applicable. A probe that is
-// neither sampled nor listed there is broken: a missing probe never passes.
-func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, dev *Deviations, unprobed map[string]string) RowResult {
+// applies the overlay and sums up: the row holds when no cell is broken. A
+// probe that is neither sampled nor listed as unprobed is broken: a missing
+// probe never passes.
+func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, j Judging) RowResult {
 	rr := RowResult{Fault: row.Fault, Source: row.Source, Window: w, Verdict: Held, Recovery: row.Recovery.Duration}
 	for _, p := range Probes {
 		c := row.Cells[p]
-		if why, ok := unprobed[p]; ok {
+		if why, ok := j.Unprobed[p]; ok {
 			rr.Cells = append(rr.Cells, CellResult{Fault: row.Fault, Probe: p, Promise: c, Verdict: NotApplicable, Why: why})
 			continue
 		}
-		res := dev.Apply(Evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration))
+		gap := j.MaxGap[p]
+		if gap <= 0 {
+			gap = DefaultMaxGap
+		}
+		res := j.Deviations.Apply(Evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration, gap))
 		rr.Cells = append(rr.Cells, res)
 		switch {
 		case res.Verdict == Broken:

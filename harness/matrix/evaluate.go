@@ -2,18 +2,26 @@ package matrix
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
 // Sample is one observation of one probe. It is the matrix's own copy of what a
 // probe reports, so that this package stays pure data and can be fed recorded
 // timelines (reports, tests) without the probes.
+//
+// At is when the answer came (or the request was given up); Took is how long
+// the request was in flight, so it was sent at At-Took. A request that hung
+// 2 s to its timeout is 2 s of outage, not one point.
 type Sample struct {
 	At   time.Time     `json:"at"`
 	OK   bool          `json:"ok"`
 	Took time.Duration `json:"took"`
 	Err  string        `json:"err,omitempty"`
 }
+
+// Sent is when the sample's request was sent.
+func (s Sample) Sent() time.Time { return s.At.Add(-s.Took) }
 
 // Window is when the fault was in place, and how long the harness watched after.
 type Window struct {
@@ -43,17 +51,35 @@ type CellResult struct {
 	Promise Cell    `json:"promise"`
 	Verdict Verdict `json:"verdict"`
 	// Observed is what the probe did while the fault was in place: up (never
-	// down longer than the cell allows an up blip), down, or flapping.
+	// down longer than the cell allows an up blip), down, flapping, or
+	// unobserved (no evidence: no sample, or a gap in them).
 	Observed string `json:"observed"`
-	// TimeToImpact is from the injection to the first failed sample; nil if the
-	// probe never failed while the fault was in place.
+	// TimeToImpact is from the injection to the sending of the first request
+	// that failed; nil if the probe never failed while the fault was in place.
 	TimeToImpact *time.Duration `json:"timeToImpact,omitempty"`
-	// LongestOutage is the longest run of failed samples during the fault.
+	// LongestOutage is the longest run of failed requests during the fault,
+	// from the sending of the first to the sending of the next that succeeded.
 	LongestOutage time.Duration `json:"longestOutage"`
+	// TotalDown is the time the probe's requests spent failing while the
+	// fault was in place (each failed request counts for its whole flight).
+	TotalDown time.Duration `json:"totalDown"`
+	// Failed and Samples count the requests judged while the fault was in place.
+	Failed  int `json:"failed"`
+	Samples int `json:"samples"`
+	// LongestGap is the longest stretch of the fault window in which no
+	// request of the probe was in flight or answered: a stalled sampler
+	// proves nothing, and a gap longer than the probe's allowance fails the
+	// cell as "no evidence".
+	LongestGap time.Duration `json:"longestGap"`
 	// TimeToRecovery is from the revert until the probe was up for good; nil if
 	// it never recovered in the samples taken.
 	TimeToRecovery *time.Duration `json:"timeToRecovery,omitempty"`
 	Recovered      bool           `json:"recovered"`
+	// DuringHeld and RecoveryHeld say which half of the promise held: the
+	// cell while the fault was in place, and the recovery within its budget.
+	// A deviation may excuse only the first.
+	DuringHeld   bool `json:"duringHeld"`
+	RecoveryHeld bool `json:"recoveryHeld"`
 	// Why says, in one sentence, what decided the verdict.
 	Why string `json:"why"`
 	// Reason is the declared deviation's reason when the verdict is KnownDeviation.
@@ -61,22 +87,28 @@ type CellResult struct {
 }
 
 // Evaluate judges one cell against a probe's timeline. recovery is the row's
-// recovery budget. Samples need not be sorted by the caller but must be of one
+// recovery budget; maxGap is the longest time the probe may go without a
+// request in flight and still count as watched (its sampling interval and
+// some slack). Samples need not be sorted by the caller but must be of one
 // probe.
-func Evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery time.Duration) CellResult {
+func Evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery, maxGap time.Duration) CellResult {
 	res := CellResult{Fault: fault, Probe: probe, Promise: c}
-	var during, after []Sample
+	samples = slices.Clone(samples)
+	slices.SortStableFunc(samples, func(a, b Sample) int { return a.At.Compare(b.At) })
+	var before, overlap, after []Sample
 	for _, s := range samples {
 		switch {
-		case s.At.Before(w.Inject):
-		case s.At.Before(w.Revert):
-			during = append(during, s)
+		case !s.At.After(w.Inject):
+			before = append(before, s)
+		case s.Sent().Before(w.Revert):
+			overlap = append(overlap, s)
 		case !s.At.After(w.End):
 			after = append(after, s)
 		}
 	}
-	duringOK, why := judgeDuring(&res, c, during, w)
-	recOK, recWhy := judgeRecovery(&res, after, w, recovery)
+	duringOK, why := judgeDuring(&res, c, before, overlap, w, maxGap)
+	recOK, recWhy := judgeRecovery(&res, overlap, after, w, recovery)
+	res.DuringHeld, res.RecoveryHeld = duringOK, recOK
 	switch {
 	case duringOK && recOK:
 		res.Verdict = Held
@@ -94,36 +126,92 @@ func Evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery 
 	return res
 }
 
-// outage is a run of failed samples: from the first failed sample to the next
-// good one (or to the end of the window if none came).
+// clip is the part of [from, to] inside the fault window.
+func clip(from, to time.Time, w Window) (time.Time, time.Time) {
+	if from.Before(w.Inject) {
+		from = w.Inject
+	}
+	if to.After(w.Revert) {
+		to = w.Revert
+	}
+	if to.Before(from) {
+		to = from
+	}
+	return from, to
+}
+
+// outage is a run of failed requests: from the sending of the first to the
+// sending of the next that succeeded (or the revert if none did).
 type outage struct{ from, to time.Time }
 
-func outages(samples []Sample, end time.Time) []outage {
+func outages(during []Sample, w Window) []outage {
 	var out []outage
 	var cur *outage
-	for _, s := range samples {
+	for _, s := range during {
 		switch {
 		case !s.OK && cur == nil:
-			cur = &outage{from: s.At}
+			cur = &outage{from: s.Sent()}
 		case s.OK && cur != nil:
-			cur.to = s.At
+			cur.to = s.Sent()
 			out = append(out, *cur)
 			cur = nil
 		}
 	}
 	if cur != nil {
-		cur.to = end
+		cur.to = w.Revert
 		out = append(out, *cur)
+	}
+	for i := range out {
+		out[i].from, out[i].to = clip(out[i].from, out[i].to, w)
 	}
 	return out
 }
 
-func judgeDuring(res *CellResult, c Cell, during []Sample, w Window) (bool, string) {
+// longestGap is the longest stretch of the fault window with no request of
+// the probe in flight, and where it began.
+func longestGap(overlap []Sample, w Window) (time.Duration, time.Time) {
+	var gap time.Duration
+	var at time.Time
+	cursor := w.Inject
+	consider := func(until time.Time) {
+		if d := until.Sub(cursor); d > gap {
+			gap, at = d, cursor
+		}
+	}
+	for _, s := range overlap {
+		consider(s.Sent())
+		if s.At.After(cursor) {
+			cursor = s.At
+		}
+	}
+	consider(w.Revert)
+	return gap, at
+}
+
+func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, maxGap time.Duration) (bool, string) {
+	rel := func(t time.Time) string { return "+" + t.Sub(w.Inject).Round(10*time.Millisecond).String() }
+	// What the probe said while the fault was in place: every request in
+	// flight during the window, but an answer that succeeded only after the
+	// revert says nothing about the fault. An up cell's answer slower than
+	// the cell's budget is a failure for that long (a 29 s heal is not "up
+	// within 10 s").
+	var during []Sample
+	slow := 0
+	for _, s := range overlap {
+		if s.OK && !s.At.Before(w.Revert) {
+			continue
+		}
+		if s.OK && c.During == Up && c.Within.Duration > 0 && s.Took > c.Within.Duration {
+			s.OK, s.Err = false, fmt.Sprintf("answered only after %s, over the %s budget", s.Took.Round(time.Millisecond), c.Within.Duration)
+			slow++
+		}
+		during = append(during, s)
+	}
 	if len(during) == 0 {
 		res.Observed = "unobserved"
 		return false, "no sample was taken while the fault was in place"
 	}
-	outs := outages(during, w.Revert)
+	outs := outages(during, w)
 	var longest outage
 	for _, o := range outs {
 		if o.to.Sub(o.from) > longest.to.Sub(longest.from) {
@@ -135,54 +223,87 @@ func judgeDuring(res *CellResult, c Cell, during []Sample, w Window) (bool, stri
 		tti := outs[0].from.Sub(w.Inject)
 		res.TimeToImpact = &tti
 	}
-	failed := 0
+	res.Samples = len(during)
 	for _, s := range during {
 		if !s.OK {
-			failed++
+			res.Failed++
+			from, to := clip(s.Sent(), s.At, w)
+			res.TotalDown += to.Sub(from)
 		}
 	}
+	gap, gapAt := longestGap(overlap, w)
+	res.LongestGap = gap
 	// "Down" means down from the first failure to the revert; anything else that
 	// failed for longer than an allowed blip is "flapping".
-	firstFail := -1
-	for i, s := range during {
-		if !s.OK {
-			firstFail = i
-			break
-		}
-	}
+	firstFail := slices.IndexFunc(during, func(s Sample) bool { return !s.OK })
 	stayedDown := firstFail >= 0
 	var backUp time.Time
-	for _, s := range during[max(firstFail, 0):] {
-		if s.OK && stayedDown {
-			stayedDown = false
-			backUp = s.At
+	if stayedDown {
+		if i := slices.IndexFunc(during[firstFail:], func(s Sample) bool { return s.OK }); i >= 0 {
+			stayedDown, backUp = false, during[firstFail+i].At
 		}
 	}
+	downtime := c.Downtime.Duration
+	if downtime < c.Within.Duration {
+		downtime = c.Within.Duration // a cell built without the matrix's defaults
+	}
+	withinUp := c.During == Up && res.LongestOutage <= c.Within.Duration && res.TotalDown <= downtime
 	switch {
+	case gap > maxGap:
+		res.Observed = "unobserved"
 	case len(outs) == 0:
 		res.Observed = "up"
-	case c.During == Up && res.LongestOutage <= c.Within.Duration:
-		res.Observed = "up" // blips within the budget
+	case withinUp:
+		res.Observed = "up" // blips within the budgets
 	case stayedDown:
 		res.Observed = "down"
 	default:
 		res.Observed = "flapping"
 	}
-	rel := func(t time.Time) string { return "+" + t.Sub(w.Inject).Round(10*time.Millisecond).String() }
+	if gap > maxGap {
+		return false, fmt.Sprintf("no evidence: no request of the probe for %s from %s (the sampler allows %s), so the fault's effect there is unknown",
+			gap.Round(10*time.Millisecond), rel(gapAt), maxGap)
+	}
+	counted := fmt.Sprintf("%d of %d samples failed", res.Failed, res.Samples)
+	if slow > 0 {
+		counted += fmt.Sprintf(", %d of them by answering too slowly", slow)
+	}
 	switch c.During {
 	case Any:
-		return true, fmt.Sprintf("no promise while the fault is in place (%d of %d samples failed)", failed, len(during))
+		return true, fmt.Sprintf("no promise while the fault is in place (%s)", counted)
 	case Up:
 		if len(outs) == 0 {
 			return true, fmt.Sprintf("stayed up (%d samples, none failed)", len(during))
 		}
-		if res.LongestOutage <= c.Within.Duration {
-			return true, fmt.Sprintf("stayed up: longest blip %s within the %s budget (%d of %d samples failed)",
-				res.LongestOutage.Round(time.Millisecond), c.Within.Duration, failed, len(during))
+		if res.LongestOutage > c.Within.Duration {
+			why := fmt.Sprintf("promised up, but was down for %s from %s to %s, over the %s budget",
+				res.LongestOutage.Round(time.Millisecond), rel(longest.from), rel(longest.to), c.Within.Duration)
+			if slow > 0 {
+				why += fmt.Sprintf(" (%s)", firstErr(during))
+			}
+			return false, why
 		}
-		return false, fmt.Sprintf("promised up, but was down for %s from %s to %s, over the %s budget",
-			res.LongestOutage.Round(time.Millisecond), rel(longest.from), rel(longest.to), c.Within.Duration)
+		if res.TotalDown > downtime {
+			return false, fmt.Sprintf("promised up, but its requests spent %s failing while the fault was in place, over the %s budget (%s; longest blip %s)",
+				res.TotalDown.Round(100*time.Millisecond), downtime, counted, res.LongestOutage.Round(time.Millisecond))
+		}
+		return true, fmt.Sprintf("stayed up: longest blip %s within the %s budget, %s spent failing within %s (%s)",
+			res.LongestOutage.Round(time.Millisecond), c.Within.Duration, res.TotalDown.Round(100*time.Millisecond), downtime, counted)
 	case Down:
+		// Only an outage the fault caused counts: the probe must have been
+		// green, and recently, when the fault went in.
+		if len(before) == 0 {
+			return false, "was not green when the fault went in: no sample before the fault, so the outage cannot be credited to it"
+		}
+		last := before[len(before)-1]
+		if !last.OK {
+			return false, fmt.Sprintf("was not green when the fault went in (its last sample before, at %s, failed: %s): the outage cannot be credited to the fault",
+				rel(last.At), last.Err)
+		}
+		if age := w.Inject.Sub(last.At); age > maxGap {
+			return false, fmt.Sprintf("was not green when the fault went in: its last sample before the fault is %s old (the sampler allows %s)",
+				age.Round(10*time.Millisecond), maxGap)
+		}
 		if len(outs) == 0 {
 			return false, fmt.Sprintf("promised down, but stayed up for the whole fault (%d samples, none failed)", len(during))
 		}
@@ -199,7 +320,30 @@ func judgeDuring(res *CellResult, c Cell, during []Sample, w Window) (bool, stri
 	return false, fmt.Sprintf("unknown expectation %q", c.During)
 }
 
-func judgeRecovery(res *CellResult, after []Sample, w Window, budget time.Duration) (bool, string) {
+// downAtRevert reports whether the probe's last word on the fault window was
+// a failure.
+func downAtRevert(overlap []Sample, w Window) bool {
+	for i := len(overlap) - 1; i >= 0; i-- {
+		if s := overlap[i]; !s.OK || s.At.Before(w.Revert) {
+			return !s.OK
+		}
+	}
+	return false
+}
+
+func firstErr(ss []Sample) string {
+	for _, s := range ss {
+		if !s.OK && s.Err != "" {
+			return s.Err
+		}
+	}
+	return ""
+}
+
+// judgeRecovery judges the requests sent after the revert: the last must
+// have succeeded, and the probe up for good within the budget, counted from
+// the revert to the first answer after the last failure.
+func judgeRecovery(res *CellResult, overlap, after []Sample, w Window, budget time.Duration) (bool, string) {
 	if len(after) == 0 {
 		return false, "no sample was taken after the revert"
 	}
@@ -208,15 +352,21 @@ func judgeRecovery(res *CellResult, after []Sample, w Window, budget time.Durati
 		return false, fmt.Sprintf("not recovered: still failing %s after the revert (budget %s): %s",
 			last.At.Sub(w.Revert).Round(time.Millisecond), budget, last.Err)
 	}
-	// Recovered at the first sample after the last failure: up for good from there.
-	recAt := after[0].At
+	var ttr time.Duration
+	lastFail := -1
 	for i := len(after) - 1; i >= 0; i-- {
 		if !after[i].OK {
-			recAt = after[i+1].At
+			lastFail = i
 			break
 		}
 	}
-	ttr := recAt.Sub(w.Revert)
+	switch {
+	case lastFail >= 0:
+		ttr = after[lastFail+1].At.Sub(w.Revert)
+	case downAtRevert(overlap, w):
+		// Down when the fault was reverted: recovered at the first answer.
+		ttr = after[0].At.Sub(w.Revert)
+	}
 	if ttr < 0 {
 		ttr = 0
 	}

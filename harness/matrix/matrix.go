@@ -37,6 +37,12 @@ const (
 type Cell struct {
 	During Expect          `json:"during"`
 	Within metav1.Duration `json:"within,omitempty"`
+	// Downtime bounds an up cell's total time spent in failed requests while
+	// the fault is in place (time-weighted: a request that hangs 2 s to its
+	// timeout is 2 s): a path that keeps failing in short bursts is not up,
+	// however short each burst. Default: the larger of defaults.upDowntime
+	// and the cell's within.
+	Downtime metav1.Duration `json:"downtime,omitempty"`
 	// Note qualifies the promise as the document does ("stateless apps").
 	Note string `json:"note,omitempty"`
 }
@@ -67,6 +73,9 @@ type Defaults struct {
 	UpWithin metav1.Duration `json:"upWithin"`
 	// DownWithin is how soon a down cell must go down by default.
 	DownWithin metav1.Duration `json:"downWithin"`
+	// UpDowntime is the total time an up cell's requests may spend failing
+	// while the fault is in place, by default.
+	UpDowntime metav1.Duration `json:"upDowntime"`
 }
 
 // Matrix is the documented impact matrix.
@@ -127,7 +136,8 @@ func (m *Matrix) validate() field.ErrorList {
 	}
 	dp := field.NewPath("defaults")
 	for name, d := range map[string]metav1.Duration{"settle": m.Defaults.Settle, "observe": m.Defaults.Observe,
-		"recovery": m.Defaults.Recovery, "upWithin": m.Defaults.UpWithin, "downWithin": m.Defaults.DownWithin} {
+		"recovery": m.Defaults.Recovery, "upWithin": m.Defaults.UpWithin, "downWithin": m.Defaults.DownWithin,
+		"upDowntime": m.Defaults.UpDowntime} {
 		if d.Duration <= 0 {
 			errs = append(errs, field.Required(dp.Child(name), "a positive duration"))
 		}
@@ -174,6 +184,12 @@ func (m *Matrix) validate() field.ErrorList {
 			if c.Within.Duration < 0 {
 				errs = append(errs, field.Invalid(cp.Child("within"), c.Within.Duration.String(), "must not be negative"))
 			}
+			if c.Downtime.Duration < 0 {
+				errs = append(errs, field.Invalid(cp.Child("downtime"), c.Downtime.Duration.String(), "must not be negative"))
+			}
+			if c.Downtime.Duration > 0 && c.During != Up {
+				errs = append(errs, field.Invalid(cp.Child("downtime"), c.Downtime.Duration.String(), "only an up cell has a downtime budget"))
+			}
 		}
 	}
 	return errs
@@ -189,6 +205,7 @@ func (m *Matrix) applyDefaults() {
 			switch c.During {
 			case Up:
 				fill(&c.Within, m.Defaults.UpWithin)
+				fill(&c.Downtime, metav1.Duration{Duration: max(m.Defaults.UpDowntime.Duration, c.Within.Duration)})
 			case Down:
 				fill(&c.Within, m.Defaults.DownWithin)
 			}

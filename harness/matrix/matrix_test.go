@@ -96,7 +96,7 @@ func TestInvalidMatrixFiles(t *testing.T) {
 func timeline(t0 time.Time, from, to time.Duration, ok func(off time.Duration) bool) []matrix.Sample {
 	var out []matrix.Sample
 	for off := from; off < to; off += 250 * time.Millisecond {
-		s := matrix.Sample{At: t0.Add(off), OK: ok(off), Took: 3 * time.Millisecond}
+		s := matrix.Sample{At: t0.Add(off), OK: ok(off)}
 		if !s.OK {
 			s.Err = "connection refused"
 		}
@@ -130,7 +130,7 @@ func TestEvaluate(t *testing.T) {
 		why      string
 	}{
 		{name: "up and never failed", cell: up(5 * time.Second), ok: between(-1, -1), recovery: time.Minute,
-			verdict: matrix.Held, observed: "up", tti: -1, ttr: 0, why: "stayed up (240 samples, none failed)"},
+			verdict: matrix.Held, observed: "up", tti: -1, ttr: 0, why: "stayed up (239 samples, none failed)"},
 		{name: "up with a blip within budget", cell: up(5 * time.Second), ok: between(10*time.Second, 11*time.Second), recovery: time.Minute,
 			verdict: matrix.Held, observed: "up", tti: 10 * time.Second, ttr: 0, longest: time.Second, why: "longest blip 1s within the 5s budget"},
 		{name: "up but out for 12s", cell: up(10 * time.Second), ok: between(2*time.Second, 14*time.Second), recovery: time.Minute,
@@ -154,11 +154,12 @@ func TestEvaluate(t *testing.T) {
 			verdict: matrix.Broken, observed: "up", tti: 59 * time.Second, ttr: -1, longest: time.Second,
 			why: "not recovered: still failing 59.75s after the revert (budget 1m0s): connection refused"},
 		{name: "any promises nothing", cell: matrix.Cell{During: matrix.Any}, ok: between(0, 65*time.Second), recovery: time.Minute,
-			verdict: matrix.Held, observed: "down", tti: 0, ttr: 5 * time.Second, longest: 60 * time.Second, why: "no promise while the fault is in place (240 of 240 samples failed)"},
+			verdict: matrix.Held, observed: "down", tti: 250 * time.Millisecond, ttr: 5 * time.Second, longest: 59750 * time.Millisecond,
+			why: "no promise while the fault is in place (239 of 239 samples failed)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			samples := timeline(t0, -10*time.Second, 120*time.Second, tc.ok)
-			got := matrix.Evaluate("f", "p", tc.cell, samples, w, tc.recovery)
+			got := matrix.Evaluate("f", "p", tc.cell, samples, w, tc.recovery, 3*time.Second)
 			if got.Verdict != tc.verdict || got.Observed != tc.observed {
 				t.Errorf("verdict %s observed %s, want %s %s (why: %s)", got.Verdict, got.Observed, tc.verdict, tc.observed, got.Why)
 			}
@@ -177,7 +178,7 @@ func TestEvaluate(t *testing.T) {
 func TestEvaluateNoSamples(t *testing.T) {
 	t0 := time.Now()
 	w := matrix.Window{Inject: t0, Revert: t0.Add(time.Minute), End: t0.Add(2 * time.Minute)}
-	got := matrix.Evaluate("f", "api", matrix.Cell{During: matrix.Up, Within: metaDur(time.Second)}, nil, w, time.Minute)
+	got := matrix.Evaluate("f", "api", matrix.Cell{During: matrix.Up, Within: metaDur(time.Second)}, nil, w, time.Minute, 3*time.Second)
 	if got.Verdict != matrix.Broken || !strings.Contains(got.Why, "no sample was taken while the fault was in place") {
 		t.Errorf("%+v", got)
 	}
@@ -202,7 +203,7 @@ func TestDeviations(t *testing.T) {
 	}
 	// lan stays up (declared), internet stays up too (not declared): the row is
 	// broken, the lan cell is a known deviation with its reason.
-	rr := matrix.EvaluateRow(row, tl, w, d, nil)
+	rr := matrix.EvaluateRow(row, tl, w, matrix.Judging{Deviations: d})
 	cells := map[string]matrix.CellResult{}
 	for _, c := range rr.Cells {
 		cells[c.Probe] = c
@@ -219,13 +220,13 @@ func TestDeviations(t *testing.T) {
 	// The deviation says "up"; if lan goes down as documented, the cell simply holds.
 	tl["lan"] = timeline(t0, -5*time.Second, row.Observe.Duration+time.Minute, between(2*time.Second, row.Observe.Duration+3*time.Second))
 	tl["internet"] = tl["lan"]
-	rr = matrix.EvaluateRow(row, tl, w, d, nil)
+	rr = matrix.EvaluateRow(row, tl, w, matrix.Judging{Deviations: d})
 	if rr.Verdict != matrix.Held {
 		t.Errorf("row with the documented behaviour: %s: %+v", rr.Verdict, rr.Cells)
 	}
 	// A deviation never excuses a failed recovery.
 	tl["lan"] = timeline(t0, -5*time.Second, row.Observe.Duration+time.Minute, between(row.Observe.Duration-time.Second, time.Hour))
-	rr = matrix.EvaluateRow(row, tl, w, d, nil)
+	rr = matrix.EvaluateRow(row, tl, w, matrix.Judging{Deviations: d})
 	for _, c := range rr.Cells {
 		if c.Probe == "lan" && c.Verdict != matrix.Broken {
 			t.Errorf("unrecovered lan cell is %s", c.Verdict)
@@ -249,10 +250,10 @@ func TestUnprobedCells(t *testing.T) {
 		tl[p] = timeline(t0, -time.Second, 2*time.Minute, between(-1, -1))
 	}
 	// internet is neither sampled nor declared unprobed: broken, never passed.
-	if rr := matrix.EvaluateRow(row, tl, w, nil, nil); rr.Verdict != matrix.Broken {
+	if rr := matrix.EvaluateRow(row, tl, w, matrix.Judging{}); rr.Verdict != matrix.Broken {
 		t.Errorf("missing probe: row %s", rr.Verdict)
 	}
-	rr := matrix.EvaluateRow(row, tl, w, nil, map[string]string{"internet": "the rack has no tunnel"})
+	rr := matrix.EvaluateRow(row, tl, w, matrix.Judging{Unprobed: map[string]string{"internet": "the rack has no tunnel"}})
 	if rr.Verdict != matrix.Held || rr.Cells[3].Verdict != matrix.NotApplicable || rr.Cells[3].Why != "the rack has no tunnel" {
 		t.Errorf("declared unprobed: row %s, internet %+v", rr.Verdict, rr.Cells[3])
 	}

@@ -96,7 +96,7 @@ func TestSamplerTimelineThroughAnOutage(t *testing.T) {
 	w := matrix.Window{Inject: inject, Revert: revert, End: end}
 	samples := tl.Samples()
 	lanRes := matrix.Evaluate("test-outage", "lan", matrix.Cell{During: matrix.Down, Within: metav1.Duration{Duration: 200 * time.Millisecond}},
-		samples["lan"], w, time.Second)
+		samples["lan"], w, time.Second, s.MaxGap("lan"))
 	if lanRes.Verdict != matrix.Held || lanRes.Observed != "down" {
 		t.Errorf("lan: %s (%s): %s", lanRes.Verdict, lanRes.Observed, lanRes.Why)
 	}
@@ -107,7 +107,7 @@ func TestSamplerTimelineThroughAnOutage(t *testing.T) {
 		t.Errorf("mid-outage sample error: %q", samples["lan"][len(samples["lan"])/2].Err)
 	}
 	inetRes := matrix.Evaluate("test-outage", "internet", matrix.Cell{During: matrix.Up, Within: metav1.Duration{Duration: 100 * time.Millisecond}},
-		samples["internet"], w, time.Second)
+		samples["internet"], w, time.Second, s.MaxGap("internet"))
 	if inetRes.Verdict != matrix.Held || inetRes.Observed != "up" || inetRes.TimeToImpact != nil {
 		t.Errorf("internet: %s (%s): %s", inetRes.Verdict, inetRes.Observed, inetRes.Why)
 	}
@@ -131,7 +131,11 @@ func TestSamplerSlowProbeDelaysOnlyItself(t *testing.T) {
 		probe.NewHTTP("slow", slow.URL),
 		probe.NewHTTP("fast", "http://"+fast.addr+"/"),
 	}, probe.WithInterval(50*time.Millisecond), probe.WithTimeout(300*time.Millisecond), probe.WithLimits(time.Second, 1000))
+	began := time.Now()
 	tl := s.Run(context.Background()) // returns by itself at the 1s limit
+	if first := tl["slow"][0]; first.At.Add(-first.Took).Before(began) {
+		t.Errorf("the first check was sent %s before the sampler started: its stamp is not its answer's time", began.Sub(first.At.Add(-first.Took)))
+	}
 	if n := len(tl["fast"]); n < 15 {
 		t.Errorf("fast probe sampled %d times in 1s beside a hanging one", n)
 	}
@@ -142,6 +146,18 @@ func TestSamplerSlowProbeDelaysOnlyItself(t *testing.T) {
 		if r.OK || r.Took < 250*time.Millisecond || r.Took > 600*time.Millisecond {
 			t.Errorf("hanging probe result: ok=%v took=%s err=%v", r.OK, r.Took, r.Err)
 		}
+	}
+	// A sample is stamped when its answer came (here: the timeout), and its
+	// flight covers the time before: consecutive hung checks leave no hole
+	// the matrix would take for a stall.
+	for i := 1; i < len(tl["slow"]); i++ {
+		prev, cur := tl["slow"][i-1], tl["slow"][i]
+		if sent := cur.At.Add(-cur.Took); sent.Before(prev.At) || sent.Sub(prev.At) > 50*time.Millisecond {
+			t.Errorf("check %d sent %s after the previous answer; want at once (it outlasted the interval)", i, sent.Sub(prev.At))
+		}
+	}
+	if g := s.MaxGap("slow"); g != 50*time.Millisecond+2*time.Second {
+		t.Errorf("MaxGap = %s", g)
 	}
 }
 

@@ -27,7 +27,9 @@ type Paced interface {
 	Timeout() time.Duration
 }
 
-// Result is what one check saw.
+// Result is what one check saw. In a sampler's timeline At is when the answer
+// came and Took how long the check ran, so that it began at At-Took (the
+// matrix counts a failed check for its whole flight).
 type Result struct {
 	At     time.Time     `json:"at"`
 	OK     bool          `json:"ok"`
@@ -175,10 +177,10 @@ func (s *Sampler) loop(ctx context.Context, p Probe) {
 		if ctx.Err() != nil && !r.OK {
 			return // the sampler was stopped mid-check: not an observation of the rack
 		}
-		r.At = start
-		if r.Took == 0 {
-			r.Took = time.Since(start)
-		}
+		// Stamped when the answer came, with the whole flight as Took: the
+		// probe's own figure may leave out its set-up.
+		r.At = time.Now()
+		r.Took = r.At.Sub(start)
 		s.mu.Lock()
 		s.timelines[p.Name()] = append(s.timelines[p.Name()], r)
 		s.mu.Unlock()
@@ -188,6 +190,29 @@ func (s *Sampler) loop(ctx context.Context, p Probe) {
 		t.Reset(max(0, interval-time.Since(start)))
 	}
 	s.log.Info("probe reached its sample limit", "probe", p.Name(), "limit", s.maxSamples)
+}
+
+// MaxGap is the longest time the named probe may go without a check in
+// flight and still count as watched: its interval plus slack for a loaded
+// machine's scheduling (two intervals, at least 2 s). A longer gap is a
+// sampler stall, which the matrix judges as no evidence.
+func (s *Sampler) MaxGap(name string) time.Duration {
+	interval := s.interval
+	for _, p := range s.probes {
+		if pp, ok := p.(Paced); ok && p.Name() == name {
+			interval = pp.Interval()
+		}
+	}
+	return interval + max(2*interval, 2*time.Second)
+}
+
+// MaxGaps is MaxGap for every probe, by name.
+func (s *Sampler) MaxGaps() map[string]time.Duration {
+	out := make(map[string]time.Duration, len(s.probes))
+	for _, p := range s.probes {
+		out[p.Name()] = s.MaxGap(p.Name())
+	}
+	return out
 }
 
 // check runs one bounded check; a probe that ignores its context is abandoned

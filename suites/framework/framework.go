@@ -145,6 +145,9 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 		if env.Deviations, err = matrix.LoadDeviations(def(devPath, ""), env.Matrix); err != nil {
 			return nil, err
 		}
+		if err := env.Deviations.For(string(env.Provider), r.Metadata.Name); err != nil {
+			return nil, fmt.Errorf("%s: %w", def(devPath, ""), err)
+		}
 	}
 	if err := os.MkdirAll(env.Artifacts, 0o755); err != nil {
 		return nil, fmt.Errorf("artifacts folder: %w", err)
