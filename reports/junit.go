@@ -43,6 +43,7 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Skipped   *junitSkipped `xml:"skipped,omitempty"`
+	Error     *junitFailure `xml:"error,omitempty"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
 	SystemOut string        `xml:"system-out,omitempty"`
 }
@@ -74,6 +75,14 @@ func WriteJUnit(w io.Writer, r *Run) error {
 				{"rack", r.Rack}, {"provider", r.Provider}}}
 		if s.Timestamp == "0001-01-01T00:00:00" {
 			s.Timestamp = r.Started.UTC().Format("2006-01-02T15:04:05")
+		}
+		if d.Error != "" || res.Verdict == matrix.Errored {
+			text := d.Error
+			if d.RevertError != "" {
+				text += "\nrevert: " + d.RevertError
+			}
+			s.add(junitCase{Name: res.Fault + ": the drill runs to its end", Classname: "chaos." + res.Fault, Time: "0.000",
+				Error: &junitFailure{Type: "error", Message: "the drill did not run to its end: " + firstLine(d.Error), Text: text}})
 		}
 		for _, c := range res.Cells {
 			tc := junitCase{Name: fmt.Sprintf("%s/%s: promised %s", res.Fault, c.Probe, promise(c.Promise)),
@@ -125,6 +134,8 @@ func WriteJUnit(w io.Writer, r *Run) error {
 func (s *junitSuite) add(tc junitCase) {
 	s.Tests++
 	switch {
+	case tc.Error != nil:
+		s.Errors++
 	case tc.Failure != nil:
 		s.Failures++
 	case tc.Skipped != nil:
@@ -136,6 +147,7 @@ func (s *junitSuite) add(tc junitCase) {
 func (a *junitSuites) add(s junitSuite) {
 	a.Tests += s.Tests
 	a.Failures += s.Failures
+	a.Errors += s.Errors
 	a.Suites = append(a.Suites, s)
 }
 

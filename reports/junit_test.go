@@ -121,3 +121,43 @@ func TestJUnitValidatesAgainstXSD(t *testing.T) {
 		t.Fatalf("the schema accepted a testcase without a name:\n%s", out)
 	}
 }
+
+// A drill that errored (not steady, injection or revert failed, interrupted)
+// is a failed drill: a JUnit error with both messages, the run's verdict
+// broken, the report saying it. The first version wrote it as a testsuite of
+// tests="0" and the page could read "held".
+func TestErroredDrillIsFailedInEveryReport(t *testing.T) {
+	r := &Run{Rack: "lab", Suite: "chaos", Drills: []Drill{{
+		Result: matrix.RowResult{Fault: "nfs-lost", Source: "seed 001 §5", Verdict: matrix.Errored},
+		Error:  "inject fault nfs-lost: iptables: permission denied", RevertError: "revert fault nfs-lost: docker start: no such container",
+	}}}
+	if v := r.Verdict(); v != matrix.Broken {
+		t.Errorf("run verdict %s with an errored drill", v)
+	}
+	var buf bytes.Buffer
+	if err := WriteJUnit(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		`<testsuite name="chaos.nfs-lost" tests="1" failures="0" errors="1"`,
+		`<error message="the drill did not run to its end: inject fault nfs-lost: iptables: permission denied" type="error">`,
+		"revert: revert fault nfs-lost: docker start: no such container",
+		`<testsuites name="rackdrill chaos on lab" tests="1" failures="0" errors="1"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("junit lacks %q:\n%s", want, out)
+		}
+	}
+	buf.Reset()
+	if err := WriteHTML(&buf, r, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	html := buf.String()
+	for _, want := range []string{`<span class="badge broken" id="verdict">broken</span>`, `<span class="badge error">error</span>`,
+		"iptables: permission denied", "docker start: no such container"} {
+		if !strings.Contains(html, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}

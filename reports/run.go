@@ -31,6 +31,10 @@ type Drill struct {
 	SteadyAt  time.Time           `json:"steadyAt"`
 	Checks    []DrillCheck        `json:"checks"`
 	Dump      string              `json:"dump"`
+	// Error and RevertError say why a drill did not run to its end (its
+	// verdict is then matrix.Errored).
+	Error       string `json:"error"`
+	RevertError string `json:"revertError"`
 }
 
 // Sample is one probe sample of a timeline.
@@ -92,7 +96,7 @@ func (r *Run) Verdict() matrix.Verdict {
 	v := matrix.Held
 	for _, d := range r.Drills {
 		switch d.Result.Verdict {
-		case matrix.Broken:
+		case matrix.Broken, matrix.Errored:
 			return matrix.Broken
 		case matrix.KnownDeviation:
 			v = matrix.KnownDeviation

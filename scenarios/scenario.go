@@ -88,8 +88,13 @@ type Outcome struct {
 	Details any `json:"details,omitempty"`
 	// Dump is where the artifacts of a failed drill are.
 	Dump string `json:"dump,omitempty"`
-	// RevertErr is set when the fault could not be reverted: the rack is not
-	// in its steady state and `rackdrill recover` must finish the job.
+	// Error is why the drill itself failed (not steady, injection failed,
+	// interrupted, revert failed); the verdict is then matrix.Errored.
+	Error string `json:"error,omitempty"`
+	// RevertError is why the fault could not be reverted: the rack is not in
+	// its steady state and `rackdrill recover` must finish the job.
+	RevertError string `json:"revertError,omitempty"`
+	// RevertErr is RevertError as an error, for the spec.
 	RevertErr error `json:"-"`
 }
 
@@ -97,9 +102,10 @@ type Outcome struct {
 // was injected.
 var ErrNotSteady = errors.New("the rack is not in its steady state")
 
-// Failed reports whether the drill broke a promise: a broken cell or check.
+// Failed reports whether the drill broke a promise (a broken cell or check)
+// or could not be carried out.
 func (o *Outcome) Failed() bool {
-	if o.Result.Verdict == matrix.Broken {
+	if o.Result.Verdict == matrix.Broken || o.Result.Verdict == matrix.Errored {
 		return true
 	}
 	for _, c := range o.Checks {
@@ -159,10 +165,28 @@ func (in *ScenarioInput) probeNames() []string {
 //  5. after the revert, sampling goes on until every probe is green again (or
 //     the recovery budget ends);
 //  6. every cell is evaluated against the timelines.
-func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
+//
+// A drill that returns an error is recorded as failed: its outcome carries the
+// error (and the revert's), and its verdict is matrix.Errored whatever its
+// cells said.
+func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	if err := in.validate(); err != nil {
 		return Outcome{}, err
 	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		out.Error = err.Error()
+		if out.RevertErr != nil {
+			out.RevertError = out.RevertErr.Error()
+		}
+		row := in.Row
+		if out.Result.Fault == "" {
+			out.Result = matrix.RowResult{Fault: row.Fault, Source: row.Source, Recovery: row.Recovery.Duration}
+		}
+		out.Result.Verdict = matrix.Errored
+	}()
 	row := in.Row
 	if in.NotApplicable != "" {
 		return Outcome{Result: matrix.NotApplicableRow(row, in.NotApplicable)}, nil
@@ -175,7 +199,6 @@ func Run(ctx context.Context, in ScenarioInput) (Outcome, error) {
 			int((2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration)/in.Interval)+10))
 	stop := sampler.Start(ctx)
 	stopped := false
-	var out Outcome
 	defer func() {
 		if !stopped {
 			out.Timelines = stop()

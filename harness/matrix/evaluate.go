@@ -42,6 +42,10 @@ const (
 	// environment declares, with a reason.
 	KnownDeviation Verdict = "deviation"
 	NotApplicable  Verdict = "not-applicable"
+	// Errored: the drill itself failed (the rack was not steady, the
+	// injection or the revert failed, the run was interrupted): its promises
+	// were not judged, and the drill counts as failed.
+	Errored Verdict = "error"
 )
 
 // CellResult is the evaluation of one cell.

@@ -1,0 +1,103 @@
+package scenarios_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/scenarios"
+)
+
+// green is a probe that always answers: the rack is fine, only the drill's
+// own machinery fails in these cases.
+type green string
+
+func (g green) Name() string { return string(g) }
+func (g green) Check(context.Context) probe.Result {
+	return probe.Result{OK: true}
+}
+
+// brokenFault fails where it is told to.
+type brokenFault struct{ inject, revert error }
+
+func (f *brokenFault) Name() string                 { return "nfs-lost" }
+func (f *brokenFault) Inject(context.Context) error { return f.inject }
+func (f *brokenFault) Revert(context.Context) error { return f.revert }
+func (f *brokenFault) Record() (string, any)        { return "test-broken", nil }
+func (f *brokenFault) String() string               { return "broken fault" }
+func d(x time.Duration) metav1.Duration             { return metav1.Duration{Duration: x} }
+func quickRow() *matrix.Row {
+	cells := map[string]matrix.Cell{}
+	for _, p := range matrix.Probes {
+		cells[p] = matrix.Cell{During: matrix.Any}
+	}
+	return &matrix.Row{Fault: "nfs-lost", Source: "test", Cells: cells,
+		Settle: d(200 * time.Millisecond), Observe: d(300 * time.Millisecond), Recovery: d(time.Second)}
+}
+
+func quickInput(t *testing.T, f *brokenFault) scenarios.ScenarioInput {
+	l, err := fault.OpenLedger(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var probes []probe.Probe
+	for _, p := range matrix.Probes {
+		probes = append(probes, green(p))
+	}
+	return scenarios.ScenarioInput{Row: quickRow(), Guard: fault.NewGuard(l), Probes: probes,
+		Interval: 50 * time.Millisecond, Timeout: time.Second,
+		Build: func(context.Context) (fault.Recordable, error) { return f, nil }}
+}
+
+// A drill that errored is a failed drill in run.json (and so in the
+// reports): never a drill without verdict, which JUnit counted as no test
+// and the report could call held.
+func TestErroredDrillIsAFailedDrill(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		fault      *brokenFault
+		wantErr    string
+		wantRevert string
+	}{
+		{"injection failed", &brokenFault{inject: errors.New("iptables: permission denied")}, "inject fault nfs-lost: iptables: permission denied", ""},
+		{"revert failed", &brokenFault{revert: errors.New("docker start: no such container")}, "revert fault nfs-lost", "docker start: no such container"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := scenarios.Run(context.Background(), quickInput(t, tc.fault))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if out.Result.Verdict != matrix.Errored || out.Result.Fault != "nfs-lost" || !out.Failed() {
+				t.Errorf("verdict %q fault %q failed %v, want an errored, failed drill of nfs-lost", out.Result.Verdict, out.Result.Fault, out.Failed())
+			}
+			if !strings.Contains(out.Error, tc.wantErr) {
+				t.Errorf("error %q, want %q", out.Error, tc.wantErr)
+			}
+			if !strings.Contains(out.RevertError, tc.wantRevert) || (tc.wantRevert == "") != (out.RevertError == "") {
+				t.Errorf("revert error %q, want %q", out.RevertError, tc.wantRevert)
+			}
+		})
+	}
+	// Not steady: nothing injected, and still a failed drill.
+	in := quickInput(t, &brokenFault{})
+	in.Probes[0] = probe.Probe(failing("api"))
+	in.Row.Recovery = d(300 * time.Millisecond)
+	out, err := scenarios.Run(context.Background(), in)
+	if !errors.Is(err, scenarios.ErrNotSteady) || out.Result.Verdict != matrix.Errored || !strings.Contains(out.Error, "not in its steady state") {
+		t.Errorf("not steady: err %v, verdict %q, error %q", err, out.Result.Verdict, out.Error)
+	}
+}
+
+type failing string
+
+func (f failing) Name() string { return string(f) }
+func (f failing) Check(context.Context) probe.Result {
+	return probe.Result{Err: errors.New("connection refused")}
+}
