@@ -9,6 +9,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/suites/framework"
 )
 
 // The seed rack's addresses (192.168.x) must never be dialled here: every case
@@ -28,6 +29,15 @@ func TestRealRackRefusalsBeforeAnyConnection(t *testing.T) {
 		{"power needs its flag", upsRack, []string{"--scenario", "ups-power-loss", "--yes"}, "pass --allow-power"},
 		{"power needs every machine's power-on", upsRack, []string{"--scenario", "ups-power-loss", "--yes", "--allow-power"}, "no way to power on itx, bananapi-m5"},
 		{"chaos rows are named", seedRack, []string{"--label-filter", "chaos", "--yes"}, "name the rows to drill with --scenario"},
+		// Whatever selects the rows, the gates see the rows that would run:
+		// a label filter alone drills nothing unnamed, and one that adds a
+		// row to a named one is refused too.
+		{"a label filter selects unnamed rows", seedRack, []string{"--label-filter", "disruptive", "--yes", "--allow-quorum-loss", "--allow-power"},
+			"the selection also drills server-kill-1, server-kill-2, lb-master-lost"},
+		{"quorum row selected by label", seedRack, []string{"--scenario", "server-kill-2", "--label-filter", "quorum || conformance", "--yes"},
+			"server-kill-2 takes etcd below quorum"},
+		{"named rows, no terminal", seedRack, []string{"--scenario", "nfs-lost", "--scenario", "server-kill-2", "--allow-quorum-loss", "--label-filter", "chaos"},
+			"stdin is not a terminal, pass --yes"},
 		{"no terminal, no --yes", seedRack, []string{"--scenario", "nfs-lost"}, "stdin is not a terminal, pass --yes"},
 		{"unknown scenario", seedRack, []string{"--scenario", "meteor", "--yes"}, `--scenario "meteor": unknown scenario`},
 		{"unknown provider", seedRack, []string{"--provider", "vagrant", "--yes"}, `--provider "vagrant"`},
@@ -79,10 +89,10 @@ func TestConfirmation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := []plannedRow{{Plan: pl}}
+	rows := []framework.PlannedRow{{Plan: pl}}
 	for answer, ok := range map[string]bool{"yes\n": true, "y\n": false, "\n": false, "": false, "YES please\n": false} {
 		var out strings.Builder
-		err := safety{stdin: strings.NewReader(answer)}.confirm(&out, r, rows)
+		err := framework.Safety{Stdin: strings.NewReader(answer), Out: &out}.Confirm(r, rows)
 		if (err == nil) != ok {
 			t.Errorf("answer %q: %v (want confirmed=%v)", answer, err, ok)
 		}
@@ -91,10 +101,10 @@ func TestConfirmation(t *testing.T) {
 		}
 	}
 	// Nothing to inject (conformance only): no question.
-	if err := (safety{stdin: strings.NewReader("")}).confirm(&strings.Builder{}, r, nil); err != nil {
+	if err := (framework.Safety{Stdin: strings.NewReader(""), Out: &strings.Builder{}}).Confirm(r, nil); err != nil {
 		t.Errorf("conformance only: %v", err)
 	}
-	if err := (safety{dryRun: true, yes: true}).confirm(&strings.Builder{}, r, rows); !errors.Is(err, errDryRun) {
+	if err := (framework.Safety{DryRun: true, Yes: true, Out: &strings.Builder{}}).Confirm(r, rows); !errors.Is(err, framework.ErrDryRun) {
 		t.Errorf("--dry-run with --yes still stops after the plan: %v", err)
 	}
 	devnull, err := os.Open(filepath.Join("/dev", "null"))
@@ -102,7 +112,7 @@ func TestConfirmation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer devnull.Close()
-	if err := (safety{stdin: devnull}).confirm(&strings.Builder{}, r, rows); err == nil || !strings.Contains(err.Error(), "not a terminal") {
+	if err := (framework.Safety{Stdin: devnull, Out: &strings.Builder{}}).Confirm(r, rows); err == nil || !strings.Contains(err.Error(), "not a terminal") {
 		t.Errorf("stdin not a terminal: %v", err)
 	}
 }

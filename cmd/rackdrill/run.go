@@ -43,7 +43,7 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 		verbose   bool
 		acceptNew bool
 		provider  string
-		safe      safety
+		safe      framework.Safety
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -98,11 +98,9 @@ broken, 2 bad input or a broken environment.`,
 			}
 			if r.Spec.Provider == topology.ProviderSSH {
 				// A real rack: the rows to drill are named, the conformance
-				// suite runs first, and nothing runs until the plan is
-				// allowed, printed and confirmed.
-				if len(scenarios) == 0 && strings.Contains(labels, "chaos") {
-					return fmt.Errorf("%s is a real rack: name the rows to drill with --scenario (see `rackdrill plan --topology %s`)", g.topology, g.topology)
-				}
+				// suite runs first, and the rows ginkgo will actually run
+				// (whatever selected them) are planned, gated and confirmed
+				// by the framework before anything connects.
 				if len(scenarios) > 0 && !cmd.Flags().Changed("label-filter") {
 					labels = "conformance || chaos"
 					// Ginkgo matches the suite's description, then the
@@ -112,23 +110,8 @@ broken, 2 bad input or a broken environment.`,
 				if labels == "" {
 					labels = "conformance"
 				}
-				rows, err := planRows(r, topology.ProviderSSH, scenarios)
-				if err != nil {
-					return err
-				}
-				if len(scenarios) == 0 {
-					rows = nil
-				}
-				if err := safe.gate(r, rows); err != nil {
-					return err
-				}
-				if err := safe.confirm(out, r, rows); err != nil {
-					if errors.Is(err, errDryRun) {
-						return nil
-					}
-					return err
-				}
-			} else if safe.dryRun {
+				safe.NamedOnly, safe.Named, safe.TopologyFile, safe.Out = true, scenarios, g.topology, out
+			} else if safe.DryRun {
 				rows, err := planRows(r, r.Spec.Provider, scenarios)
 				if err != nil {
 					return err
@@ -180,12 +163,12 @@ broken, 2 bad input or a broken environment.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
 			opts := framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew}
+			var reachable func() error
 			if r.Spec.Provider == topology.ProviderSSH {
 				// An unreachable machine, a wrong host key, a missing sudo:
-				// said before any spec runs, each host named (exit 2).
-				if err := framework.Reachable(ctx, log, opts); err != nil {
-					return err
-				}
+				// said after the gate and before any spec runs, each host
+				// named (exit 2).
+				reachable = func() error { return framework.Reachable(cmd.Context(), log, opts) }
 			}
 			// From here on the specs handle Ctrl-C themselves: each fault is
 			// reverted by its guard, so the signal context is released.
@@ -196,7 +179,11 @@ broken, 2 bad input or a broken environment.`,
 				Suites:      "conformance+chaos",
 				LabelFilter: labels, Focus: focus, Timeout: timeout, Verbose: verbose,
 				Progress: prog.phase, Live: prog.live, Checked: prog.checked,
+				Safety: &safe, BeforeSpecs: reachable,
 			}, log)
+			if errors.Is(err, framework.ErrDryRun) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -221,10 +208,10 @@ broken, 2 bad input or a broken environment.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
 	cmd.Flags().StringVar(&provider, "provider", "", "containers or ssh (default: the topology's spec.provider)")
-	cmd.Flags().BoolVar(&safe.yes, "yes", false, "ssh provider: inject the planned faults without asking")
-	cmd.Flags().BoolVar(&safe.dryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")
-	cmd.Flags().BoolVar(&safe.allowQuorumLoss, "allow-quorum-loss", false, "ssh provider: allow faults that take etcd below quorum (server-kill-2 on 3 servers)")
-	cmd.Flags().BoolVar(&safe.allowPower, "allow-power", false, "ssh provider: allow the power drill (every machine needs spec.nodes[].power)")
+	cmd.Flags().BoolVar(&safe.Yes, "yes", false, "ssh provider: inject the planned faults without asking")
+	cmd.Flags().BoolVar(&safe.DryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")
+	cmd.Flags().BoolVar(&safe.AllowQuorumLoss, "allow-quorum-loss", false, "ssh provider: allow faults that take etcd below quorum (server-kill-2 on 3 servers)")
+	cmd.Flags().BoolVar(&safe.AllowPower, "allow-power", false, "ssh provider: allow the power drill (every machine needs spec.nodes[].power)")
 	cmd.Flags().BoolVar(&acceptNew, "accept-new-host-keys", false, "ssh provider: record the host key of a machine known_hosts does not list yet (a changed key is always refused)")
 	return cmd
 }

@@ -36,6 +36,12 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 		in.NotApplicable = plan.Why
 		return in, nil
 	}
+	if e.Provider == topology.ProviderSSH && !slices.Contains(e.approved, row.Fault) {
+		// Whatever selected this drill, a real rack's gate did not let it
+		// through: nothing is injected.
+		return in, fmt.Errorf("drill %s on the real rack %s was not planned, gated and confirmed (see `rackdrill run --provider ssh --scenario %s --dry-run`): refusing to inject it",
+			row.Fault, e.Rack.Metadata.Name, row.Fault)
+	}
 	if in.Probes, in.Unprobed, in.Data, err = e.probes(); err != nil {
 		return in, fmt.Errorf("drill %s: %w", row.Fault, err)
 	}

@@ -74,6 +74,9 @@ type Env struct {
 	AcceptNewHostKeys bool
 
 	suite    string
+	// approved are the chaos rows a real rack's safety gate let through;
+	// a drill of any other row on a real rack refuses to inject.
+	approved []string
 	target   targetCache
 	mu       sync.Mutex
 	outcomes []scenarios.Outcome
@@ -339,7 +342,14 @@ func RunSuite(t *testing.T, suite string) {
 	}
 	e.register(suite, "run-"+suite+".json")
 	sc, rc := ginkgo.GinkgoConfiguration()
-	ginkgo.RunSpecs(t, "rackdrill "+suite, sc, e.reporterConfig(suite, rc))
+	rc = e.reporterConfig(suite, rc)
+	// A real rack's gates apply here too: the suite run by go test or the
+	// ginkgo CLI, whatever its filters select (-yes, -allow-quorum-loss,
+	// -allow-power).
+	if err := e.guardRealRack(flagSafety(), sc, rc); err != nil {
+		t.Fatalf("%s suite: %v", suite, err)
+	}
+	ginkgo.RunSpecs(t, "rackdrill "+suite, sc, rc)
 }
 
 // register makes e the current run and adds the suite-level nodes: connect to
@@ -391,6 +401,12 @@ type RunConfig struct {
 	Checked func(conform.Result)
 	Timeout time.Duration
 	Verbose bool
+	// Safety applies to a real rack (provider ssh): the chaos rows ginkgo
+	// will run are planned, gated and confirmed before anything connects.
+	Safety *Safety
+	// BeforeSpecs, when set, runs after the gate and before the specs (the
+	// CLI checks every machine answers there).
+	BeforeSpecs func() error
 }
 
 // failer records a failure of RunSpecs outside go test.
@@ -421,6 +437,14 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 	// per cell); ginkgo's own, a testcase per spec, sits beside it.
 	rc.JUnitReport = filepath.Join(e.Artifacts, "ginkgo-junit.xml")
 	rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo.json")
+	if err := e.guardRealRack(cfg.Safety, sc, rc); err != nil {
+		return e, false, err
+	}
+	if cfg.BeforeSpecs != nil {
+		if err := cfg.BeforeSpecs(); err != nil {
+			return e, false, err
+		}
+	}
 	f := &failer{}
 	ok := ginkgo.RunSpecs(f, "rackdrill "+cfg.Suites, sc, rc)
 	return e, ok && !f.failed, nil
