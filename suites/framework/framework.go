@@ -73,7 +73,7 @@ type Env struct {
 	// the first time (--accept-new-host-keys).
 	AcceptNewHostKeys bool
 
-	suite    string
+	suite string
 	// approved are the chaos rows a real rack's safety gate let through;
 	// a drill of any other row on a real rack refuses to inject.
 	approved []string
