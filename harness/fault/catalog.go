@@ -58,7 +58,7 @@ func (pl *Plan) remote(steps []RemoteStep) {
 	for _, s := range steps {
 		if !armed[s.Node] {
 			armed[s.Node] = true
-			pl.Inject = append(pl.Inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs the revert below by itself", s.DeadMan)})
+			pl.Inject = append(pl.Inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs every revert of this machine below by itself, last step first", deadMan(steps, s.Node))})
 		}
 		pl.Inject = append(pl.Inject, Step{s.Node, "sh -c " + shellQuote(s.Inject)})
 	}

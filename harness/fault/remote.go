@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -92,14 +93,53 @@ func (f *Remote) node(ctx context.Context, name string) (cluster.Node, error) {
 
 func (f *Remote) unit(gen int) string { return fmt.Sprintf("%s-%d", DeadManUnit(f.ID), gen) }
 
-// armCommand is the command that puts generation gen of step s's dead-man
-// timer on its machine.
-func (f *Remote) armCommand(s RemoteStep, gen int) []string {
+// DeadManScript is what a machine's dead-man timer runs: the reverts of
+// every step of the fault on that machine, the last step's first, each run
+// even when one before it failed (the unit fails if any did). A machine
+// whose keepalived and HAProxy were stopped gets both back.
+func DeadManScript(steps []RemoteStep, node string) string {
+	var b strings.Builder
+	b.WriteString("rc=0")
+	for i := len(steps) - 1; i >= 0; i-- {
+		if steps[i].Node == node {
+			fmt.Fprintf(&b, "; ( %s ) || rc=1", steps[i].Revert)
+		}
+	}
+	b.WriteString("; exit $rc")
+	return b.String()
+}
+
+// deadMan is a machine's dead-man delay: the shortest of its steps'.
+func deadMan(steps []RemoteStep, node string) time.Duration {
+	var d time.Duration
+	for _, s := range steps {
+		if s.Node == node && (d == 0 || s.DeadMan < d) {
+			d = s.DeadMan
+		}
+	}
+	return d
+}
+
+// machines are the fault's machines, each once, in the order of their first
+// step.
+func machines(steps []RemoteStep) []string {
+	var out []string
+	for _, s := range steps {
+		if !slices.Contains(out, s.Node) {
+			out = append(out, s.Node)
+		}
+	}
+	return out
+}
+
+// armCommand is the command that puts generation gen of a machine's
+// dead-man timer on it.
+func (f *Remote) armCommand(node string, gen int) []string {
 	return []string{"systemd-run", "--quiet", "--unit=" + f.unit(gen),
 		"--description=rackdrill dead-man timer: reverts " + f.name + " if the harness is gone",
-		fmt.Sprintf("--on-active=%ds", int(s.DeadMan.Round(time.Second)/time.Second)),
+		fmt.Sprintf("--on-active=%ds", int(deadMan(f.Steps, node).Round(time.Second)/time.Second)),
 		"--timer-property=AccuracySec=1s",
-		"/bin/sh", "-c", s.Revert}
+		"/bin/sh", "-c", DeadManScript(f.Steps, node)}
 }
 
 // disarmCommand cancels every dead-man timer of the fault on a machine (and
@@ -109,24 +149,24 @@ func (f *Remote) disarmCommand() []string {
 	return []string{"sh", "-c", fmt.Sprintf("systemctl stop '%s-*.timer' '%s-*.service'; systemctl reset-failed '%s-*' 2>/dev/null; true", u, u, u)}
 }
 
-// arm puts the next generation of the step's timer on its machine, then
-// cancels the previous one (two timers for a moment: the revert is
-// idempotent).
-func (f *Remote) arm(ctx context.Context, n cluster.Node, s RemoteStep) error {
+// arm puts the next generation of a machine's timer on it, then cancels the
+// previous one (two timers for a moment: the reverts are idempotent).
+func (f *Remote) arm(ctx context.Context, n cluster.Node) error {
+	node := n.Name()
 	f.mu.Lock()
-	prev := f.gen[s.Node]
+	prev := f.gen[node]
 	next := prev + 1
 	f.mu.Unlock()
-	argv := f.armCommand(s, next)
+	argv := f.armCommand(node, next)
 	if err := exec.Run(n.Command(ctx, argv[0], argv[1:]...)); err != nil {
-		return fmt.Errorf("node %s: put the dead-man timer (systemd-run): %w", s.Node, err)
+		return fmt.Errorf("node %s: put the dead-man timer (systemd-run): %w", node, err)
 	}
 	f.mu.Lock()
-	f.gen[s.Node] = next
+	f.gen[node] = next
 	f.mu.Unlock()
 	if prev > 0 {
 		if err := exec.Run(n.Command(ctx, "systemctl", "stop", f.unit(prev)+".timer")); err != nil {
-			f.log.Info("could not cancel the previous dead-man timer (it reverts nothing the next one would not)", "node", s.Node, "unit", f.unit(prev), "err", err.Error())
+			f.log.Info("could not cancel the previous dead-man timer (it reverts nothing the next one would not)", "node", node, "unit", f.unit(prev), "err", err.Error())
 		}
 	}
 	return nil
@@ -143,7 +183,8 @@ func (f *Remote) Inject(ctx context.Context) error {
 			return err
 		}
 		if !armed[s.Node] {
-			if err := f.arm(ctx, n, s); err != nil {
+			// Armed with every step of this machine, before the first runs.
+			if err := f.arm(ctx, n); err != nil {
 				return err
 			}
 			armed[s.Node] = true
@@ -174,20 +215,15 @@ func (f *Remote) heartbeat(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		seen := map[string]bool{}
-		for _, s := range f.Steps {
-			if seen[s.Node] {
-				continue
-			}
-			seen[s.Node] = true
+		for _, node := range machines(f.Steps) {
 			actx, cancel := context.WithTimeout(ctx, period/3)
-			n, err := f.node(actx, s.Node)
+			n, err := f.node(actx, node)
 			if err == nil {
-				err = f.arm(actx, n, s)
+				err = f.arm(actx, n)
 			}
 			cancel()
 			if err != nil {
-				f.log.Error(err, "could not re-arm the dead-man timer: it will revert the fault by itself if this goes on", "node", s.Node, "delay", s.DeadMan)
+				f.log.Error(err, "could not re-arm the dead-man timer: it will revert the fault by itself if this goes on", "node", node, "delay", deadMan(f.Steps, node))
 			}
 		}
 	}
@@ -218,19 +254,17 @@ func (f *Remote) Revert(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	done := map[string]bool{}
-	for _, s := range f.Steps {
-		if failed[s.Node] || done[s.Node] {
+	for _, node := range machines(f.Steps) {
+		if failed[node] {
 			continue // a machine that did not revert keeps its timer
 		}
-		done[s.Node] = true
-		n, err := f.node(ctx, s.Node)
+		n, err := f.node(ctx, node)
 		if err == nil {
 			argv := f.disarmCommand()
 			err = exec.Run(n.Command(ctx, argv[0], argv[1:]...))
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("node %s: cancel the dead-man timer %s: %w", s.Node, DeadManUnit(f.ID), err))
+			errs = append(errs, fmt.Errorf("node %s: cancel the dead-man timer %s: %w", node, DeadManUnit(f.ID), err))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,109 @@
+package fault
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	rexec "rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// recordingNode is a machine that runs nothing and remembers every command it
+// was given: the dead-man timers are systemd units on a real machine, which
+// this test cannot start (the lab's smoke test fires them for real).
+type recordingNode struct {
+	name string
+	mu   *sync.Mutex
+	log  *[][]string
+}
+
+func (n recordingNode) Command(ctx context.Context, name string, args ...string) rexec.Cmd {
+	n.mu.Lock()
+	*n.log = append(*n.log, append([]string{n.name, name}, args...))
+	n.mu.Unlock()
+	return rexec.Local{}.Command(ctx, "true")
+}
+func (n recordingNode) Name() string                          { return n.name }
+func (n recordingNode) Roles() []topology.Role                { return nil }
+func (n recordingNode) Addr() netip.Addr                      { return netip.Addr{} }
+func (n recordingNode) Stop(context.Context) error            { return nil }
+func (n recordingNode) Start(context.Context) error           { return nil }
+func (n recordingNode) Kill(context.Context) error            { return nil }
+func (n recordingNode) Running(context.Context) (bool, error) { return true, nil }
+
+type nodeList []cluster.Node
+
+func (l nodeList) Nodes(context.Context) ([]cluster.Node, error) { return l, nil }
+
+// cp-lb-lost over SSH stops keepalived and HAProxy on each load balancer.
+// The first version armed each machine's timer with its first step's revert
+// only: killed mid-fault, it restarted keepalived and left HAProxy stopped.
+func TestDeadManTimerRevertsEveryStepOfItsMachine(t *testing.T) {
+	steps := []RemoteStep{
+		{Node: "lb-1", Inject: "systemctl stop keepalived", Revert: "systemctl start keepalived", DeadMan: 2 * time.Minute},
+		{Node: "lb-1", Inject: "systemctl stop haproxy", Revert: "systemctl start haproxy", DeadMan: 90 * time.Second},
+		{Node: "lb-2", Inject: "systemctl stop keepalived", Revert: "systemctl start keepalived", DeadMan: 2 * time.Minute},
+	}
+	var mu sync.Mutex
+	var log [][]string
+	nodes := nodeList{recordingNode{"lb-1", &mu, &log}, recordingNode{"lb-2", &mu, &log}}
+	f := NewRemote("cp-lb-lost", nodes, logr.Discard(), steps...)
+	if err := f.Inject(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Revert(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var armed []string
+	for _, argv := range log {
+		if argv[1] == "systemd-run" {
+			armed = append(armed, argv[0]+": "+argv[len(argv)-1])
+			if argv[0] == "lb-1" && !slices.Contains(argv, "--on-active=90s") {
+				t.Errorf("lb-1's timer is not armed with its shortest delay: %q", argv)
+			}
+		}
+	}
+	want := []string{
+		"lb-1: rc=0; ( systemctl start haproxy ) || rc=1; ( systemctl start keepalived ) || rc=1; exit $rc",
+		"lb-2: rc=0; ( systemctl start keepalived ) || rc=1; exit $rc",
+	}
+	if !slices.Equal(armed, want) {
+		t.Errorf("timers armed with\n  %s\nwant\n  %s", strings.Join(armed, "\n  "), strings.Join(want, "\n  "))
+	}
+	// Each machine's timer goes in before its first step runs.
+	first := slices.IndexFunc(log, func(a []string) bool { return a[0] == "lb-1" && a[1] == "sh" })
+	if arm := slices.IndexFunc(log, func(a []string) bool { return a[0] == "lb-1" && a[1] == "systemd-run" }); arm < 0 || arm > first {
+		t.Errorf("lb-1's timer armed at command %d, its first step at %d", arm, first)
+	}
+}
+
+// What the timer runs, run by a real shell: every revert, last step first,
+// the later ones even when one fails, and a failed unit when any did.
+func TestDeadManScriptRunsEveryRevert(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "reverted")
+	steps := []RemoteStep{
+		{Node: "m", Revert: "echo first >> " + out},
+		{Node: "m", Revert: "false"},
+		{Node: "other", Revert: "echo other >> " + out},
+		{Node: "m", Revert: "echo last >> " + out},
+	}
+	err := exec.Command("sh", "-c", DeadManScript(steps, "m")).Run()
+	if err == nil {
+		t.Error("a failed revert does not fail the timer's unit")
+	}
+	got, _ := os.ReadFile(out)
+	if string(got) != "last\nfirst\n" {
+		t.Errorf("reverted %q, want last then first (and nothing of another machine)", got)
+	}
+}
