@@ -24,7 +24,8 @@ const smokeDeadMan = 20 * time.Second
 
 // sshChaosOnLab drives the smoke lab as a real rack through the CLI, as users
 // do: `rackdrill run --provider ssh` with its plan, its refusals, its dry run,
-// a fault left by a SIGKILLed run and reverted by the machine's dead-man timer,
+// a fault left by a SIGKILLed run (cp-lb-lost: two services on each of two
+// machines) and reverted by each machine's dead-man timer,
 // and a drill that passes through SSH.
 func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifacts string) {
 	root, err := lab.RepoRoot()
@@ -168,10 +169,30 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		}
 	})
 
-	t.Run("SIGKILL after the injection: the dead-man timer reverts by itself", func(t *testing.T) {
+	// cp-lb-lost stops two services on each load balancer: each machine's
+	// timer must bring both back (the first version's restarted keepalived
+	// only).
+	lbs := []string{r.Metadata.Name + "-lb-1", r.Metadata.Name + "-lb-2"}
+	lbServices := func() (stopped []string) {
+		for _, lb := range lbs {
+			for _, svc := range []string{"keepalived", "haproxy"} {
+				if exec.CommandContext(ctx, "docker", "exec", lb, "systemctl", "is-active", "--quiet", svc).Run() != nil {
+					stopped = append(stopped, lb+"/"+svc)
+				}
+			}
+		}
+		return stopped
+	}
+	lbDeadMen := func() (units string) {
+		for _, lb := range lbs {
+			units += strings.TrimSpace(dockerExec(t, ctx, lb, "systemctl", "list-units", "--all", "--no-legend", "--plain", "rackdrill-deadman-*"))
+		}
+		return units
+	}
+	t.Run("SIGKILL after the injection: each machine's dead-man timer reverts all its steps", func(t *testing.T) {
 		a := filepath.Join(artifacts, "ssh-sigkill")
 		before := sessions()
-		cmd := exec.CommandContext(ctx, bin, "run", "--topology", good, "--artifacts", a, "--scenario", "nfs-lost", "--yes")
+		cmd := exec.CommandContext(ctx, bin, "run", "--topology", good, "--artifacts", a, "--scenario", "cp-lb-lost", "--yes")
 		cmd.Dir = root
 		pipe, _ := cmd.StdoutPipe()
 		cmd.Stderr = testWriter{t}
@@ -191,28 +212,29 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 			for lines.Scan() {
 			}
 		}()
-		if !inPlace || !blocked() {
-			t.Fatalf("the fault is not in place (run ended: %v, NFS blocked: %v)", !inPlace, blocked())
+		if stopped := lbServices(); !inPlace || len(stopped) != 4 {
+			t.Fatalf("the fault is not in place (run ended: %v, stopped: %v)", !inPlace, stopped)
 		}
-		// While the harness lives it re-arms the timer: after more than two
+		// While the harness lives it re-arms the timers: after more than two
 		// delays the fault is still in place.
 		time.Sleep(2*smokeDeadMan + 5*time.Second)
-		if !blocked() {
-			t.Fatal("the dead-man timer reverted the fault while the harness was alive")
+		if stopped := lbServices(); len(stopped) != 4 {
+			t.Fatalf("a dead-man timer reverted while the harness was alive: stopped now %v", stopped)
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		killed := time.Now()
 		_ = cmd.Wait()
-		for blocked() && time.Since(killed) < smokeDeadMan+30*time.Second {
+		for len(lbServices()) > 0 && time.Since(killed) < smokeDeadMan+30*time.Second {
 			time.Sleep(500 * time.Millisecond)
 		}
 		took := time.Since(killed)
-		if blocked() {
-			t.Fatalf("NFS still blocked %s after the SIGKILL", took.Round(time.Second))
+		if stopped := lbServices(); len(stopped) > 0 {
+			t.Fatalf("%v still stopped %s after the SIGKILL", stopped, took.Round(time.Second))
 		}
-		t.Logf("the dead-man timer reverted nfs-lost %s after the SIGKILL (delay %s)", took.Round(100*time.Millisecond), smokeDeadMan)
+		t.Logf("the dead-man timers brought keepalived and HAProxy back on both load balancers %s after the SIGKILL (delay %s)",
+			took.Round(100*time.Millisecond), smokeDeadMan)
 		if took > smokeDeadMan+5*time.Second {
 			t.Errorf("reverted after %s, later than its delay %s", took, smokeDeadMan)
 		}
@@ -223,13 +245,13 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 			t.Fatalf("the killed run's fault should still be in the ledger, it has %d entries", ledger(a))
 		}
 		// The later run: `rackdrill recover` reverts again (idempotent),
-		// cancels the fired timer and passes the residue check.
+		// cancels the fired timers and passes the residue check.
 		stdout, stderr, code := run("recover", "--artifacts", a)
 		if code != 0 || !strings.Contains(stdout, "residue check passed") {
 			t.Fatalf("recover: exit %d\n%s\n%s", code, stdout, stderr)
 		}
-		if u := deadMen(); u != "" {
-			t.Errorf("dead-man units left on nas-1:\n%s", u)
+		if u := lbDeadMen(); u != "" {
+			t.Errorf("dead-man units left on the load balancers:\n%s", u)
 		}
 	})
 
