@@ -373,6 +373,14 @@ type markedFault struct {
 	injectedAt time.Time
 }
 
+// RevertLimit passes on the fault's own revert limit to the guard.
+func (m *markedFault) RevertLimit() time.Duration {
+	if rl, ok := m.Recordable.(fault.RevertLimiter); ok {
+		return rl.RevertLimit()
+	}
+	return 0
+}
+
 func (m *markedFault) Inject(ctx context.Context) error {
 	m.injectedAt = time.Now()
 	return m.Recordable.Inject(ctx)

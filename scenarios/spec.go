@@ -4,18 +4,28 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads as prose
 	. "github.com/onsi/gomega"    //nolint:revive
 
+	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/matrix"
 )
+
+// RevertGrace is how long ginkgo waits for a drill's spec after an interrupt
+// (Ctrl-C, the suite's timeout): the longest revert of any fault and a minute
+// to record the outcome. Ginkgo's own default (30 s) would abandon a revert
+// that powers machines on, and the process could end with the fault in
+// place. A second Ctrl-C still abandons it (the ledger keeps the fault for
+// `rackdrill recover`).
+var RevertGrace = fault.LongestRevert() + time.Minute
 
 // ScenarioSpec declares the drill of one matrix row as a spec. inputGetter is
 // called when the spec runs (after the suite's BeforeSuite has built the rack),
 // and record receives every outcome, held or not, for the reports.
 func ScenarioSpec(ctx context.Context, inputGetter func() ScenarioInput, record func(Outcome)) {
-	It("holds every promise of its matrix row, and the rack recovers", func(specCtx SpecContext) {
+	It("holds every promise of its matrix row, and the rack recovers", GracePeriod(RevertGrace), func(specCtx SpecContext) {
 		input := inputGetter()
 		if input.NotApplicable != "" {
 			out, err := Run(ctx, input)

@@ -51,6 +51,11 @@ type Node interface {
 	Running(ctx context.Context) (bool, error)
 }
 
+// PowerOnLimit is the longest a Node's Start may wait for a machine to come
+// back (a real machine powered on, or a person asked to): reverts that power
+// machines on are bounded by it, and a Ctrl-C waits for them.
+const PowerOnLimit = 10 * time.Minute
+
 // ErrUnsupported is returned by an operation a provider cannot perform.
 var ErrUnsupported = errors.New("not supported by this provider")
 

@@ -35,6 +35,21 @@ type Recordable interface {
 	Record() (kind string, params any)
 }
 
+// RevertLimiter is a fault whose revert may take longer than the guard's
+// default (the UPS drill powers every machine on and waits for each).
+type RevertLimiter interface {
+	RevertLimit() time.Duration
+}
+
+// DefaultRevertTimeout bounds a revert unless the fault says it needs more:
+// starting a control-plane node container and its systemd takes tens of
+// seconds.
+const DefaultRevertTimeout = 5 * time.Minute
+
+// LongestRevert is the longest any built-in fault's revert may take: a Ctrl-C
+// during a drill waits this long for the revert to finish.
+func LongestRevert() time.Duration { return max(DefaultRevertTimeout, upsRevertLimit) }
+
 // Env is what rebuilding a fault from the ledger may use.
 type Env struct {
 	Nodes cluster.NodeLister
@@ -110,13 +125,13 @@ func WithRack(rack, provider string) GuardOption {
 // needs to reach a real rack's machines again.
 func WithTopology(path string) GuardOption { return func(g *Guard) { g.topology = path } }
 
-// WithRevertTimeout bounds the revert (default 5 minutes: starting a control-plane
-// node container and its systemd takes tens of seconds).
+// WithRevertTimeout bounds the revert (default DefaultRevertTimeout; a fault
+// that is a RevertLimiter gets the longer of the two).
 func WithRevertTimeout(d time.Duration) GuardOption { return func(g *Guard) { g.revertTimeout = d } }
 
 // NewGuard returns a Guard journaling into l.
 func NewGuard(l *Ledger, opts ...GuardOption) *Guard {
-	g := &Guard{ledger: l, log: logr.Discard(), revertTimeout: 5 * time.Minute,
+	g := &Guard{ledger: l, log: logr.Discard(), revertTimeout: DefaultRevertTimeout,
 		signals: []os.Signal{os.Interrupt, syscall.SIGTERM}}
 	for _, o := range opts {
 		o(g)
@@ -209,7 +224,11 @@ func (g *Guard) Hold(ctx context.Context, f Recordable, timeout time.Duration, o
 // revert runs f.Revert on a context of its own (the caller's may be the very
 // thing that ended), then clears the ledger entry.
 func (g *Guard) revert(parent context.Context, f Fault, e Entry, sigs <-chan os.Signal) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), g.revertTimeout)
+	limit := g.revertTimeout
+	if rl, ok := f.(RevertLimiter); ok {
+		limit = max(limit, rl.RevertLimit())
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), limit)
 	defer cancel()
 	go func() {
 		select {

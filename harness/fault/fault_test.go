@@ -232,3 +232,36 @@ func TestRecoverUnknownKind(t *testing.T) {
 		t.Errorf("Recover = %v", err)
 	}
 }
+
+// patientFault's revert takes longer than the guard's default, and it says
+// so: powering a rack back on takes minutes.
+type patientFault struct{ reverted bool }
+
+func (f *patientFault) Name() string                 { return "ups-power-loss" }
+func (f *patientFault) Inject(context.Context) error { return nil }
+func (f *patientFault) Record() (string, any)        { return "test-patient", nil }
+func (f *patientFault) RevertLimit() time.Duration   { return 5 * time.Second }
+func (f *patientFault) Revert(ctx context.Context) error {
+	select {
+	case <-time.After(700 * time.Millisecond):
+		f.reverted = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestGuardGivesARevertTheTimeItNeeds(t *testing.T) {
+	l, err := fault.OpenLedger(filepath.Join(t.TempDir(), "ledger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := fault.NewGuard(l, fault.WithRevertTimeout(100*time.Millisecond))
+	f := &patientFault{}
+	if err := g.Hold(context.Background(), f, 0, nil); err != nil || !f.reverted {
+		t.Errorf("a revert that needs 700ms under a 100ms default and a 5s limit of its own: %v (reverted %v)", err, f.reverted)
+	}
+	if fault.LongestRevert() < 20*time.Minute {
+		t.Errorf("LongestRevert %s does not cover the power drill's two power-on waits", fault.LongestRevert())
+	}
+}

@@ -251,6 +251,13 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 
 // Revert is the power returning: the UPS master first (its UPS reporting OL
 // before upsmon starts), then every other machine in the shutdown's order.
+// upsRevertLimit bounds the power drill's revert: the UPS master powered on
+// and waited for, then every other machine at once, each waited for.
+const upsRevertLimit = 2*cluster.PowerOnLimit + time.Minute
+
+// RevertLimit implements RevertLimiter.
+func (f *UPSPowerLoss) RevertLimit() time.Duration { return upsRevertLimit }
+
 func (f *UPSPowerLoss) Revert(ctx context.Context) error {
 	if f.params.FSD != "" {
 		// The power returns: the UPS master first (a real UPS reports online

@@ -414,8 +414,8 @@ func (n *node) Running(ctx context.Context) (bool, error) {
 const RunningTimeout = 2 * time.Second
 
 // StartTimeout is how long Start waits for a machine it powered on (or asked
-// a person to) to answer SSH.
-var StartTimeout = 10 * time.Minute
+// a person to) to answer SSH; the faults' revert limits count on it.
+var StartTimeout = cluster.PowerOnLimit
 
 // Stop and Kill need a power switch the harness does not hold: on a real rack
 // machines power off by their own shutdown (the UPS drill's upsmon).
