@@ -27,6 +27,7 @@ type NodePower struct {
 	name  string
 	mode  PowerMode
 	nodes []cluster.Node
+	note  string
 }
 
 var _ Recordable = (*NodePower)(nil)
@@ -37,6 +38,9 @@ func NewNodePower(name string, mode PowerMode, nodes ...cluster.Node) *NodePower
 }
 
 func (f *NodePower) Name() string { return f.name }
+
+// WithNote says, in the plan, what the power loss stands for ("the NAS dies").
+func (f *NodePower) WithNote(note string) *NodePower { f.note = note; return f }
 
 // Inject powers every node down, in order, and stops at the first failure (the
 // guard reverts what was done).

@@ -1,10 +1,15 @@
 package fault
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/go-logr/logr"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -20,9 +25,16 @@ type Step struct {
 	Action string `json:"action"`
 }
 
+// Described is a fault that says, step by step, what it runs: the plan
+// printed by `rackdrill plan`, confirmed on a real rack, and the dead-man
+// timers are this very description of the fault that is then injected.
+type Described interface {
+	Steps() (inject, revert []Step)
+}
+
 // Plan says what a fault would do to a rack, without touching it: `rackdrill
-// plan` prints it, the ssh provider asks for confirmation of it, and the faults
-// are built from the same target choice.
+// plan` prints it and the ssh provider asks for confirmation of it. Its steps
+// are those of the fault Build makes for the run (see Action).
 type Plan struct {
 	Fault      string `json:"fault"`
 	Applicable bool   `json:"applicable"`
@@ -41,118 +53,192 @@ type Plan struct {
 	// Power: the fault powers machines off; on a real rack it needs
 	// --allow-power and a way to power every machine on again.
 	Power bool `json:"power,omitempty"`
-	// Remote are the commands the fault runs on a real rack's machines (ssh
-	// provider). The server kills name their machines "etcd leader" and
-	// "next server": they are chosen at injection.
-	Remote []RemoteStep `json:"remote,omitempty"`
 }
 
-// Placeholders of the server kills' steps, in order.
-var serverKillTargets = []string{"etcd leader", "next server"}
-
-// remote adds the steps of a fault run over SSH, each machine's dead-man
-// timer first.
-func (pl *Plan) remote(steps []RemoteStep) {
-	pl.Remote = steps
-	armed := map[string]bool{}
-	for _, s := range steps {
-		if !armed[s.Node] {
-			armed[s.Node] = true
-			pl.Inject = append(pl.Inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs every revert of this machine below by itself, last step first", deadMan(steps, s.Node))})
-		}
-		pl.Inject = append(pl.Inject, Step{s.Node, "sh -c " + shellQuote(s.Inject)})
-	}
-	for i := len(steps) - 1; i >= 0; i-- {
-		pl.Revert = append(pl.Revert, Step{steps[i].Node, "sh -c " + shellQuote(steps[i].Revert)})
-	}
-	done := map[string]bool{}
-	for _, s := range steps {
-		if !done[s.Node] {
-			done[s.Node] = true
-			pl.Revert = append(pl.Revert, Step{s.Node, "cancel the dead-man timer"})
-		}
-	}
+// Binder gives a fault being built its machines and the rack's API. There
+// are two: the plan's (PlanBinder: machines by name only, the ones chosen at
+// injection as placeholders, no API) and the run's (the provider's machines,
+// the etcd leader chosen from the rack's state, the rack's API).
+type Binder interface {
+	// Nodes returns the named machines.
+	Nodes(ctx context.Context, names ...string) ([]cluster.Node, error)
+	// Servers returns count servers, the one holding the etcd leader first,
+	// then the next in topology order.
+	Servers(ctx context.Context, count int) ([]cluster.Node, error)
+	// Kube is a client of the rack's API; nil when planning.
+	Kube() KubeClient
+	// Nodes lister and logger for faults that look their machines up again
+	// (the remote faults' heartbeat).
+	Lister() cluster.NodeLister
+	Log() logr.Logger
 }
 
-// shellQuote makes s one word for a POSIX shell, as the plan prints it.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+// Action is one fault of the matrix: on a rack and provider, whether it
+// applies and what it targets (scope, from the topology alone), and the fault
+// itself (build). PlanFor and Build both go through build, so that what the
+// plan prints is what runs.
+type Action struct {
+	scope func(r *topology.Rack, p topology.ProviderName) Plan
+	build func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error)
+}
 
-// PlanFor describes fault name on rack r under provider p.
+var actions = map[string]Action{}
+
+// PlanFor describes fault name on rack r under provider p: its scope, and the
+// steps of the fault built with placeholders for what is chosen at
+// injection.
 func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, error) {
-	if !slices.Contains(Names, name) {
+	a, ok := actions[name]
+	if !ok {
 		return Plan{}, fmt.Errorf("unknown fault %q (known: %s)", name, strings.Join(Names, ", "))
 	}
-	pl := Plan{Fault: name, Applicable: true}
-	na := func(why string) (Plan, error) { pl.Applicable, pl.Why = false, why; return pl, nil }
-	names := func(ns []*topology.Node) []string {
+	pl := a.scope(r, p)
+	pl.Fault = name
+	if !pl.Applicable {
+		return pl, nil
+	}
+	f, err := a.build(context.Background(), PlanBinder(r), r, p, pl)
+	if err != nil {
+		return pl, fmt.Errorf("plan fault %s: %w", name, err)
+	}
+	pl.Inject, pl.Revert = f.(Described).Steps()
+	return pl, nil
+}
+
+// Build makes fault name for the run, bound by b: the same builder as the
+// plan's, with the run's machines and API.
+func Build(ctx context.Context, name string, b Binder, r *topology.Rack, p topology.ProviderName) (Recordable, error) {
+	a, ok := actions[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown fault %q (known: %s)", name, strings.Join(Names, ", "))
+	}
+	pl := a.scope(r, p)
+	pl.Fault = name
+	if !pl.Applicable {
+		return nil, fmt.Errorf("fault %s does not apply to rack %s: %s", name, r.Metadata.Name, pl.Why)
+	}
+	return a.build(ctx, b, r, p, pl)
+}
+
+// placeholders of the servers chosen at injection, in order.
+var serverPlaceholders = []string{"etcd leader", "next server"}
+
+// planBinder binds a fault for its plan: every machine is a name that runs
+// nothing.
+type planBinder struct{ r *topology.Rack }
+
+// PlanBinder is the Binder of plans: nothing is read from or run on the rack.
+func PlanBinder(r *topology.Rack) Binder { return planBinder{r} }
+
+func (b planBinder) Nodes(_ context.Context, names ...string) ([]cluster.Node, error) {
+	var out []cluster.Node
+	for _, n := range names {
+		if b.r.Node(n) == nil && n != "serverlb" {
+			return nil, fmt.Errorf("node %s is not in the topology", n)
+		}
+		out = append(out, plannedNode(n))
+	}
+	return out, nil
+}
+
+func (b planBinder) Servers(_ context.Context, count int) ([]cluster.Node, error) {
+	var out []cluster.Node
+	for _, n := range serverPlaceholders[:count] {
+		out = append(out, plannedNode(n))
+	}
+	return out, nil
+}
+
+func (planBinder) Kube() KubeClient           { return nil }
+func (planBinder) Lister() cluster.NodeLister { return nil }
+func (planBinder) Log() logr.Logger           { return logr.Discard() }
+
+// errPlanned is what a planned fault's machines say if anything tries to
+// run on them.
+var errPlanned = errors.New("a planned fault cannot be injected")
+
+// plannedNode is a machine of a plan: a name.
+type plannedNode string
+
+func (n plannedNode) Name() string { return string(n) }
+
+func init() {
+	servers := func(r *topology.Rack) []string {
 		var out []string
-		for _, n := range ns {
+		for _, n := range r.NodesWithRole(topology.RoleServer) {
 			out = append(out, n.Name)
 		}
 		return out
 	}
-	servers := names(r.NodesWithRole(topology.RoleServer))
-	down := func(nodes []string, how string) {
-		for _, n := range nodes {
-			pl.Inject = append(pl.Inject, Step{n, how})
-			pl.Revert = append(pl.Revert, Step{n, powerOn(p)})
+	serverKill := func(count int) Action {
+		return Action{
+			scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+				s := servers(r)
+				switch {
+				case count == 1 && len(s) < 2:
+					return Plan{Why: fmt.Sprintf("the rack has %d server: killing it is not a failover", len(s))}
+				case len(s) < count:
+					return Plan{Why: fmt.Sprintf("the rack has %d server", len(s))}
+				}
+				pl := Plan{Applicable: true, Targets: s,
+					Choice:      "the server holding the etcd leader (so that an election happens)",
+					LosesQuorum: len(s)-count < len(s)/2+1}
+				if count == 2 {
+					pl.Choice += ", and the next server in topology order"
+				}
+				return pl
+			},
+			build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+				targets, err := b.Servers(ctx, count)
+				if err != nil {
+					return nil, err
+				}
+				if p == topology.ProviderSSH {
+					var steps []RemoteStep
+					for _, t := range targets {
+						st := ServiceSteps(r, topology.ServiceServer, pl.Targets[0])[0]
+						if r.Node(t.Name()) != nil {
+							st = ServiceSteps(r, topology.ServiceServer, t.Name())[0]
+						}
+						st.Node = t.Name()
+						steps = append(steps, st)
+					}
+					return NewRemote(pl.Fault, b.Lister(), b.Log(), steps...), nil
+				}
+				return NewNodePower(pl.Fault, PowerKill, targets...), nil
+			},
 		}
 	}
-	switch name {
-	case "server-kill-1", "server-kill-2":
-		count := 1
-		if name == "server-kill-2" {
-			count = 2
-		}
-		if len(servers) < count+1 && name == "server-kill-1" {
-			return na(fmt.Sprintf("the rack has %d server: killing it is not a failover", len(servers)))
-		}
-		if len(servers) < count {
-			return na(fmt.Sprintf("the rack has %d server", len(servers)))
-		}
-		pl.Targets = servers
-		pl.Choice = "the server holding the etcd leader (so that an election happens)"
-		if count == 2 {
-			pl.Choice += ", and the next server in topology order"
-		}
-		pl.LosesQuorum = len(servers)-count < len(servers)/2+1
-		if p == topology.ProviderSSH {
-			var steps []RemoteStep
-			for _, who := range serverKillTargets[:count] {
-				st := ServiceSteps(r, topology.ServiceServer, servers[0])[0]
-				st.Node = who
-				steps = append(steps, st)
+	actions["server-kill-1"] = serverKill(1)
+	actions["server-kill-2"] = serverKill(2)
+
+	actions["lb-master-lost"] = Action{
+		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+			ka := r.Spec.ControlPlane.Keepalived
+			if ka == nil || p == topology.ProviderK3d {
+				return Plan{Why: "no keepalived VIP in this rack (k3d's load balancer has no VRRP)"}
 			}
-			pl.remote(steps)
-			break
-		}
-		for _, who := range []string{"etcd leader", "next server"}[:count] {
-			pl.Inject = append(pl.Inject, Step{who, hardKill(p, r)})
-			pl.Revert = append(pl.Revert, Step{who, powerOn(p) + "; wait until it rejoins etcd"})
-		}
-	case "lb-master-lost":
-		ka := r.Spec.ControlPlane.Keepalived
-		if ka == nil || p == topology.ProviderK3d {
-			return na("no keepalived VIP in this rack (k3d's load balancer has no VRRP)")
-		}
-		master := ka.Master()
-		pl.Targets = []string{master}
-		if p == topology.ProviderSSH {
-			pl.remote(ServiceSteps(r, topology.ServiceKeepalived, master))
-		} else if len(r.Node(master).Roles) > 1 {
-			pl.Inject = append(pl.Inject, Step{master, "systemctl stop keepalived"})
-			pl.Revert = append(pl.Revert, Step{master, "systemctl start keepalived"})
-		} else {
-			down([]string{master}, "docker kill (the keepalived MASTER dies)")
-		}
-	case "cp-lb-lost":
+			return Plan{Applicable: true, Targets: []string{ka.Master()}}
+		},
+		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+			master := pl.Targets[0]
+			if p == topology.ProviderSSH {
+				return NewRemote(pl.Fault, b.Lister(), b.Log(), ServiceSteps(r, topology.ServiceKeepalived, master)...), nil
+			}
+			ns, err := b.Nodes(ctx, master)
+			if err != nil {
+				return nil, err
+			}
+			if len(r.Node(master).Roles) > 1 {
+				// The machine holds other roles: only its VRRP dies.
+				return NewExec(pl.Fault, ns[0], []string{"systemctl", "stop", "keepalived"}, []string{"systemctl", "start", "keepalived"}), nil
+			}
+			return NewNodePower(pl.Fault, PowerKill, ns...).WithNote("the keepalived MASTER dies"), nil
+		},
+	}
+
+	lbNodes := func(r *topology.Rack) []string {
 		cp := r.Spec.ControlPlane
-		if p == topology.ProviderK3d {
-			pl.Targets = []string{"serverlb"} // k3d's load balancer container
-			pl.Inject = []Step{{"serverlb", "docker stop (k3d's API load balancer)"}}
-			pl.Revert = []Step{{"serverlb", "docker start"}}
-			break
-		}
 		var lbs []string
 		if cp.Keepalived != nil {
 			for _, m := range cp.Keepalived.Members {
@@ -166,131 +252,216 @@ func PlanFor(name string, r *topology.Rack, p topology.ProviderName) (Plan, erro
 				}
 			}
 		}
-		if len(lbs) == 0 {
-			return na("the rack has no control-plane load balancer (spec.controlPlane.keepalived and haproxy are empty)")
-		}
-		pl.Targets = lbs
-		if p == topology.ProviderSSH {
-			var steps []RemoteStep
-			for _, n := range lbs {
-				if cp.Keepalived != nil && slices.ContainsFunc(cp.Keepalived.Members, func(m topology.KeepalivedMember) bool { return m.Node == n }) {
-					steps = append(steps, ServiceSteps(r, topology.ServiceKeepalived, n)...)
-				}
-				if cp.HAProxy != nil && slices.Contains(cp.HAProxy.Nodes, n) {
-					steps = append(steps, ServiceSteps(r, topology.ServiceHAProxy, n)...)
-				}
+		return lbs
+	}
+	actions["cp-lb-lost"] = Action{
+		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+			if p == topology.ProviderK3d {
+				return Plan{Applicable: true, Targets: []string{"serverlb"}} // k3d's load balancer container
 			}
-			pl.remote(steps)
-			break
-		}
-		for _, n := range lbs {
-			if p == topology.ProviderSSH || len(r.Node(n).Roles) > 1 {
-				pl.Inject = append(pl.Inject, Step{n, "systemctl stop keepalived haproxy"})
-				pl.Revert = append(pl.Revert, Step{n, "systemctl start haproxy keepalived"})
-			} else {
-				down([]string{n}, "docker stop")
+			lbs := lbNodes(r)
+			if len(lbs) == 0 {
+				return Plan{Why: "the rack has no control-plane load balancer (spec.controlPlane.keepalived and haproxy are empty)"}
 			}
-		}
-	case "metallb-dropped":
-		m := r.Spec.MetalLB
-		if m == nil {
-			return na("the rack has no MetalLB (spec.metallb is empty)")
-		}
-		pl.Targets = []string{m.Namespace + "/controller", m.Namespace + "/speaker"}
-		pl.Inject = []Step{
-			{"cluster", fmt.Sprintf("scale Deployment %s/controller to 0", m.Namespace)},
-			{"cluster", fmt.Sprintf("move DaemonSet %s/speaker off every node (a nodeSelector no node has)", m.Namespace)},
-		}
-		pl.Revert = []Step{{"cluster", "restore the exact previous specs of both"}}
-	case "tunnel-client-cut":
-		t := r.Spec.Tunnel
-		if t == nil {
-			return na("the rack has no tunnel (spec.tunnel is empty)")
-		}
-		obj := t.Client.Namespace + "/" + t.Client.Deployment
-		pl.Targets = []string{obj}
-		pl.Inject = []Step{{"cluster", "scale Deployment " + obj + " to 0"}}
-		pl.Revert = []Step{{"cluster", "scale Deployment " + obj + " back to its previous replicas"}}
-	case "tunnel-server-lost":
-		t := r.Spec.Tunnel
-		if t == nil {
-			return na("the rack has no tunnel (spec.tunnel is empty)")
-		}
-		pl.Targets = []string{t.Server.Node}
-		if p == topology.ProviderSSH {
-			pl.remote(ServiceSteps(r, topology.ServiceTunnelServer, t.Server.Node))
-		} else {
-			down([]string{t.Server.Node}, "docker stop (the VPS dies)")
-		}
-	case "nfs-lost":
-		s := r.Spec.Storage
-		if s == nil || s.NFS == nil {
-			return na("the rack has no NFS server (spec.storage.nfs is empty)")
-		}
-		pl.Targets = []string{s.NFS.Node}
-		if p == topology.ProviderSSH {
-			pl.remote(ServiceSteps(r, topology.ServiceNFS, s.NFS.Node))
-		} else {
-			down([]string{s.NFS.Node}, "docker stop (the NAS dies)")
-		}
-	case "worker-lost":
-		workers := names(r.NodesWithRole(topology.RoleWorker))
-		if len(workers) < 2 {
-			return na(fmt.Sprintf("the rack has %d worker: losing it is not a failover", len(workers)))
-		}
-		pl.Targets = workers[:1]
-		if p == topology.ProviderSSH {
-			pl.remote(ServiceSteps(r, topology.ServiceWorker, workers[0]))
-			break
-		}
-		pl.Inject = []Step{{workers[0], hardKill(p, r)}}
-		pl.Revert = []Step{{workers[0], powerOn(p) + "; wait until it is Ready"}}
-	case "ups-power-loss":
-		u := r.Spec.UPS
-		if u == nil {
-			return na("the rack has no UPS (spec.ups is empty)")
-		}
-		if p == topology.ProviderK3d {
-			return na("k3d has no machines to power off")
-		}
-		pl.Power = true
-		pl.Targets = append(pl.Targets, u.Node)
-		if p == topology.ProviderSSH {
-			// Every machine's own way back, UPS master first.
-			pl.Targets = append(pl.Targets, slices.Concat(u.ShutdownOrder...)...)
+			return Plan{Applicable: true, Targets: lbs}
+		},
+		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+			if p == topology.ProviderK3d {
+				ns, err := b.Nodes(ctx, pl.Targets...)
+				if err != nil {
+					return nil, err
+				}
+				return NewNodePower(pl.Fault, PowerStop, ns...).WithNote("k3d's API load balancer"), nil
+			}
+			cp := r.Spec.ControlPlane
+			isKeepalived := func(n string) bool {
+				return cp.Keepalived != nil && slices.ContainsFunc(cp.Keepalived.Members, func(m topology.KeepalivedMember) bool { return m.Node == n })
+			}
+			isHAProxy := func(n string) bool { return cp.HAProxy != nil && slices.Contains(cp.HAProxy.Nodes, n) }
+			if p == topology.ProviderSSH {
+				var steps []RemoteStep
+				for _, n := range pl.Targets {
+					if isKeepalived(n) {
+						steps = append(steps, ServiceSteps(r, topology.ServiceKeepalived, n)...)
+					}
+					if isHAProxy(n) {
+						steps = append(steps, ServiceSteps(r, topology.ServiceHAProxy, n)...)
+					}
+				}
+				return NewRemote(pl.Fault, b.Lister(), b.Log(), steps...), nil
+			}
+			var parts []Recordable
+			var whole []cluster.Node
 			for _, n := range pl.Targets {
-				how := "no way documented (spec.nodes[].power): the drill refuses"
-				if pw := r.Node(n).Power; pw != nil && pw.Command != "" {
-					how = "power on here: sh -c " + shellQuote(pw.Command)
-				} else if pw != nil && pw.Manual {
-					how = "a person is asked to power it on"
+				ns, err := b.Nodes(ctx, n)
+				if err != nil {
+					return nil, err
 				}
-				pl.Revert = append(pl.Revert, Step{n, how + "; wait until it answers SSH"})
+				if len(r.Node(n).Roles) == 1 {
+					whole = append(whole, ns[0])
+					continue
+				}
+				// A machine that holds other roles keeps them: only its load
+				// balancing stops.
+				var stop, start []string
+				if isKeepalived(n) {
+					stop, start = append(stop, "keepalived"), append(start, "keepalived")
+				}
+				if isHAProxy(n) {
+					stop, start = append(stop, "haproxy"), append([]string{"haproxy"}, start...)
+				}
+				parts = append(parts, NewExec(pl.Fault, ns[0], append([]string{"systemctl", "stop"}, stop...), append([]string{"systemctl", "start"}, start...)))
 			}
-			pl.Inject = []Step{
-				{u.Node, "sh -c " + shellQuote(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop) + " (upsmon forces the shutdown)"},
-				{u.Node, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(u.ShutdownOrder), u.BatteryBudget.Duration)},
+			if len(whole) > 0 {
+				parts = append([]Recordable{NewNodePower(pl.Fault, PowerStop, whole...)}, parts...)
 			}
-			break
-		}
-		for i, stage := range u.ShutdownOrder {
-			pl.Targets = append(pl.Targets, stage...)
-			pl.Revert = append(pl.Revert, Step{strings.Join(stage, ", "), fmt.Sprintf("%s (stage %d)", powerOn(p), i+1)})
-		}
-		pl.Inject = []Step{
-			{u.Node, fmt.Sprintf("NUT %s: ups.status OL -> OB -> OB LB", u.Driver)},
-			{u.Node, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(u.ShutdownOrder), u.BatteryBudget.Duration)},
-		}
-		pl.Revert = append([]Step{{u.Node, powerOn(p) + " (power returns: UPS master first)"}}, pl.Revert...)
+			if len(parts) == 1 {
+				return parts[0], nil
+			}
+			return NewAll(pl.Fault, parts...), nil
+		},
 	}
-	return pl, nil
+
+	actions["metallb-dropped"] = Action{
+		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+			m := r.Spec.MetalLB
+			if m == nil {
+				return Plan{Why: "the rack has no MetalLB (spec.metallb is empty)"}
+			}
+			return Plan{Applicable: true, Targets: []string{m.Namespace + "/controller", m.Namespace + "/speaker"}}
+		},
+		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+			ns := r.Spec.MetalLB.Namespace
+			ctrl, err := NewScale(ctx, pl.Fault, b.Kube(), ns, "controller")
+			if err != nil {
+				return nil, err
+			}
+			speakers, err := NewUnschedule(ctx, pl.Fault, b.Kube(), ns, "speaker")
+			if err != nil {
+				return nil, err
+			}
+			return NewAll(pl.Fault, ctrl, speakers), nil
+		},
+	}
+
+	actions["tunnel-client-cut"] = Action{
+		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+			t := r.Spec.Tunnel
+			if t == nil {
+				return Plan{Why: "the rack has no tunnel (spec.tunnel is empty)"}
+			}
+			return Plan{Applicable: true, Targets: []string{t.Client.Namespace + "/" + t.Client.Deployment}}
+		},
+		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+			c := r.Spec.Tunnel.Client
+			return NewScale(ctx, pl.Fault, b.Kube(), c.Namespace, c.Deployment)
+		},
+	}
+
+	// A machine of its own (the VPS, the NAS) dies, or on a real rack its
+	// service stops.
+	machineLoss := func(svc topology.Service, why func(r *topology.Rack) string, node func(r *topology.Rack) string, note string) Action {
+		return Action{
+			scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+				if w := why(r); w != "" {
+					return Plan{Why: w}
+				}
+				return Plan{Applicable: true, Targets: []string{node(r)}}
+			},
+			build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+				if p == topology.ProviderSSH {
+					return NewRemote(pl.Fault, b.Lister(), b.Log(), ServiceSteps(r, svc, pl.Targets[0])...), nil
+				}
+				ns, err := b.Nodes(ctx, pl.Targets...)
+				if err != nil {
+					return nil, err
+				}
+				return NewNodePower(pl.Fault, PowerStop, ns...).WithNote(note), nil
+			},
+		}
+	}
+	actions["tunnel-server-lost"] = machineLoss(topology.ServiceTunnelServer,
+		func(r *topology.Rack) string {
+			if r.Spec.Tunnel == nil {
+				return "the rack has no tunnel (spec.tunnel is empty)"
+			}
+			return ""
+		},
+		func(r *topology.Rack) string { return r.Spec.Tunnel.Server.Node }, "the VPS dies")
+	actions["nfs-lost"] = machineLoss(topology.ServiceNFS,
+		func(r *topology.Rack) string {
+			if s := r.Spec.Storage; s == nil || s.NFS == nil {
+				return "the rack has no NFS server (spec.storage.nfs is empty)"
+			}
+			return ""
+		},
+		func(r *topology.Rack) string { return r.Spec.Storage.NFS.Node }, "the NAS dies")
+
+	actions["worker-lost"] = Action{
+		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+			workers := r.NodesWithRole(topology.RoleWorker)
+			if len(workers) < 2 {
+				return Plan{Why: fmt.Sprintf("the rack has %d worker: losing it is not a failover", len(workers))}
+			}
+			return Plan{Applicable: true, Targets: []string{workers[0].Name}}
+		},
+		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+			if p == topology.ProviderSSH {
+				return NewRemote(pl.Fault, b.Lister(), b.Log(), ServiceSteps(r, topology.ServiceWorker, pl.Targets[0])...), nil
+			}
+			ns, err := b.Nodes(ctx, pl.Targets...)
+			if err != nil {
+				return nil, err
+			}
+			return NewNodePower(pl.Fault, PowerKill, ns...), nil
+		},
+	}
+
+	actions["ups-power-loss"] = Action{
+		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
+			u := r.Spec.UPS
+			if u == nil {
+				return Plan{Why: "the rack has no UPS (spec.ups is empty)"}
+			}
+			if p == topology.ProviderK3d {
+				return Plan{Why: "k3d has no machines to power off"}
+			}
+			return Plan{Applicable: true, Power: true, Targets: append([]string{u.Node}, slices.Concat(u.ShutdownOrder...)...)}
+		},
+		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
+			u := r.Spec.UPS
+			master, err := b.Nodes(ctx, u.Node)
+			if err != nil {
+				return nil, err
+			}
+			var stages [][]cluster.Node
+			for _, st := range u.ShutdownOrder {
+				ns, err := b.Nodes(ctx, st...)
+				if err != nil {
+					return nil, err
+				}
+				stages = append(stages, ns)
+			}
+			f := NewUPSPowerLoss(pl.Fault, master[0], u.Name, stages, u.BatteryBudget.Duration)
+			if p == topology.ProviderSSH {
+				// A real UPS is not played with: upsmon forces the shutdown,
+				// and each machine comes back by its spec.nodes[].power.
+				f.WithForcedShutdown(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop)
+				f.powerOn = map[string]string{}
+				for _, n := range pl.Targets {
+					how := "no way documented (spec.nodes[].power): the drill refuses"
+					if pw := r.Node(n).Power; pw != nil && pw.Command != "" {
+						how = "power on here: sh -c " + shellQuote(pw.Command)
+					} else if pw != nil && pw.Manual {
+						how = "a person is asked to power it on"
+					}
+					f.powerOn[n] = how + "; wait until it answers SSH"
+				}
+			}
+			return f, nil
+		},
+	}
 }
 
-func hardKill(topology.ProviderName, *topology.Rack) string { return "docker kill (hard power loss)" }
-
-func powerOn(p topology.ProviderName) string {
-	if p == topology.ProviderSSH {
-		return "power on (spec.nodes[].power: its command, or a person asked to), wait until it answers SSH"
-	}
-	return "docker start"
-}
+// shellQuote makes s one word for a POSIX shell, as the plan prints it.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

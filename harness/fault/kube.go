@@ -20,6 +20,9 @@ import (
 // it, and `rackdrill recover` passes the same through Env.
 type KubeClient func(ctx context.Context) (kubernetes.Interface, error)
 
+// noKube is the client of a planned fault: it reaches nothing.
+func noKube(context.Context) (kubernetes.Interface, error) { return nil, errPlanned }
+
 // DropSelectorKey is the nodeSelector key no node has: a DaemonSet that must
 // selects it runs nowhere.
 const DropSelectorKey = "rackdrill.dev/fault"
@@ -36,7 +39,12 @@ type Scale struct {
 
 // NewScale reads the Deployment's replicas now, so that the revert restores
 // exactly them.
+//
+// With no client (a plan), it is only described.
 func NewScale(ctx context.Context, name string, kube KubeClient, namespace, deployment string) (*Scale, error) {
+	if kube == nil {
+		return &Scale{name: name, kube: noKube, Namespace: namespace, Object: deployment}, nil
+	}
 	cs, err := kube(ctx)
 	if err != nil {
 		return nil, err
@@ -87,7 +95,11 @@ type Unschedule struct {
 }
 
 // NewUnschedule reads the DaemonSet's nodeSelector now.
+// With no client (a plan), it is only described.
 func NewUnschedule(ctx context.Context, name string, kube KubeClient, namespace, daemonSet string) (*Unschedule, error) {
+	if kube == nil {
+		return &Unschedule{name: name, kube: noKube, Namespace: namespace, Object: daemonSet}, nil
+	}
 	cs, err := kube(ctx)
 	if err != nil {
 		return nil, err

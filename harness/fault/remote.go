@@ -56,8 +56,8 @@ type Remote struct {
 	nodes cluster.NodeLister
 	log   logr.Logger
 
-	ID    string       `json:"id"`
-	Steps []RemoteStep `json:"steps"`
+	ID   string       `json:"id"`
+	Cmds []RemoteStep `json:"steps"`
 
 	mu      sync.Mutex
 	gen     map[string]int // the armed generation per node
@@ -71,7 +71,7 @@ var _ Recordable = (*Remote)(nil)
 func NewRemote(name string, nodes cluster.NodeLister, log logr.Logger, steps ...RemoteStep) *Remote {
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	return &Remote{name: name, nodes: nodes, log: log, ID: hex.EncodeToString(b[:]), Steps: steps, gen: map[string]int{}}
+	return &Remote{name: name, nodes: nodes, log: log, ID: hex.EncodeToString(b[:]), Cmds: steps, gen: map[string]int{}}
 }
 
 func (f *Remote) Name() string { return f.name }
@@ -137,9 +137,9 @@ func machines(steps []RemoteStep) []string {
 func (f *Remote) armCommand(node string, gen int) []string {
 	return []string{"systemd-run", "--quiet", "--unit=" + f.unit(gen),
 		"--description=rackdrill dead-man timer: reverts " + f.name + " if the harness is gone",
-		fmt.Sprintf("--on-active=%ds", int(deadMan(f.Steps, node).Round(time.Second)/time.Second)),
+		fmt.Sprintf("--on-active=%ds", int(deadMan(f.Cmds, node).Round(time.Second)/time.Second)),
 		"--timer-property=AccuracySec=1s",
-		"/bin/sh", "-c", DeadManScript(f.Steps, node)}
+		"/bin/sh", "-c", DeadManScript(f.Cmds, node)}
 }
 
 // disarmCommand cancels every dead-man timer of the fault on a machine (and
@@ -177,7 +177,7 @@ func (f *Remote) arm(ctx context.Context, n cluster.Node) error {
 // the timers armed until Revert.
 func (f *Remote) Inject(ctx context.Context) error {
 	armed := map[string]bool{}
-	for _, s := range f.Steps {
+	for _, s := range f.Cmds {
 		n, err := f.node(ctx, s.Node)
 		if err != nil {
 			return err
@@ -203,8 +203,8 @@ func (f *Remote) Inject(ctx context.Context) error {
 // heartbeat re-arms every machine's timer each third of its delay.
 func (f *Remote) heartbeat(ctx context.Context) {
 	defer f.beating.Done()
-	period := f.Steps[0].DeadMan
-	for _, s := range f.Steps {
+	period := f.Cmds[0].DeadMan
+	for _, s := range f.Cmds {
 		period = min(period, s.DeadMan)
 	}
 	tick := time.NewTicker(period / 3)
@@ -215,7 +215,7 @@ func (f *Remote) heartbeat(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		for _, node := range machines(f.Steps) {
+		for _, node := range machines(f.Cmds) {
 			actx, cancel := context.WithTimeout(ctx, period/3)
 			n, err := f.node(actx, node)
 			if err == nil {
@@ -223,7 +223,7 @@ func (f *Remote) heartbeat(ctx context.Context) {
 			}
 			cancel()
 			if err != nil {
-				f.log.Error(err, "could not re-arm the dead-man timer: it will revert the fault by itself if this goes on", "node", node, "delay", deadMan(f.Steps, node))
+				f.log.Error(err, "could not re-arm the dead-man timer: it will revert the fault by itself if this goes on", "node", node, "delay", deadMan(f.Cmds, node))
 			}
 		}
 	}
@@ -240,8 +240,8 @@ func (f *Remote) Revert(ctx context.Context) error {
 	}
 	var errs []error
 	failed := map[string]bool{}
-	for i := len(f.Steps) - 1; i >= 0; i-- {
-		s := f.Steps[i]
+	for i := len(f.Cmds) - 1; i >= 0; i-- {
+		s := f.Cmds[i]
 		n, err := f.node(ctx, s.Node)
 		if err == nil {
 			var stderr strings.Builder
@@ -254,7 +254,7 @@ func (f *Remote) Revert(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, node := range machines(f.Steps) {
+	for _, node := range machines(f.Cmds) {
 		if failed[node] {
 			continue // a machine that did not revert keeps its timer
 		}
@@ -276,7 +276,7 @@ func init() {
 		if err := json.Unmarshal(raw, f); err != nil {
 			return nil, fmt.Errorf("fault %s: %w", name, err)
 		}
-		if f.ID == "" || len(f.Steps) == 0 {
+		if f.ID == "" || len(f.Cmds) == 0 {
 			return nil, fmt.Errorf("fault %s: ledger entry has no steps", name)
 		}
 		if env.Nodes == nil {

@@ -35,6 +35,9 @@ type UPSPowerLoss struct {
 	// onBattery is when the UPS reported OB: the battery budget runs from it.
 	onBattery time.Time
 	halts     []HaltRecord
+	// powerOn says, per machine of a real rack, how its power comes back
+	// (the plan's words for its spec.nodes[].power).
+	powerOn map[string]string
 }
 
 type upsParams struct {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/onsi/ginkgo/v2"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
@@ -45,7 +46,9 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	if in.Probes, in.Unprobed, in.Data, err = e.probes(); err != nil {
 		return in, fmt.Errorf("drill %s: %w", row.Fault, err)
 	}
-	in.Build = func(ctx context.Context) (fault.Recordable, error) { return e.buildFault(ctx, row.Fault, plan) }
+	in.Build = func(ctx context.Context) (fault.Recordable, error) {
+		return fault.Build(ctx, row.Fault, runBinder{e}, e.Rack, e.Provider)
+	}
 	in.Snapshot = e.snapshot
 	in.OnSteady = func(s rackstate.Snapshot) error {
 		return rackstate.SaveSteady(rackstate.SteadyFile(e.Artifacts),
@@ -105,110 +108,38 @@ func (e *Env) dump(ctx context.Context, dir string) error {
 	return rackstate.Dump(ctx, dir, e.Rack, nodes, cs, slices.Compact(ns))
 }
 
-// buildFault binds a fault to the rack: its nodes, or its cluster objects.
-func (e *Env) buildFault(ctx context.Context, name string, plan fault.Plan) (fault.Recordable, error) {
-	nodes, err := e.Nodes.Nodes(ctx)
+// runBinder binds a drill's fault to the rack: the provider's machines, the
+// servers chosen from etcd's state, the rack's API. The plan's binder is
+// fault.PlanBinder; the fault is built by the same code for both.
+type runBinder struct{ e *Env }
+
+func (b runBinder) Nodes(ctx context.Context, names ...string) ([]cluster.Node, error) {
+	nodes, err := b.e.Nodes.Nodes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	byName := func(names ...string) ([]cluster.Node, error) {
-		ns, err := cluster.ByName(nodes, names...)
-		if err != nil {
-			return nil, fmt.Errorf("fault %s: %w", name, err)
-		}
-		return ns, nil
-	}
-	spec := e.Rack.Spec
-	if e.Provider == topology.ProviderSSH {
-		if f, err := e.remoteFault(ctx, name, plan, nodes); f != nil || err != nil {
-			return f, err
-		}
-	}
-	switch name {
-	case "server-kill-1", "server-kill-2":
-		targets, err := e.etcdLeaderFirst(ctx, nodes)
-		if err != nil {
-			return nil, fmt.Errorf("fault %s: %w", name, err)
-		}
-		count := 1
-		if name == "server-kill-2" {
-			count = 2
-		}
-		e.Log.Info("servers to kill", "fault", name, "targets", names(targets[:count]), "why", "the first holds the etcd leader")
-		return fault.NewNodePower(name, fault.PowerKill, targets[:count]...), nil
-	case "lb-master-lost", "worker-lost":
-		targets, err := byName(plan.Targets...)
-		if err != nil {
-			return nil, err
-		}
-		return fault.NewNodePower(name, fault.PowerKill, targets...), nil
-	case "cp-lb-lost", "tunnel-server-lost", "nfs-lost":
-		targets, err := byName(plan.Targets...)
-		if err != nil {
-			return nil, err
-		}
-		return fault.NewNodePower(name, fault.PowerStop, targets...), nil
-	case "metallb-dropped":
-		ctrl, err := fault.NewScale(ctx, name, e.Kube, spec.MetalLB.Namespace, "controller")
-		if err != nil {
-			return nil, err
-		}
-		speakers, err := fault.NewUnschedule(ctx, name, e.Kube, spec.MetalLB.Namespace, "speaker")
-		if err != nil {
-			return nil, err
-		}
-		return fault.NewAll(name, ctrl, speakers), nil
-	case "tunnel-client-cut":
-		return fault.NewScale(ctx, name, e.Kube, spec.Tunnel.Client.Namespace, spec.Tunnel.Client.Deployment)
-	case "ups-power-loss":
-		u := spec.UPS
-		master, err := byName(u.Node)
-		if err != nil {
-			return nil, err
-		}
-		var stages [][]cluster.Node
-		for _, st := range u.ShutdownOrder {
-			ns, err := byName(st...)
-			if err != nil {
-				return nil, err
-			}
-			stages = append(stages, ns)
-		}
-		f := fault.NewUPSPowerLoss(name, master[0], u.Name, stages, u.BatteryBudget.Duration)
-		if e.Provider == topology.ProviderSSH {
-			// A real UPS is not played with: upsmon forces the shutdown, and
-			// each machine comes back by its spec.nodes[].power.
-			f.WithForcedShutdown(e.Rack.ServiceCommands(topology.ServiceUPS, u.Node).Stop)
-		}
-		return f, nil
-	}
-	return nil, fmt.Errorf("fault %s cannot be injected on provider %s by this version of rackdrill", name, e.Provider)
+	return cluster.ByName(nodes, names...)
 }
 
-// remoteFault binds the faults that run commands on a real rack's machines,
-// each behind its dead-man timer, to the plan's steps; nil for the faults that
-// act through the API (MetalLB, the tunnel client), which are the same on
-// every provider.
-func (e *Env) remoteFault(ctx context.Context, name string, plan fault.Plan, nodes []cluster.Node) (fault.Recordable, error) {
-	if len(plan.Remote) == 0 {
-		return nil, nil
+func (b runBinder) Servers(ctx context.Context, count int) ([]cluster.Node, error) {
+	nodes, err := b.e.Nodes.Nodes(ctx)
+	if err != nil {
+		return nil, err
 	}
-	steps := slices.Clone(plan.Remote)
-	if name == "server-kill-1" || name == "server-kill-2" {
-		targets, err := e.etcdLeaderFirst(ctx, nodes)
-		if err != nil {
-			return nil, fmt.Errorf("fault %s: %w", name, err)
-		}
-		if len(targets) < len(steps) {
-			return nil, fmt.Errorf("fault %s: %d servers, %d to kill", name, len(targets), len(steps))
-		}
-		e.Log.Info("servers to kill", "fault", name, "targets", names(targets[:len(steps)]), "why", "the first holds the etcd leader")
-		for i := range steps {
-			steps[i] = fault.ServiceSteps(e.Rack, topology.ServiceServer, targets[i].Name())[0]
-		}
+	targets, err := b.e.etcdLeaderFirst(ctx, nodes)
+	if err != nil {
+		return nil, err
 	}
-	return fault.NewRemote(name, e.Nodes, e.Log, steps...), nil
+	if len(targets) < count {
+		return nil, fmt.Errorf("%d servers up, %d to kill", len(targets), count)
+	}
+	b.e.Log.Info("servers to kill", "targets", names(targets[:count]), "why", "the first holds the etcd leader")
+	return targets[:count], nil
 }
+
+func (b runBinder) Kube() fault.KubeClient     { return b.e.Kube }
+func (b runBinder) Lister() cluster.NodeLister { return b.e.Nodes }
+func (b runBinder) Log() logr.Logger           { return b.e.Log }
 
 // etcdLeaderFirst orders the servers with the one holding the etcd leader
 // first, then the others in topology order.
