@@ -101,3 +101,32 @@ func (f failing) Name() string { return string(f) }
 func (f failing) Check(context.Context) probe.Result {
 	return probe.Result{Err: errors.New("connection refused")}
 }
+
+// A fault whose effect is not seen did not take effect: the drill is broken,
+// never held nor a deviation, whatever the probes said (here all green, as
+// they would be if the fault did nothing).
+func TestFaultThatDidNotTakeEffectIsBroken(t *testing.T) {
+	in := quickInput(t, &brokenFault{})
+	in.Effect = func(fault.Recordable) (fault.Effect, error) {
+		return fault.Effect{What: "the NFS server refuses NFS", Within: 300 * time.Millisecond,
+			Check: func(context.Context) error { return errors.New("still accepting connections: 10.0.0.1:2049") }}, nil
+	}
+	out, err := scenarios.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Result.Verdict != matrix.Broken || !out.Failed() || out.Effect == nil || out.Effect.Seen {
+		t.Fatalf("verdict %s, effect %+v", out.Result.Verdict, out.Effect)
+	}
+	if c := out.Checks[0]; c.OK || !strings.Contains(c.Detail, "fault did not take effect") || !strings.Contains(c.Detail, "10.0.0.1:2049") {
+		t.Errorf("check %+v", c)
+	}
+	// Seen: a passing check that says when.
+	in = quickInput(t, &brokenFault{})
+	in.Effect = func(fault.Recordable) (fault.Effect, error) {
+		return fault.Effect{What: "seen", Within: time.Second, Check: func(context.Context) error { return nil }}, nil
+	}
+	if out, err := scenarios.Run(context.Background(), in); err != nil || out.Failed() || !out.Effect.Seen || !out.Checks[0].OK {
+		t.Errorf("seen effect: err %v, failed %v, effect %+v", err, out.Failed(), out.Effect)
+	}
+}

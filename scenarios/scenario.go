@@ -38,6 +38,11 @@ type ScenarioInput struct {
 	// is green, so that targets that depend on the rack's state (the etcd
 	// leader) are chosen then.
 	Build func(ctx context.Context) (fault.Recordable, error)
+	// Effect, when set, gives the effect the built fault must be seen to
+	// have once injected (fault.EffectOf): not seen within its budget, the
+	// drill is broken ("the fault did not take effect"), whatever the probes
+	// said and whatever the deviations declare.
+	Effect func(f fault.Recordable) (fault.Effect, error)
 	// Guard journals and always reverts the fault.
 	Guard *fault.Guard
 	// Probes are sampled throughout; Unprobed names the matrix probes this rack
@@ -86,6 +91,8 @@ type Outcome struct {
 	Checks []Check `json:"checks,omitempty"`
 	// Details the fault reports about itself (the UPS drill's halts).
 	Details any `json:"details,omitempty"`
+	// Effect is whether the fault was seen to take effect, and when.
+	Effect *fault.EffectResult `json:"effect,omitempty"`
 	// Dump is where the artifacts of a failed drill are.
 	Dump string `json:"dump,omitempty"`
 	// Error is why the drill itself failed (not steady, injection failed,
@@ -246,6 +253,14 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	if err != nil {
 		return out, fmt.Errorf("build fault %s: %w", row.Fault, err)
 	}
+	var effect *fault.Effect
+	if in.Effect != nil {
+		e, err := in.Effect(f)
+		if err != nil {
+			return out, fmt.Errorf("effect of fault %s: %w", row.Fault, err)
+		}
+		effect = &e
+	}
 	marked := &markedFault{Recordable: f}
 	awaiter, _ := f.(fault.Awaiter)
 	holdFor := row.Observe.Duration + in.Timeout + row.Recovery.Duration
@@ -257,6 +272,18 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	holdErr := in.Guard.Hold(ctx, marked, holdFor, func(ctx context.Context) error {
 		log.Info("fault in place; observing", "observe", row.Observe.Duration)
 		in.phase("fault in place")
+		effected := make(chan fault.EffectResult, 1)
+		if effect != nil {
+			go func() {
+				r := effect.Wait(ctx, marked.injectedAt)
+				if r.Seen {
+					log.Info("the fault took effect", "effect", r.What, "after", r.After.Round(100*time.Millisecond))
+				} else {
+					log.Info("THE FAULT DID NOT TAKE EFFECT", "effect", r.What, "within", r.Within, "seen instead", r.Detail)
+				}
+				effected <- r
+			}()
+		}
 		awaited := make(chan error, 1)
 		if awaiter != nil {
 			go func() { awaited <- awaiter.Await(ctx) }()
@@ -267,6 +294,12 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(row.Observe.Duration):
+		}
+		if effect != nil {
+			// Within the fault window: a budget longer than the observation
+			// holds the fault until it ends.
+			r := <-effected
+			out.Effect = &r
 		}
 		aerr := <-awaited
 		if awaiter != nil {
@@ -307,8 +340,20 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	w.End = time.Now()
 	out.Timelines = stop()
 	stopped = true
-	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w,
-		matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps()})
+	judging := matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps()}
+	if out.Effect != nil && !out.Effect.Seen {
+		judging.Deviations = nil // no deviation excuses a fault that did nothing
+	}
+	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w, judging)
+	if e := out.Effect; e != nil {
+		c := Check{Name: "the fault took effect: " + e.What, OK: e.Seen,
+			Detail: fmt.Sprintf("seen %s after the injection (budget %s)", e.After.Round(100*time.Millisecond), e.Within)}
+		if !e.Seen {
+			c.Detail = fmt.Sprintf("fault did not take effect: not seen within %s of the injection; seen instead: %s", e.Within, e.Detail)
+			out.Result.Verdict = matrix.Broken
+		}
+		out.Checks = append([]Check{c}, out.Checks...)
+	}
 	if in.Snapshot != nil && ctx.Err() == nil {
 		in.phase("residue check")
 		limit := in.ResidueTimeout

@@ -176,6 +176,10 @@ func TestPlanIsWhatRuns(t *testing.T) {
 					if !slices.Equal(planIn, runIn) || !slices.Equal(planRe, runRe) {
 						t.Fatalf("the plan differs from the run's fault:\nplan inject %q\nrun  inject %q\nplan revert %q\nrun  revert %q", planIn, runIn, planRe, runRe)
 					}
+					// Every fault that applies has its effect check.
+					if e, err := EffectOf(f, b, r, p); err != nil || e.What == "" || e.Within <= 0 || e.Check == nil {
+						t.Errorf("effect: %+v, %v", e, err)
+					}
 					if _, ok := f.(*UPSPowerLoss); ok {
 						return // its injection waits for a UPS and machines halting: the lab drills it
 					}

@@ -49,6 +49,9 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	in.Build = func(ctx context.Context) (fault.Recordable, error) {
 		return fault.Build(ctx, row.Fault, runBinder{e}, e.Rack, e.Provider)
 	}
+	in.Effect = func(f fault.Recordable) (fault.Effect, error) {
+		return fault.EffectOf(f, runBinder{e}, e.Rack, e.Provider)
+	}
 	in.Snapshot = e.snapshot
 	in.OnSteady = func(s rackstate.Snapshot) error {
 		return rackstate.SaveSteady(rackstate.SteadyFile(e.Artifacts),
