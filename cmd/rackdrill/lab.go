@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/go-logr/logr"
 	"io"
 	"os/signal"
 	"strings"
@@ -216,7 +217,7 @@ func apiStatus(ctx context.Context, p *containers.Provider, r *topology.Rack) st
 // printProbes runs once each probe that only looks (heal deletes a pod and
 // data needs records written before a fault: drills run those).
 func printProbes(ctx context.Context, out io.Writer, p *containers.Provider, r *topology.Rack) {
-	probes, unprobed, _, err := probe.ForRack(ctx, r, p)
+	probes, unprobed, _, err := probe.ForRack(ctx, r, p, logr.Discard())
 	if err != nil {
 		fmt.Fprintf(out, "probes: %v\n", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
@@ -28,7 +29,7 @@ const (
 // the provider's Internet vantage point when it has one), and apps, storage and
 // data through every node's agent. Probes of parts the rack does not have are
 // returned as unprobed, with the reason.
-func ForRack(ctx context.Context, r *topology.Rack, p any) ([]Probe, map[string]string, *Data, error) {
+func ForRack(ctx context.Context, r *topology.Rack, p any, log logr.Logger) ([]Probe, map[string]string, *Data, error) {
 	src, ok := p.(cluster.KubeconfigSource)
 	if !ok {
 		return nil, nil, nil, fmt.Errorf("the probes need the kubeconfig of rack %s, and its provider does not provide one in this version of rackdrill",
@@ -54,8 +55,16 @@ func ForRack(ctx context.Context, r *topology.Rack, p any) ([]Probe, map[string]
 	probes := []Probe{api, NewHeal(cs, spec.Probes.Namespace, healInterval, healTimeout)}
 	unprobed := map[string]string{}
 	if spec.Ingress != nil {
-		probes = append(probes, NewHTTP("lan", "http://"+spec.Ingress.IP+"/",
-			WithHost(spec.Probes.Host), WithMarker(agent.DemoMarker)))
+		opts := []HTTPOption{WithHost(spec.Probes.Host), WithMarker(agent.DemoMarker)}
+		if forget, err := ForgetNeighbour(ctx, spec.Ingress.IP); err == nil {
+			opts = append(opts, WithForget(forget))
+		} else {
+			// A LAN client with a warm ARP cache: said, since it may hide a
+			// lost announcement (metallb-dropped).
+			log.Info("the lan probe cannot forget its neighbour entry for the ingress IP: it samples as a warm client",
+				"ingress", spec.Ingress.IP, "why", err.Error())
+		}
+		probes = append(probes, NewHTTP("lan", "http://"+spec.Ingress.IP+"/", opts...))
 	} else {
 		unprobed["lan"] = "the rack has no ingress (spec.ingress)"
 	}

@@ -20,6 +20,7 @@ type HTTP struct {
 	host   string
 	marker string
 	client *http.Client
+	forget func(ctx context.Context) error
 }
 
 // HTTPOption configures an HTTP probe.
@@ -36,6 +37,16 @@ func WithMarker(m string) HTTPOption { return func(p *HTTP) { p.marker = m } }
 // point dials from its own network namespace, which has no route to the LAN.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) HTTPOption {
 	return func(p *HTTP) { p.client.Transport.(*http.Transport).DialContext = dial }
+}
+
+// WithForget runs forget before each request: the LAN probe forgets its
+// neighbour (ARP) entry for the ingress IP, so that each sample is a new
+// laptop on the LAN, which must ask who holds the address. A client in
+// constant use keeps its entry fresh from the answers and never asks: with
+// MetalLB gone it keeps reaching the node that announced the IP, and would
+// hide the loss that every other client sees.
+func WithForget(forget func(ctx context.Context) error) HTTPOption {
+	return func(p *HTTP) { p.forget = forget }
 }
 
 // NewHTTP returns the probe name for url.
@@ -66,6 +77,11 @@ func (p *HTTP) Check(ctx context.Context) Result {
 	}
 	if p.host != "" {
 		req.Host = p.host
+	}
+	if p.forget != nil {
+		if err := p.forget(ctx); err != nil {
+			return Result{Took: time.Since(start), Err: fmt.Errorf("forget the neighbour entry before the request: %w", err)}
+		}
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {

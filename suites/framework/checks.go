@@ -62,7 +62,7 @@ func (e *Env) buildTarget(ctx context.Context) (*conform.Target, error) {
 	if t.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
 		return nil, err
 	}
-	probes, _, data, err := probe.ForRack(ctx, e.Rack, e.Nodes)
+	probes, _, data, err := probe.ForRack(ctx, e.Rack, e.Nodes, e.Log)
 	if err != nil {
 		return nil, err
 	}

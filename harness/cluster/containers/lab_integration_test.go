@@ -3,6 +3,7 @@ package containers_test
 import (
 	"context"
 	"crypto/tls"
+	"github.com/go-logr/logr"
 	"net"
 	"os"
 	"os/exec"
@@ -158,7 +159,7 @@ func TestIntegrationLabUp(t *testing.T) {
 		t.Errorf("upsmon's shutdown command: %q", cmd)
 	}
 	// Every probe of the matrix green, as the drills build them.
-	probes, unprobed, data, err := probe.ForRack(ctx, r, p)
+	probes, unprobed, data, err := probe.ForRack(ctx, r, p, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
