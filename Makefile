@@ -8,6 +8,7 @@
 #   make plan           what each fault would do to the default lab; touches nothing
 #   make preflight TO=v1.34.x   is the running rack safe to upgrade? (conformance + pre-upgrade checks)
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
+#   make killtest       SIGKILL rackdrill run at random moments on the lab, then recover (TRIALS=2 per fault)
 
 SHELL := bash
 .DEFAULT_GOAL := help
@@ -98,6 +99,17 @@ conformance: ## conformance and chaos suites on TOPOLOGY (the lab by default), r
 preflight: ## pre-upgrade checks of the running rack towards TO (e.g. TO=v1.34.x); read-only
 	@test -n "$(TO)" || { echo "preflight: give the target release, e.g. make preflight TO=v1.34.x"; exit 2; }
 	$(RACKDRILL) preflight --to $(TO) --topology $(TOPOLOGY) --artifacts $(ARTIFACTS)
+
+.PHONY: killtest
+# A benchmark of the revert promise, not part of make test: for each fault of
+# the matrix, TRIALS runs killed at a random moment of settle, injection,
+# observation or revert, each followed by rackdrill recover and a residue
+# check; prints "killtest: recovered R/N, residue clean C/N" and writes
+# ARTIFACTS/killtest/killtest.json.
+TRIALS ?= 2
+killtest: lab ## kill rackdrill run at random moments on the lab, recover, check the residue
+	$(GO) build -o bin/rackdrill ./cmd/rackdrill
+	$(GO) run ./hack/killtest -topology $(TOPOLOGY) -rackdrill bin/rackdrill -trials $(TRIALS) -out $(ARTIFACTS)/killtest $(if $(FAULTS),-faults $(FAULTS))
 
 .PHONY: clean
 clean: ## remove build output and artifacts
