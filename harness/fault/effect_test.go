@@ -26,4 +26,14 @@ func TestPortsClosed(t *testing.T) {
 	if r := e.Wait(context.Background(), time.Now()); !r.Seen {
 		t.Errorf("%+v", r)
 	}
+	// Seen, but after its budget: not seen. (server-kill-2 on the lab was
+	// first "seen" 18.4 s after the injection against 15 s.)
+	slow := Effect{What: "slow", Within: 100 * time.Millisecond, Check: func(context.Context) error {
+		time.Sleep(300 * time.Millisecond)
+		return nil
+	}}
+	if r := slow.Wait(context.Background(), time.Now()); r.Seen || !strings.Contains(r.Detail, "seen only") {
+		t.Errorf("a late effect: %+v", r)
+	}
+}
 }
