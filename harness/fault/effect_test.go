@@ -36,4 +36,3 @@ func TestPortsClosed(t *testing.T) {
 		t.Errorf("a late effect: %+v", r)
 	}
 }
-}
