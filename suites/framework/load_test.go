@@ -10,8 +10,8 @@ import (
 )
 
 // An overlay of known deviations describes one environment: the lab's must
-// not judge a real rack (its "up" for metallb-dropped would excuse a rack
-// whose LAN really stayed reachable for a reason of its own, or not).
+// not judge a real rack, whose differences from the document have reasons of
+// their own (or none).
 func TestDeviationsOfAnotherEnvironmentAreRefused(t *testing.T) {
 	_, err := framework.Load(logr.Discard(), framework.Options{
 		Topology: "kind-configs/rack-seed001.example.yaml", Provider: "ssh",
