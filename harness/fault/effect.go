@@ -196,7 +196,7 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 		// when it does not: the effect is seen once Inject returned (7 s on
 		// the lab). On a real rack, upsmon -c fsd is the effect.
 		return Effect{What: "the UPS reported on battery, then low battery, and upsmon forced the shutdown (the injection waits for each)",
-			Within: 90 * time.Second + time.Second, Check: func(context.Context) error { return nil }}, nil
+			Within: 90*time.Second + time.Second, Check: func(context.Context) error { return nil }}, nil
 	}
 	return Effect{}, fmt.Errorf("fault %s has no effect check", name)
 }
