@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
@@ -62,13 +63,47 @@ func (f *NodePower) Inject(ctx context.Context) error {
 	return nil
 }
 
-// Revert powers every node on, trying all of them even if some fail.
+// PowerOnSettle is how long Revert watches the machines it started: a kill
+// sent by a run that was itself killed mid-injection may still be in flight
+// to the engine, and land after the start (seen by the kill-test: `recover`
+// 0.3 s after a SIGKILLed server-kill-2 started server-1, then the dead
+// run's kill stopped it).
+var PowerOnSettle = 3 * time.Second
+
+// Revert powers every node on, trying all of them even if some fail, then
+// makes sure they stay on: a machine found down again within PowerOnSettle
+// is started again (three times at most).
 func (f *NodePower) Revert(ctx context.Context) error {
-	var errs []error
-	for _, n := range f.nodes {
-		errs = append(errs, n.Start(ctx))
+	todo := f.nodes
+	for attempt := 1; ; attempt++ {
+		var errs []error
+		for _, n := range todo {
+			errs = append(errs, n.Start(ctx))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(PowerOnSettle):
+		}
+		var down []cluster.Node
+		var names []string
+		for _, n := range f.nodes {
+			if up, err := n.Running(ctx); err != nil || !up {
+				down = append(down, n)
+				names = append(names, n.Name())
+			}
+		}
+		if len(down) == 0 {
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("%s went down again after being started %d times", strings.Join(names, ", "), attempt)
+		}
+		todo = down
 	}
-	return errors.Join(errs...)
 }
 
 type nodePowerParams struct {

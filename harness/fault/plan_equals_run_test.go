@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
@@ -130,6 +131,8 @@ func keys(steps []Step) []string {
 // holds another role, the plan said `systemctl stop keepalived` while the run
 // stopped the whole machine.
 func TestPlanIsWhatRuns(t *testing.T) {
+	defer func(d time.Duration) { PowerOnSettle = d }(PowerOnSettle)
+	PowerOnSettle = 0 // these machines stay up
 	topologies, _ := filepath.Glob("../../kind-configs/*.yaml")
 	seeds, _ := filepath.Glob("../topology/testdata/valid-seed*.yaml")
 	topologies = append(topologies, seeds...)

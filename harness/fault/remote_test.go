@@ -107,3 +107,51 @@ func TestDeadManScriptRunsEveryRevert(t *testing.T) {
 		t.Errorf("reverted %q, want last then first (and nothing of another machine)", got)
 	}
 }
+
+// flakyNode is a machine whose power a killed run's in-flight kill reaches
+// after the revert's start.
+type flakyNode struct {
+	recordingNode
+	mu      sync.Mutex
+	running bool
+	starts  int
+}
+
+func (n *flakyNode) Start(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.starts++
+	n.running = true
+	if n.starts == 1 {
+		go func() { // the dead run's docker kill lands now
+			time.Sleep(50 * time.Millisecond)
+			n.mu.Lock()
+			n.running = false
+			n.mu.Unlock()
+		}()
+	}
+	return nil
+}
+
+func (n *flakyNode) Running(context.Context) (bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.running, nil
+}
+
+// The kill-test's finding: recover right after a run SIGKILLed mid-injection
+// started server-1, then the dead run's kill stopped it again. The revert
+// watches what it started and starts it again.
+func TestNodePowerRevertOutlastsAnInFlightKill(t *testing.T) {
+	defer func(d time.Duration) { PowerOnSettle = d }(PowerOnSettle)
+	PowerOnSettle = 200 * time.Millisecond
+	var mu sync.Mutex
+	var log [][]string
+	n := &flakyNode{recordingNode: recordingNode{"server-1", &mu, &log}}
+	if err := NewNodePower("server-kill-2", PowerKill, n).Revert(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if up, _ := n.Running(context.Background()); !up || n.starts != 2 {
+		t.Errorf("running %v after %d starts; want running after a second start", up, n.starts)
+	}
+}
