@@ -265,11 +265,34 @@ type Recovered struct {
 	Err   error
 }
 
+// InFlight bounds how long an operation sent by a run that was killed may
+// still be on its way (a docker kill, an API patch, an SSH command: each is
+// bounded by its own timeout, 15 s for the API). Recover does not revert a
+// fault injected more recently than that until it has passed, so that no
+// such operation lands after the revert.
+var InFlight = 15 * time.Second
+
 // Recover reverts every fault in the ledger, oldest first, and clears each one
 // that reverted. It refuses entries whose process still runs on this machine:
 // that run is still holding its fault and will revert it itself.
 func Recover(ctx context.Context, l *Ledger, env Env) ([]Recovered, error) {
 	entries, err := l.Entries()
+	if len(entries) > 0 {
+		newest := entries[len(entries)-1].InjectedAt
+		for _, e := range entries {
+			if e.InjectedAt.After(newest) {
+				newest = e.InjectedAt
+			}
+		}
+		if wait := time.Until(newest.Add(InFlight)); wait > 0 {
+			env.Log.Info("waiting for the operations of the killed run to land before reverting", "wait", wait.Round(100*time.Millisecond))
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+	}
 	var out []Recovered
 	host, _ := os.Hostname()
 	for _, e := range entries {

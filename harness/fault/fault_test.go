@@ -265,3 +265,33 @@ func TestGuardGivesARevertTheTimeItNeeds(t *testing.T) {
 		t.Errorf("LongestRevert %s does not cover the power drill's two power-on waits", fault.LongestRevert())
 	}
 }
+
+// These tests recover faults they have just recorded: the operations of a
+// killed run in flight are waited for in TestRecoverWaitsForInFlightOperations.
+func init() { fault.InFlight = 0 }
+
+// A run killed mid-injection may have an operation on its way (a docker
+// kill, an API patch): recover waits it out before reverting, or the
+// operation lands after the revert.
+func TestRecoverWaitsForInFlightOperations(t *testing.T) {
+	defer func(d time.Duration) { fault.InFlight = d }(fault.InFlight)
+	fault.InFlight = 400 * time.Millisecond
+	f, marker := markerFault(t)
+	l, err := fault.OpenLedger(filepath.Join(t.TempDir(), "ledger"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind, params := f.Record()
+	raw, _ := json.Marshal(params)
+	if err := l.Record(fault.Entry{ID: "x", Fault: "marker", Kind: kind, Params: raw, InjectedAt: time.Now(), PID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(marker, nil, 0o644)
+	began := time.Now()
+	if _, err := fault.Recover(context.Background(), l, fault.Env{}); err != nil || exists(marker) {
+		t.Fatalf("recover: %v, marker left %v", err, exists(marker))
+	}
+	if d := time.Since(began); d < 350*time.Millisecond {
+		t.Errorf("reverted %s after the injection, before the in-flight window of 400ms", d)
+	}
+}
