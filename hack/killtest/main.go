@@ -124,7 +124,9 @@ func run(topo, bin string, trials int, only, out string, seed uint64) error {
 			continue
 		}
 		for i := 0; i < trials; i++ {
-			ph := phases[(fi+i)%len(phases)]
+			// Each fault's trials walk the phases from an offset the seed
+			// gives, so that rounds with other seeds kill other phases.
+			ph := phases[(fi+i+int(seed%uint64(len(phases))))%len(phases)]
 			delay := time.Duration(rng.Int64N(int64(ph.max(&row)) + 1))
 			n++
 			dir := filepath.Join(out, fmt.Sprintf("%02d-%s", n, row.Fault))
