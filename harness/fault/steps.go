@@ -101,9 +101,12 @@ func (f *All) Steps() (inject, revert []Step) {
 func (f *UPSPowerLoss) Steps() (inject, revert []Step) {
 	master := f.params.Master
 	shutdown := Step{master, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(f.params.Stages), f.params.Budget)}
+	// upsmon cannot be stopped once it began: power that returns before
+	// the master halted would be taken away again.
+	wait := Step{master, fmt.Sprintf("if the shutdown is under way (upsd reports FSD, SHUTDOWNCMD running, systemd stopping): wait for this machine to halt, %s at most", f.params.Budget+upsHaltMargin)}
 	if f.params.FSD != "" {
 		inject = []Step{{master, "sh -c " + shellQuote(f.params.FSD) + " (upsmon forces the shutdown)"}, shutdown}
-		revert = append(revert, Step{master, f.powerOn[master]})
+		revert = append(revert, wait, Step{master, f.powerOn[master]})
 		for _, st := range f.params.Stages {
 			for _, n := range st {
 				revert = append(revert, Step{n, f.powerOn[n]})
@@ -112,7 +115,8 @@ func (f *UPSPowerLoss) Steps() (inject, revert []Step) {
 		return inject, revert
 	}
 	inject = []Step{{master, "NUT dummy-ups: ups.status OL -> OB -> OB LB"}, shutdown}
-	revert = []Step{{master, "docker start (power returns: UPS master first), then ups.status OL"}}
+	revert = []Step{{master, "if up and no shutdown under way: ups.status OL, then ask again " + upsmonSettle.String() + " later"}, wait,
+		{master, "docker start (power returns: UPS master first), then ups.status OL"}}
 	for i, st := range f.params.Stages {
 		revert = append(revert, Step{strings.Join(st, ", "), fmt.Sprintf("docker start (stage %d)", i+1)})
 	}

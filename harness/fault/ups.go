@@ -159,7 +159,7 @@ func (f *UPSPowerLoss) Inject(ctx context.Context) error {
 }
 
 // AwaitLimit is the battery budget and a margin to see the last halt.
-func (f *UPSPowerLoss) AwaitLimit() time.Duration { return f.params.Budget + 30*time.Second }
+func (f *UPSPowerLoss) AwaitLimit() time.Duration { return f.params.Budget + upsHaltMargin }
 
 // Await watches every machine until it has halted (or the battery budget ends)
 // and checks the promises of the shutdown: every machine halted, cleanly, each
@@ -183,7 +183,7 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 	all = append(all, watched{f.master, len(f.stages) + 1})
 	down := map[string]time.Time{}
 	deadline := start.Add(f.params.Budget)
-	for len(down) < len(all) && time.Now().Before(deadline.Add(30*time.Second)) {
+	for len(down) < len(all) && time.Now().Before(deadline.Add(upsHaltMargin)) {
 		// Every machine still up is asked at once: asking a machine that
 		// just went away can take a connect timeout, which must not delay
 		// seeing the others go.
@@ -252,64 +252,155 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 	return nil
 }
 
-// Revert is the power returning: the UPS master first (its UPS reporting OL
-// before upsmon starts), then every other machine in the shutdown's order.
-// upsRevertLimit bounds the power drill's revert: the UPS master powered on
-// and waited for, then every other machine at once, each waited for.
+// upsRevertLimit bounds the power drill's revert: a shutdown under way waited
+// out (at most the battery budget and upsHaltMargin), then the UPS master
+// powered on and waited for, then every other machine at once, each waited for.
 const upsRevertLimit = 2*cluster.PowerOnLimit + time.Minute
 
 // RevertLimit implements RevertLimiter.
-func (f *UPSPowerLoss) RevertLimit() time.Duration { return upsRevertLimit }
+func (f *UPSPowerLoss) RevertLimit() time.Duration {
+	return upsRevertLimit + f.params.Budget + upsHaltMargin
+}
 
+var (
+	// upsHaltMargin is how long past the battery budget the harness waits to
+	// see the last machine halt.
+	upsHaltMargin = 30 * time.Second
+	// upsmonSettle is how long the revert lets upsmon, which polls upsd, see
+	// the UPS back online before asking whether it began a shutdown anyway.
+	upsmonSettle = 3 * time.Second
+)
+
+// underwayScript prints why the rack's shutdown is under way on the UPS
+// master, or nothing: upsd reports FSD (upsmon, the primary, has committed to
+// the shutdown; upsd forgets it only when it restarts, i.e. once the master
+// was off), upsmon's SHUTDOWNCMD is running, or systemd is stopping the machine.
+func (f *UPSPowerLoss) underwayScript() string {
+	return fmt.Sprintf(`st=$(upsc %s@localhost ups.status 2>/dev/null)
+case " $st " in *" FSD "*) echo "upsd reports $st: upsmon forced the shutdown"; exit 0;; esac
+cmd=$(sed -n 's/^[[:space:]]*SHUTDOWNCMD[[:space:]]*//p' /etc/nut/upsmon.conf 2>/dev/null | head -n1 | tr -d '"')
+prog=${cmd%%%% *}
+if [ -n "$prog" ] && pgrep -f -- "$prog" >/dev/null 2>&1; then echo "upsmon's SHUTDOWNCMD $prog is running"; exit 0; fi
+if [ "$(systemctl is-system-running 2>/dev/null)" = stopping ]; then echo "systemd is stopping the machine"; exit 0; fi
+exit 0`, f.params.UPS)
+}
+
+// shutdownUnderway asks the UPS master whether the rack's shutdown has begun.
+// A master that cannot be asked, because it is already going down, has.
+func (f *UPSPowerLoss) shutdownUnderway(ctx context.Context) (string, error) {
+	up, err := f.master.Running(ctx)
+	if err != nil || !up {
+		return "", err
+	}
+	out, err := exec.Output(f.master.Command(ctx, "sh", "-c", f.underwayScript()))
+	if err != nil {
+		if up, rerr := f.master.Running(ctx); rerr == nil && !up {
+			return "it went down while asked", nil
+		}
+		return "", fmt.Errorf("UPS master %s: is the rack's shutdown under way? %w", f.master.Name(), err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// awaitMasterHalt waits, once the shutdown has begun, for the UPS master to be
+// off: upsmon does not abort a shutdown, so power that returns before the
+// master halted is power the shutdown then takes away again.
+func (f *UPSPowerLoss) awaitMasterHalt(ctx context.Context, why string) error {
+	limit := f.params.Budget + upsHaltMargin
+	deadline := time.Now().Add(limit)
+	for {
+		if up, err := f.master.Running(ctx); err == nil && !up {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("UPS master %s: the rack's shutdown is still under way (%s) %s later, and the machine still up: power returned to it would be taken away again", f.master.Name(), why, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Revert is the power returning, once the shutdown, if it began, has run its
+// course (a run killed mid-shutdown leaves upsmon halting the rack, which no
+// one can stop): the UPS master first, its UPS reporting OL before upsmon
+// starts, then every other machine in the shutdown's order.
 func (f *UPSPowerLoss) Revert(ctx context.Context) error {
-	if f.params.FSD != "" {
-		// The power returns: the UPS master first (a real UPS reports online
-		// by itself), then every other machine at once, each waited for.
-		if err := f.master.Start(ctx); err != nil {
+	var errs []error
+	why, err := f.shutdownUnderway(ctx)
+	if err != nil {
+		return err
+	}
+	if why == "" && f.params.FSD == "" {
+		// No shutdown yet: the dummy UPS back online keeps upsmon from
+		// beginning one, unless it already decided to on its last poll.
+		if err := f.setStatus(ctx, "OL", 100); err != nil {
+			if up, rerr := f.master.Running(ctx); rerr != nil || up {
+				return err
+			}
+		}
+		_ = f.waitStatus(ctx, 30*time.Second, func(s string) bool { return !strings.Contains(s, "OB") }, "OL (back online)")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(upsmonSettle):
+		}
+		if why, err = f.shutdownUnderway(ctx); err != nil {
 			return err
 		}
-		rest := slices.Concat(f.stages...)
-		errs := make([]error, len(rest))
-		var wg sync.WaitGroup
-		for i, n := range rest {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = n.Start(ctx)
-			}()
+	}
+	if why != "" {
+		if err := f.awaitMasterHalt(ctx, why); err != nil {
+			// The machines it halted still need their power back.
+			errs = append(errs, err)
 		}
-		wg.Wait()
+	}
+	if up, err := f.master.Running(ctx); err != nil || !up {
+		if err := f.master.Start(ctx); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		if f.params.FSD == "" {
+			// The state file may still say OB LB when a run died before
+			// upsmon committed: set OL before the driver, which starts
+			// seconds later.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				err := f.setStatus(ctx, "OL", 100)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					return errors.Join(append(errs, fmt.Errorf("UPS %s: set online after power-on: %w", f.params.UPS, err))...)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}
+	if f.params.FSD == "" {
+		// The lab: stage by stage, as the plan says.
+		for _, st := range f.stages {
+			for _, n := range st {
+				errs = append(errs, n.Start(ctx))
+			}
+		}
 		return errors.Join(errs...)
 	}
-	if up, err := f.master.Running(ctx); err == nil && up {
-		if err := f.setStatus(ctx, "OL", 100); err != nil {
-			return err
-		}
-	} else {
-		if err := f.master.Start(ctx); err != nil {
-			return err
-		}
-		// The state file may still say OB LB when a run died before upsmon
-		// committed: set OL before the driver, which starts seconds later.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			err := f.setStatus(ctx, "OL", 100)
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("UPS %s: set online after power-on: %w", f.params.UPS, err)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+	// A real rack: every machine at once, each waited for (power-on can
+	// mean waiting for someone to press a button).
+	rest := slices.Concat(f.stages...)
+	starts := make([]error, len(rest))
+	var wg sync.WaitGroup
+	for i, n := range rest {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			starts[i] = n.Start(ctx)
+		}()
 	}
-	var errs []error
-	for _, st := range f.stages {
-		for _, n := range st {
-			errs = append(errs, n.Start(ctx))
-		}
-	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(append(errs, starts...)...)
 }
 
 // Record implements Recordable.

@@ -1,0 +1,157 @@
+package fault
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	rexec "rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// upsMaster is a UPS master whose upsmon may have begun the rack's shutdown:
+// until haltAt it is still up and says the shutdown is under way, then it is
+// off. Powering on a machine that is still up does nothing, as docker start on
+// a running container or a power button on a running server. The lab's
+// kill-test drives the real upsmon; this fake stands for it because a unit
+// test cannot run NUT and systemd.
+type upsMaster struct {
+	f *UPSPowerLoss // whose underway check this machine answers
+
+	mu      sync.Mutex
+	haltAt  time.Time // zero: no shutdown
+	started bool      // powered on after it halted
+	status  string    // what upsd reports
+	// startedEarly: someone pressed "power on" while the shutdown ran.
+	startedEarly bool
+	checked      int
+}
+
+func (m *upsMaster) Name() string               { return "server-1" }
+func (m *upsMaster) Roles() []topology.Role     { return nil }
+func (m *upsMaster) Addr() netip.Addr           { return netip.Addr{} }
+func (m *upsMaster) Stop(context.Context) error { return nil }
+func (m *upsMaster) Kill(context.Context) error { return nil }
+
+func (m *upsMaster) underway() bool {
+	return !m.haltAt.IsZero() && time.Now().Before(m.haltAt)
+}
+
+func (m *upsMaster) Running(context.Context) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.started || m.haltAt.IsZero() || time.Now().Before(m.haltAt), nil
+}
+
+func (m *upsMaster) Start(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.underway():
+		m.startedEarly = true // a no-op: it is still up, and about to halt
+	case !m.haltAt.IsZero():
+		m.started = true
+	}
+	return nil
+}
+
+func (m *upsMaster) Command(ctx context.Context, name string, args ...string) rexec.Cmd {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ok := rexec.Local{}.Command(ctx, "true")
+	switch {
+	case name == "upsc":
+		return rexec.Local{}.Command(ctx, "echo", m.status)
+	case name == "sh" && len(args) == 2 && args[1] == m.f.underwayScript():
+		m.checked++
+		if m.underway() {
+			return rexec.Local{}.Command(ctx, "echo", "upsmon forced the shutdown (FSD)")
+		}
+		return ok
+	case name == "sh" && len(args) == 2 && strings.Contains(args[1], "ups.status: OL"):
+		m.status = "OL"
+		if m.underway() {
+			m.status = "FSD OL"
+		}
+	}
+	return ok
+}
+
+var _ cluster.Node = (*upsMaster)(nil)
+
+// The kill-test's finding: recover ran while upsmon's shutdown, which cannot
+// be stopped once begun, was still going. The revert "powered on" machines that
+// were still up, the shutdown then halted them all, and the rack stayed off.
+// The revert must wait for the shutdown to finish before the power returns.
+func TestUPSRevertWaitsForAShutdownUnderWay(t *testing.T) {
+	defer func(d time.Duration) { upsmonSettle = d }(upsmonSettle)
+	upsmonSettle = 50 * time.Millisecond
+	for _, fsd := range []string{"", "upsmon -c fsd"} {
+		name := "lab"
+		if fsd != "" {
+			name = "real rack"
+		}
+		t.Run(name+": shutdown under way", func(t *testing.T) {
+			var mu sync.Mutex
+			var log [][]string
+			worker := recordingNode{"worker-1", &mu, &log}
+			m := &upsMaster{haltAt: time.Now().Add(1500 * time.Millisecond), status: "FSD OL"}
+			f := NewUPSPowerLoss("ups-power-loss", m, "rackups", [][]cluster.Node{{worker}}, 10*time.Second).WithForcedShutdown(fsd)
+			m.f = f
+			if err := f.Revert(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if m.startedEarly {
+				t.Error("the revert powered the UPS master on while its shutdown was still under way")
+			}
+			// Whatever the revert did, the shutdown runs to its end.
+			time.Sleep(time.Until(m.haltAt) + 50*time.Millisecond)
+			if up, _ := m.Running(context.Background()); !up {
+				t.Error("the UPS master is off after the revert: the shutdown halted it after the power came back")
+			}
+		})
+		t.Run(name+": no shutdown", func(t *testing.T) {
+			var mu sync.Mutex
+			var log [][]string
+			worker := recordingNode{"worker-1", &mu, &log}
+			m := &upsMaster{status: "OB LB"}
+			f := NewUPSPowerLoss("ups-power-loss", m, "rackups", [][]cluster.Node{{worker}}, 10*time.Second).WithForcedShutdown(fsd)
+			m.f = f
+			if err := f.Revert(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if m.checked == 0 {
+				t.Error("the revert never asked the master whether a shutdown was under way")
+			}
+			if fsd == "" && m.status != "OL" {
+				t.Errorf("the UPS still says %q after the revert, want OL", m.status)
+			}
+			if up, _ := m.Running(context.Background()); !up {
+				t.Error("the UPS master is off after the revert")
+			}
+		})
+	}
+}
+
+// A master that stays up with its shutdown still reported under way after the
+// battery budget is an error the revert names, and it still powers on the rest.
+func TestUPSRevertNamesAShutdownThatNeverEnds(t *testing.T) {
+	defer func(d time.Duration) { upsmonSettle = d }(upsmonSettle)
+	upsmonSettle = 50 * time.Millisecond
+	defer func(d time.Duration) { upsHaltMargin = d }(upsHaltMargin)
+	upsHaltMargin = 200 * time.Millisecond
+	var mu sync.Mutex
+	var log [][]string
+	worker := recordingNode{"worker-1", &mu, &log}
+	m := &upsMaster{haltAt: time.Now().Add(time.Hour), status: "FSD OL"}
+	f := NewUPSPowerLoss("ups-power-loss", m, "rackups", [][]cluster.Node{{worker}}, 300*time.Millisecond)
+	m.f = f
+	err := f.Revert(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "server-1") || !strings.Contains(err.Error(), "still under way") {
+		t.Fatalf("revert: %v; want an error naming server-1's shutdown still under way", err)
+	}
+}
