@@ -1,0 +1,168 @@
+package containers
+
+// The add-ons: CoreDNS spread over the workers, MetalLB, the ingress
+// controller and the probe workloads.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/probe"
+	agentpkg "rackdrill.dev/rackdrill/harness/probe/agent"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// spreadDNS runs CoreDNS's replicas on the workers, one per node. Where they
+// land is otherwise left to chance (the order in which nodes became Ready),
+// and a replica on a server makes that server's loss an in-cluster DNS outage:
+// half the queries go to the dead pod until the node grace (50 s) takes its
+// endpoint out, and every call to a Service by name fails meanwhile. The
+// drills found it; the lab keeps DNS with the apps it serves.
+func (u *upRun) spreadDNS(ctx context.Context) error {
+	if len(u.withRole(topology.RoleWorker)) < 2 {
+		return nil
+	}
+	first := u.withRole(topology.RoleServer)[0]
+	patch := `{"spec":{"template":{"spec":{"affinity":{` +
+		`"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":` +
+		`[{"key":"node-role.kubernetes.io/control-plane","operator":"DoesNotExist"}]}]}},` +
+		`"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":` +
+		`[{"labelSelector":{"matchLabels":{"k8s-app":"kube-dns"}},"topologyKey":"kubernetes.io/hostname"}]}}}}}}`
+	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "patch", "deployment", "coredns", "--type", "strategic", "-p", patch); err != nil {
+		return u.fail(ctx, "place CoreDNS on the workers", first, err)
+	}
+	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout", "3m"); err != nil {
+		return u.fail(ctx, "CoreDNS on the workers", first, err)
+	}
+	return nil
+}
+
+// kubectl runs kubectl on the first server with the admin kubeconfig; stdin
+// (manifests) when given.
+func (u *upRun) kubectl(ctx context.Context, stdin string, args ...string) ([]byte, error) {
+	first := u.withRole(topology.RoleServer)[0]
+	cmd := first.Command(ctx, "kubectl", append([]string{"--kubeconfig", "/etc/kubernetes/admin.conf"}, args...)...)
+	if stdin != "" {
+		cmd.SetStdin(strings.NewReader(stdin))
+	}
+	return exec.Output(cmd)
+}
+
+func (u *upRun) apply(ctx context.Context, manifests string) error {
+	_, err := u.kubectl(ctx, manifests, "apply", "--server-side", "--force-conflicts", "-f", "-")
+	return err
+}
+
+// MetalLBManifests are MetalLB's own manifest (metallb-native.yaml of the
+// pinned module, from the Go module proxy) and the topology's layer-2 pool.
+// The lab and the k3d provider apply the same.
+func MetalLBManifests(ctx context.Context, r *topology.Rack) (native, pool string, err error) {
+	m := r.Spec.MetalLB
+	dir, err := lab.ModuleDir(ctx, "go.universe.tf/metallb@"+lab.MetalLBVersion)
+	if err != nil {
+		return "", "", fmt.Errorf("MetalLB's manifest: %w", err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "config", "manifests", "metallb-native.yaml"))
+	if err != nil {
+		return "", "", err
+	}
+	pool, err = render("metallb-config.yaml.tmpl", map[string]any{"Rack": r.Metadata.Name, "Namespace": m.Namespace, "Pool": m.Pool})
+	return string(data), pool, err
+}
+
+// metallb applies MetalLB (whose images the lab preloads), then the
+// topology's pool once the controller's webhook answers.
+func (u *upRun) metallb(ctx context.Context) error {
+	if u.r.Spec.MetalLB == nil {
+		return nil
+	}
+	native, cfg, err := MetalLBManifests(ctx, u.r)
+	if err != nil {
+		return err
+	}
+	if err := u.apply(ctx, native); err != nil {
+		return err
+	}
+	// The pool is validated by the controller's webhook, which needs a moment.
+	return Poll(ctx, 3*time.Minute, func() error { return u.apply(ctx, cfg) })
+}
+
+func (u *upRun) ingress(ctx context.Context) error {
+	in := u.r.Spec.Ingress
+	if in == nil {
+		return nil
+	}
+	if in.Controller != "traefik" {
+		return fmt.Errorf("spec.ingress.controller: the lab runs traefik (ingress-nginx cannot be built offline), not %s", in.Controller)
+	}
+	man, err := render("traefik.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": in.Namespace,
+		"Service": in.Service, "IP": in.IP, "Image": "docker.io/library/traefik:" + lab.TraefikVersion})
+	if err != nil {
+		return err
+	}
+	if err := u.apply(ctx, man); err != nil {
+		return err
+	}
+	return Poll(ctx, 3*time.Minute, func() error {
+		out, err := u.kubectl(ctx, "", "-n", in.Namespace, "get", "service", in.Service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(out)) != in.IP {
+			return fmt.Errorf("ingress Service %s/%s has address %q, want %s", in.Namespace, in.Service, out, in.IP)
+		}
+		return nil
+	})
+}
+
+// workloads deploys what the probes need (the demo app behind its Ingress, the
+// heal Deployment, the agents) and waits until the demo app answers through the
+// ingress IP.
+func (u *upRun) workloads(ctx context.Context) error {
+	kc, err := os.ReadFile(u.p.kubeconfigPath())
+	if err != nil {
+		return err
+	}
+	cfg, err := probe.RESTConfig(kc, u.r.APIServerURL())
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	// The cluster knows the lab's images by the names the node image preloads.
+	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: lab.Alias("agent"), IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
+	if st := u.r.Spec.Storage; st != nil && st.NFS != nil {
+		// The lab's pods cannot mount NFS: the agents speak it from user space.
+		wc.NFSServer, wc.NFSExport = u.r.Node(st.NFS.Node).Address, st.NFS.Exports[0]
+	}
+	if err := probe.Deploy(ctx, cs, wc); err != nil {
+		return err
+	}
+	if u.r.Spec.Ingress == nil {
+		return nil
+	}
+	lan := probe.NewHTTP("lan", "http://"+u.r.Spec.Ingress.IP+"/", probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker))
+	return u.waitProbe(ctx, lan, 3*time.Minute, "through the ingress IP")
+}
+
+// waitProbe waits until p answers, for at most limit.
+func (u *upRun) waitProbe(ctx context.Context, p probe.Probe, limit time.Duration, where string) error {
+	return Poll(ctx, limit, func() error {
+		cctx, cancel := context.WithTimeout(ctx, u.r.Spec.Probes.Timeout.Duration)
+		defer cancel()
+		if r := p.Check(cctx); !r.OK {
+			return fmt.Errorf("the demo app does not answer %s: %v", where, r.Err)
+		}
+		return nil
+	})
+}

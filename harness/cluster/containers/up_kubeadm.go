@@ -1,0 +1,204 @@
+package containers
+
+// The Kubernetes steps: container runtimes, kubeadm init and joins, the pod
+// network and waiting for every node Ready.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+func (u *upRun) kubeNodes() []*node {
+	return append(u.withRole(topology.RoleServer), u.withRole(topology.RoleWorker)...)
+}
+
+func (u *upRun) runtimes(ctx context.Context) error {
+	// Pods' upstream DNS: the LAN's gateway, this machine's own bridge. The lab
+	// is offline and needs no outside name; asking there fails fast.
+	resolv := fmt.Sprintf("nameserver %s\n", u.r.AdminNetwork().Prefix().Addr().Next())
+	return u.each(u.kubeNodes(), func(n *node) error {
+		if err := write(ctx, n, "/etc/rackdrill/resolv.conf", resolv); err != nil {
+			return u.fail(ctx, "write the pods' resolv.conf", n, err)
+		}
+		if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "containerd", "rackdrill-preload", "kubelet")); err != nil {
+			return u.fail(ctx, "start containerd", n, err)
+		}
+		return nil
+	})
+}
+
+func (u *upRun) kubeadmConfig(n *node, init, controlPlane bool) (string, error) {
+	cp := u.r.Spec.ControlPlane
+	tn := u.r.Node(n.name)
+	sans := append([]string{cp.Endpoint.Host}, cp.TLSSANs...)
+	var labels []string
+	for k, v := range tn.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	return render("kubeadm.yaml.tmpl", map[string]any{
+		"Init": init, "ControlPlane": controlPlane, "Token": u.token, "CertificateKey": u.cert,
+		"Address": tn.Address, "Port": 6443, "Node": n.name, "Rack": u.r.Metadata.Name,
+		"Version": u.r.Spec.Kubernetes.Version, "Endpoint": fmt.Sprintf("%s:%d", cp.Endpoint.Host, cp.Endpoint.Port),
+		"SANs": sans, "PodSubnet": u.r.Spec.Kubernetes.PodSubnet, "ServiceSubnet": u.r.Spec.Kubernetes.ServiceSubnet,
+		"Labels": strings.Join(labels, ","), "Taints": tn.Taints,
+	})
+}
+
+func (u *upRun) kubeadm(ctx context.Context, n *node, init, controlPlane bool) error {
+	cfg, err := u.kubeadmConfig(n, init, controlPlane)
+	if err != nil {
+		return err
+	}
+	if err := write(ctx, n, "/etc/kubernetes/rackdrill-kubeadm.yaml", cfg); err != nil {
+		return u.fail(ctx, "write kubeadm config", n, err)
+	}
+	args := []string{"join", "--config", "/etc/kubernetes/rackdrill-kubeadm.yaml"}
+	step := "kubeadm join"
+	if init {
+		args = []string{"init", "--config", "/etc/kubernetes/rackdrill-kubeadm.yaml", "--upload-certs"}
+		step = "kubeadm init"
+	}
+	if err := exec.Run(n.Command(ctx, "kubeadm", args...)); err != nil {
+		return u.fail(ctx, step, n, err)
+	}
+	return nil
+}
+
+func (u *upRun) kubeadmInit(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	if err := u.kubeadm(ctx, first, true, true); err != nil {
+		return err
+	}
+	kc, err := exec.Output(first.Command(ctx, "cat", "/etc/kubernetes/admin.conf"))
+	if err != nil {
+		return u.fail(ctx, "read admin.conf", first, err)
+	}
+	return os.WriteFile(u.p.kubeconfigPath(), kc, 0o600)
+}
+
+// joinServers joins the other servers one at a time, each after etcd is
+// healthy again: a member added but never started takes quorum with it.
+func (u *upRun) joinServers(ctx context.Context) error {
+	servers := u.withRole(topology.RoleServer)
+	first := servers[0]
+	for _, n := range servers[1:] {
+		if err := u.kubeadm(ctx, n, false, true); err != nil {
+			return err
+		}
+		if err := Poll(ctx, time.Minute, func() error {
+			_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
+			return err
+		}); err != nil {
+			return u.fail(ctx, "etcd healthy after joining "+n.name, first, err)
+		}
+	}
+	return nil
+}
+
+func (u *upRun) joinWorkers(ctx context.Context) error {
+	return u.each(u.withRole(topology.RoleWorker), func(n *node) error { return u.kubeadm(ctx, n, false, false) })
+}
+
+// podNetwork gives every Kubernetes node Debian's ptp plugin with host-local
+// addresses from its podCIDR, and routes to every other node's podCIDR, kept in
+// a file a unit replays at boot (a restarted container has a new network
+// namespace).
+func (u *upRun) podNetwork(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	u.podCIDRs = map[string]string{}
+	err := Poll(ctx, time.Minute, func() error {
+		out, err := u.kubectl(ctx, "", "get", "nodes",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			name, cidr, _ := strings.Cut(l, "=")
+			if cidr == "" {
+				return fmt.Errorf("node %s has no podCIDR yet", name)
+			}
+			u.podCIDRs[name] = cidr
+		}
+		if len(u.podCIDRs) < len(u.kubeNodes()) {
+			return fmt.Errorf("%d of %d nodes registered", len(u.podCIDRs), len(u.kubeNodes()))
+		}
+		return nil
+	})
+	if err != nil {
+		return u.fail(ctx, "read podCIDRs", first, err)
+	}
+	return u.each(u.kubeNodes(), func(n *node) error {
+		conf := fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "rackdrill",
+  "plugins": [
+    {"type": "ptp", "mtu": 1500, "ipMasq": false,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, u.podCIDRs[n.name])
+		var routes []string
+		for _, other := range u.kubeNodes() {
+			if other.name != n.name {
+				routes = append(routes, fmt.Sprintf("ip route replace %s via %s", u.podCIDRs[other.name], other.addr))
+			}
+		}
+		// Pod traffic leaving for outside the pod network is masqueraded.
+		routes = append(routes, fmt.Sprintf("iptables -t nat -C POSTROUTING -s %s ! -d %s -j MASQUERADE 2>/dev/null || iptables -t nat -A POSTROUTING -s %s ! -d %s -j MASQUERADE",
+			u.podCIDRs[n.name], u.r.Spec.Kubernetes.PodSubnet, u.podCIDRs[n.name], u.r.Spec.Kubernetes.PodSubnet))
+		script := "#!/bin/sh\n# Pod routes of this lab machine, replayed at every boot.\nset -e\n" + strings.Join(routes, "\n") + "\n"
+		unit := `[Unit]
+Description=Routes to the other nodes' pods
+After=network.target
+Before=kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/bin/rackdrill-routes
+
+[Install]
+WantedBy=multi-user.target
+`
+		for path, content := range map[string]string{"/etc/cni/net.d/10-rackdrill.conflist": conf,
+			"/usr/local/bin/rackdrill-routes": script, "/etc/systemd/system/rackdrill-routes.service": unit} {
+			if err := write(ctx, n, path, content); err != nil {
+				return u.fail(ctx, "write "+path, n, err)
+			}
+		}
+		if err := exec.Run(n.Command(ctx, "sh", "-c", "chmod +x /usr/local/bin/rackdrill-routes && systemctl daemon-reload && systemctl enable --now rackdrill-routes")); err != nil {
+			return u.fail(ctx, "pod routes", n, err)
+		}
+		return nil
+	})
+}
+
+func (u *upRun) nodesReady(ctx context.Context) error {
+	first := u.withRole(topology.RoleServer)[0]
+	want := len(u.kubeNodes())
+	err := Poll(ctx, 3*time.Minute, func() error {
+		out, err := u.kubectl(ctx, "", "get", "nodes",
+			"-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		ready := strings.Count(string(out), "=True")
+		if ready < want {
+			return fmt.Errorf("%d of %d nodes Ready:\n%s", ready, want, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return u.fail(ctx, "nodes Ready", first, err)
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package containers
+
+// The lab's first steps: preflight, networks, the Internet vantage point,
+// the machines and their boot.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	mobynet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tcnet "github.com/testcontainers/testcontainers-go/network"
+
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+func (u *upRun) preflight(ctx context.Context) error {
+	dc, err := u.p.client(ctx)
+	if err != nil {
+		return err
+	}
+	if u.image, err = lab.ContentTag("node"); err != nil {
+		return err
+	}
+	if _, err := dc.ImageInspect(ctx, u.image); err != nil {
+		return fmt.Errorf("the node image %s is not built: run `make images` first", u.image)
+	}
+	existing, err := u.p.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	if len(existing) > 0 {
+		return fmt.Errorf("rack %s already has %d machines: `rackdrill down` first (or `rackdrill status`)", u.r.Metadata.Name, len(existing))
+	}
+	if u.r.Spec.Kubernetes.Distribution != topology.DistributionKubeadm {
+		return fmt.Errorf("spec.kubernetes.distribution: the containers provider builds kubeadm racks, not %s", u.r.Spec.Kubernetes.Distribution)
+	}
+	if u.r.Spec.Kubernetes.Version != lab.KubernetesVersion {
+		return fmt.Errorf("spec.kubernetes.version: the lab's images are %s, not %s", lab.KubernetesVersion, u.r.Spec.Kubernetes.Version)
+	}
+	if u.p.artifacts == "" {
+		u.p.artifacts = "_artifacts"
+	}
+	if err := os.MkdirAll(u.p.artifacts, 0o755); err != nil {
+		return err
+	}
+	buf := make([]byte, 32)
+	_, _ = rand.Read(buf)
+	u.cert = hex.EncodeToString(buf)
+	u.token = hex.EncodeToString(buf[:3]) + "." + hex.EncodeToString(buf[3:11])
+	return nil
+}
+
+// networks creates the rack's networks: Docker allocates dynamic addresses
+// only from the top quarter of each subnet, away from the nodes, the VIP and
+// the MetalLB pool the topology places below it.
+func (u *upRun) networks(ctx context.Context) error {
+	u.nets = map[string]string{}
+	for _, n := range u.r.Spec.Networks {
+		pre := n.Prefix()
+		gw := pre.Addr().Next()
+		dyn := netip.PrefixFrom(quarter(pre), pre.Bits()+2)
+		nw, err := tcnet.New(ctx,
+			tcnet.WithLabels(map[string]string{LabelRack: u.r.Metadata.Name, LabelNetwork: n.Name}),
+			tcnet.WithIPAM(&mobynet.IPAM{Driver: "default", Config: []mobynet.IPAMConfig{{Subnet: pre, Gateway: gw, IPRange: dyn}}}))
+		if err != nil {
+			return fmt.Errorf("network %s (%s): %w", n.Name, n.CIDR, err)
+		}
+		u.nets[n.Name] = nw.Name
+	}
+	return nil
+}
+
+// vantage starts the Internet vantage point: a small container on the Internet
+// network only, whose network namespace the internet probe dials from.
+func (u *upRun) vantage(ctx context.Context) error {
+	inet := u.r.InternetNetwork()
+	if inet == nil {
+		return nil
+	}
+	agent, err := lab.ContentTag("agent")
+	if err != nil {
+		return err
+	}
+	netName := u.nets[inet.Name]
+	_, err = testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image: agent, Name: u.r.Metadata.Name + "-internet-vantage", Cmd: []string{"--demo"},
+			Labels:   map[string]string{LabelRack: u.r.Metadata.Name, LabelVantage: "internet"},
+			Networks: []string{netName},
+		},
+		Started: true,
+	})
+	return err
+}
+
+// quarter is the first address of the top quarter of p.
+func quarter(p netip.Prefix) netip.Addr {
+	a := p.Addr().As4()
+	size := uint32(1) << (32 - p.Bits())
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += size / 4 * 3
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// machines starts every node container at once, with the flags that replace
+// --privileged on this kind of machine (lab-notes).
+func (u *upRun) machines(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(u.r.Spec.Nodes))
+	for i := range u.r.Spec.Nodes {
+		tn := u.r.Spec.Nodes[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = u.machine(ctx, tn)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
+	var roles []string
+	for _, r := range tn.Roles {
+		roles = append(roles, string(r))
+	}
+	netName := u.nets[tn.Network]
+	addr := tn.Addr()
+	networks := []string{netName}
+	if t := u.r.Spec.Tunnel; t != nil && t.Server.Node == tn.Name && tn.Network != u.r.AdminNetwork().Name {
+		// The VPS has a leg on the LAN too: a LAN client reaches a VPS through
+		// its router's NAT in real life, and Docker isolates bridges. Nothing on
+		// the Internet network routes through it: its default route stays there.
+		networks = append(networks, u.nets[u.r.AdminNetwork().Name])
+	}
+	labels := map[string]string{LabelRack: u.r.Metadata.Name, LabelNode: tn.Name,
+		LabelRoles: strings.Join(roles, ","), LabelAddress: tn.Address}
+	req := testcontainers.GenericContainerRequest{
+		ContainerRequest: testcontainers.ContainerRequest{
+			Image:          u.image,
+			Name:           u.r.Metadata.Name + "-" + tn.Name,
+			Labels:         labels,
+			Networks:       networks[:1],
+			NetworkAliases: map[string][]string{netName: {tn.Name}},
+			Tmpfs:          map[string]string{"/tmp": "", "/run": "", "/run/lock": ""},
+			ConfigModifier: func(c *container.Config) {
+				c.Hostname = tn.Name
+				c.Tty = true
+			},
+			HostConfigModifier: func(h *container.HostConfig) {
+				// --privileged fails here (no CAP_SYS_RESOURCE in the VM's
+				// bounding set); this is its equivalent that works.
+				h.CapAdd = []string{"ALL"}
+				h.CapDrop = []string{"SYS_RESOURCE"}
+				h.SecurityOpt = []string{"seccomp=unconfined", "apparmor=unconfined"}
+				// The CLI's --security-opt systempaths=unconfined: nothing masked
+				// or read-only under /proc and /sys (empty, not nil, overrides).
+				h.MaskedPaths = []string{}
+				h.ReadonlyPaths = []string{}
+				h.DeviceCgroupRules = []string{"a *:* rwm"}
+				h.Devices = []container.DeviceMapping{{PathOnHost: "/dev/kmsg", PathInContainer: "/dev/kmsg", CgroupPermissions: "rwm"}}
+				h.CgroupnsMode = container.CgroupnsModePrivate
+				h.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyDisabled}
+				// /var on a volume of its own: containerd's overlayfs cannot sit on
+				// the container's own overlay. Named and labelled, so Down finds it.
+				h.Mounts = append(h.Mounts, mount.Mount{Type: mount.TypeVolume, Source: u.r.Metadata.Name + "-" + tn.Name + "-var",
+					Target: "/var", VolumeOptions: &mount.VolumeOptions{Labels: labels}})
+				// The NAS's exports too: nfs-ganesha's VFS backend needs file
+				// handles, which the container's overlay root does not give.
+				if nfs := u.r.Spec.Storage; nfs != nil && nfs.NFS != nil && nfs.NFS.Node == tn.Name {
+					for i, e := range nfs.NFS.Exports {
+						h.Mounts = append(h.Mounts, mount.Mount{Type: mount.TypeVolume, Source: fmt.Sprintf("%s-%s-export%d", u.r.Metadata.Name, tn.Name, i),
+							Target: e, VolumeOptions: &mount.VolumeOptions{Labels: labels}})
+					}
+				}
+			},
+			EndpointSettingsModifier: func(m map[string]*mobynet.EndpointSettings) {
+				if es, ok := m[netName]; ok {
+					es.IPAMConfig = &mobynet.EndpointIPAMConfig{IPv4Address: addr}
+				}
+			},
+		},
+		Started: true,
+	}
+	c, err := testcontainers.GenericContainer(ctx, req)
+	if err != nil {
+		return &UpError{Step: "start machine", Node: tn.Name, Err: err}
+	}
+	// Further networks are connected here, not by testcontainers-go, which
+	// ignores a failure to find them.
+	for _, extra := range networks[1:] {
+		dc, err := u.p.client(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := dc.NetworkConnect(ctx, extra, client.NetworkConnectOptions{Container: c.GetContainerID()}); err != nil {
+			return &UpError{Step: "connect machine to network " + extra, Node: tn.Name, Err: err}
+		}
+	}
+	n := &node{p: u.p, id: c.GetContainerID(), name: tn.Name, roles: tn.Roles, addr: addr}
+	u.mu.Lock()
+	u.nodes[tn.Name] = n
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *upRun) boot(ctx context.Context) error {
+	return u.each(u.all(), func(n *node) error {
+		// systemd answers only once D-Bus is up; until then it says so, and
+		// `--wait` gives up at once. "degraded" is fine: a unit of a role the
+		// machine does not hold may fail.
+		var state string
+		err := Poll(ctx, 2*time.Minute, func() error {
+			out, _ := exec.Output(n.Command(ctx, "systemctl", "is-system-running", "--wait"))
+			state = strings.TrimSpace(string(out))
+			if state == "running" || state == "degraded" {
+				return nil
+			}
+			return fmt.Errorf("systemd is %q", state)
+		})
+		if err != nil {
+			return u.fail(ctx, "boot", n, err)
+		}
+		return nil
+	})
+}
