@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/go-logr/logr"
 	"io"
 	"os/signal"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,7 +40,11 @@ func containersProvider(cmd *cobra.Command, g *globalOptions, opts ...containers
 		return nil, nil, fmt.Errorf("%s: spec.provider is %s: rackdrill adopts that rack, it never builds or removes it", g.topology, r.Spec.Provider)
 	}
 	log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-	opts = append([]containers.Option{containers.WithLogger(log), containers.WithArtifacts(g.artifacts)}, opts...)
+	waits, err := containers.ParseIntervals(g.labWaits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--lab-waits: %w", err)
+	}
+	opts = append([]containers.Option{containers.WithLogger(log), containers.WithArtifacts(g.artifacts), containers.WithIntervals(waits)}, opts...)
 	return r, containers.NewProvider(r.Metadata.Name, opts...), nil
 }
 

@@ -17,6 +17,7 @@ type globalOptions struct {
 	topology  string
 	artifacts string
 	verbosity int
+	labWaits  string
 }
 
 func newRootCommand() *cobra.Command {
@@ -37,6 +38,7 @@ every path, and reports which promises held.`,
 	pf.StringVarP(&g.topology, "topology", "t", DefaultTopology, "rack topology file")
 	pf.StringVar(&g.artifacts, "artifacts", defaultArtifacts(), "folder for reports, the fault ledger and dumps ($ARTIFACTS)")
 	pf.IntVarP(&g.verbosity, "v", "v", 0, "log verbosity (0 for the user, 1+ for debugging)")
+	pf.StringVar(&g.labWaits, "lab-waits", os.Getenv("RACKDRILL_LAB_WAITS"), "lengthen the lab build's waits on a slow machine: all=2x, or nodes-ready=6m,add-on=5m ($RACKDRILL_LAB_WAITS)")
 	root.AddCommand(
 		newValidateCommand(g),
 		newPlanCommand(g),

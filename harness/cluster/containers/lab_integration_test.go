@@ -3,7 +3,6 @@ package containers_test
 import (
 	"context"
 	"crypto/tls"
-	"github.com/go-logr/logr"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/go-logr/logr/testr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"

@@ -54,6 +54,7 @@ type Provider struct {
 	progress      io.Writer
 	artifacts     string
 	keepOnFailure bool
+	intervals     Intervals
 
 	once   sync.Once
 	docker *client.Client
@@ -64,7 +65,7 @@ type Provider struct {
 // lazily, on first use.
 func NewProvider(rack string, opts ...Option) *Provider {
 	ConfigureTestcontainers()
-	p := &Provider{rack: rack, log: logr.Discard(), stopTimeout: 30}
+	p := &Provider{rack: rack, log: logr.Discard(), stopTimeout: 30, artifacts: "_artifacts", intervals: DefaultIntervals()}
 	for _, o := range opts {
 		o(p)
 	}

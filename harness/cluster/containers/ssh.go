@@ -89,7 +89,7 @@ func (u *upRun) sshAccess(ctx context.Context) error {
 		return err
 	}
 	return u.each(u.all(), func(n *node) error {
-		out, err := sshRun(ctx, n.addr.String(), signer, check, "hostname")
+		out, err := sshRun(ctx, n.addr.String(), signer, check, "hostname", u.p.limit(IntervalSSH))
 		if err != nil {
 			return u.fail(ctx, "check SSH against known_hosts", n, err)
 		}
@@ -101,14 +101,14 @@ func (u *upRun) sshAccess(ctx context.Context) error {
 }
 
 // sshRun runs cmd on addr:22 as root, the host key checked by check.
-func sshRun(ctx context.Context, addr string, signer ssh.Signer, check ssh.HostKeyCallback, cmd string) (string, error) {
+func sshRun(ctx context.Context, addr string, signer ssh.Signer, check ssh.HostKeyCallback, cmd string, limit time.Duration) (string, error) {
 	// known_hosts holds the machines' ed25519 keys: ask for that kind, or the
 	// server may offer another it also has and the check would fail.
 	cfg := &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: check,
 		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519}, Timeout: 10 * time.Second}
 	var c *ssh.Client
 	var permanent error
-	err := Poll(ctx, 30*time.Second, func() error {
+	err := Poll(ctx, limit, func() error {
 		if permanent != nil {
 			return nil
 		}

@@ -220,25 +220,6 @@ func render(name string, data any) (string, error) {
 	return b.String(), nil
 }
 
-// Poll retries fn every second until it succeeds or limit passes.
-func Poll(ctx context.Context, limit time.Duration, fn func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", limit, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
-
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -31,15 +30,14 @@ func (u *upRun) spreadDNS(ctx context.Context) error {
 		return nil
 	}
 	first := u.withRole(topology.RoleServer)[0]
-	patch := `{"spec":{"template":{"spec":{"affinity":{` +
-		`"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":` +
-		`[{"key":"node-role.kubernetes.io/control-plane","operator":"DoesNotExist"}]}]}},` +
-		`"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":` +
-		`[{"labelSelector":{"matchLabels":{"k8s-app":"kube-dns"}},"topologyKey":"kubernetes.io/hostname"}]}}}}}}`
+	patch, err := render("coredns-spread.json", nil)
+	if err != nil {
+		return err
+	}
 	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "patch", "deployment", "coredns", "--type", "strategic", "-p", patch); err != nil {
 		return u.fail(ctx, "place CoreDNS on the workers", first, err)
 	}
-	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout", "3m"); err != nil {
+	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout", u.p.limit(IntervalAddOn).String()); err != nil {
 		return u.fail(ctx, "CoreDNS on the workers", first, err)
 	}
 	return nil
@@ -92,7 +90,7 @@ func (u *upRun) metallb(ctx context.Context) error {
 		return err
 	}
 	// The pool is validated by the controller's webhook, which needs a moment.
-	return Poll(ctx, 3*time.Minute, func() error { return u.apply(ctx, cfg) })
+	return u.wait(ctx, IntervalAddOn, func() error { return u.apply(ctx, cfg) })
 }
 
 func (u *upRun) ingress(ctx context.Context) error {
@@ -111,7 +109,7 @@ func (u *upRun) ingress(ctx context.Context) error {
 	if err := u.apply(ctx, man); err != nil {
 		return err
 	}
-	return Poll(ctx, 3*time.Minute, func() error {
+	return u.wait(ctx, IntervalAddOn, func() error {
 		out, err := u.kubectl(ctx, "", "-n", in.Namespace, "get", "service", in.Service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
 		if err != nil {
 			return err
@@ -152,12 +150,12 @@ func (u *upRun) workloads(ctx context.Context) error {
 		return nil
 	}
 	lan := probe.NewHTTP("lan", "http://"+u.r.Spec.Ingress.IP+"/", probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker))
-	return u.waitProbe(ctx, lan, 3*time.Minute, "through the ingress IP")
+	return u.waitProbe(ctx, lan, IntervalLANProbe, "through the ingress IP")
 }
 
 // waitProbe waits until p answers, for at most limit.
-func (u *upRun) waitProbe(ctx context.Context, p probe.Probe, limit time.Duration, where string) error {
-	return Poll(ctx, limit, func() error {
+func (u *upRun) waitProbe(ctx context.Context, p probe.Probe, limit Interval, where string) error {
+	return u.wait(ctx, limit, func() error {
 		cctx, cancel := context.WithTimeout(ctx, u.r.Spec.Probes.Timeout.Duration)
 		defer cancel()
 		if r := p.Check(cctx); !r.OK {

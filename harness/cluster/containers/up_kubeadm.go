@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -93,7 +92,7 @@ func (u *upRun) joinServers(ctx context.Context) error {
 		if err := u.kubeadm(ctx, n, false, true); err != nil {
 			return err
 		}
-		if err := Poll(ctx, time.Minute, func() error {
+		if err := u.wait(ctx, IntervalEtcdJoin, func() error {
 			_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
 			return err
 		}); err != nil {
@@ -114,7 +113,7 @@ func (u *upRun) joinWorkers(ctx context.Context) error {
 func (u *upRun) podNetwork(ctx context.Context) error {
 	first := u.withRole(topology.RoleServer)[0]
 	u.podCIDRs = map[string]string{}
-	err := Poll(ctx, time.Minute, func() error {
+	err := u.wait(ctx, IntervalPodCIDRs, func() error {
 		out, err := u.kubectl(ctx, "", "get", "nodes",
 			"-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.podCIDR}{"\n"}{end}`)
 		if err != nil {
@@ -136,41 +135,23 @@ func (u *upRun) podNetwork(ctx context.Context) error {
 		return u.fail(ctx, "read podCIDRs", first, err)
 	}
 	return u.each(u.kubeNodes(), func(n *node) error {
-		conf := fmt.Sprintf(`{
-  "cniVersion": "1.0.0",
-  "name": "rackdrill",
-  "plugins": [
-    {"type": "ptp", "mtu": 1500, "ipMasq": false,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-`, u.podCIDRs[n.name])
-		var routes []string
+		type route struct{ CIDR, Via string }
+		data := struct {
+			PodCIDR, PodSubnet string
+			Routes             []route
+		}{PodCIDR: u.podCIDRs[n.name], PodSubnet: u.r.Spec.Kubernetes.PodSubnet}
 		for _, other := range u.kubeNodes() {
 			if other.name != n.name {
-				routes = append(routes, fmt.Sprintf("ip route replace %s via %s", u.podCIDRs[other.name], other.addr))
+				data.Routes = append(data.Routes, route{u.podCIDRs[other.name], other.addr.String()})
 			}
 		}
-		// Pod traffic leaving for outside the pod network is masqueraded.
-		routes = append(routes, fmt.Sprintf("iptables -t nat -C POSTROUTING -s %s ! -d %s -j MASQUERADE 2>/dev/null || iptables -t nat -A POSTROUTING -s %s ! -d %s -j MASQUERADE",
-			u.podCIDRs[n.name], u.r.Spec.Kubernetes.PodSubnet, u.podCIDRs[n.name], u.r.Spec.Kubernetes.PodSubnet))
-		script := "#!/bin/sh\n# Pod routes of this lab machine, replayed at every boot.\nset -e\n" + strings.Join(routes, "\n") + "\n"
-		unit := `[Unit]
-Description=Routes to the other nodes' pods
-After=network.target
-Before=kubelet.service
-
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/usr/local/bin/rackdrill-routes
-
-[Install]
-WantedBy=multi-user.target
-`
-		for path, content := range map[string]string{"/etc/cni/net.d/10-rackdrill.conflist": conf,
-			"/usr/local/bin/rackdrill-routes": script, "/etc/systemd/system/rackdrill-routes.service": unit} {
+		files := map[string]string{"/etc/cni/net.d/10-rackdrill.conflist": "cni.conflist",
+			"/usr/local/bin/rackdrill-routes": "routes.sh", "/etc/systemd/system/rackdrill-routes.service": "routes.service"}
+		for path, name := range files {
+			content, err := render(name, data)
+			if err != nil {
+				return err
+			}
 			if err := write(ctx, n, path, content); err != nil {
 				return u.fail(ctx, "write "+path, n, err)
 			}
@@ -185,7 +166,7 @@ WantedBy=multi-user.target
 func (u *upRun) nodesReady(ctx context.Context) error {
 	first := u.withRole(topology.RoleServer)[0]
 	want := len(u.kubeNodes())
-	err := Poll(ctx, 3*time.Minute, func() error {
+	err := u.wait(ctx, IntervalNodesReady, func() error {
 		out, err := u.kubectl(ctx, "", "get", "nodes",
 			"-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
 		if err != nil {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -50,9 +49,6 @@ func (u *upRun) preflight(ctx context.Context) error {
 	}
 	if u.r.Spec.Kubernetes.Version != lab.KubernetesVersion {
 		return fmt.Errorf("spec.kubernetes.version: the lab's images are %s, not %s", lab.KubernetesVersion, u.r.Spec.Kubernetes.Version)
-	}
-	if u.p.artifacts == "" {
-		u.p.artifacts = "_artifacts"
 	}
 	if err := os.MkdirAll(u.p.artifacts, 0o755); err != nil {
 		return err
@@ -224,7 +220,7 @@ func (u *upRun) boot(ctx context.Context) error {
 		// `--wait` gives up at once. "degraded" is fine: a unit of a role the
 		// machine does not hold may fail.
 		var state string
-		err := Poll(ctx, 2*time.Minute, func() error {
+		err := u.wait(ctx, IntervalBoot, func() error {
 			out, _ := exec.Output(n.Command(ctx, "systemctl", "is-system-running", "--wait"))
 			state = strings.TrimSpace(string(out))
 			if state == "running" || state == "degraded" {

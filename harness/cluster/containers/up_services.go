@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/moby/moby/client"
 	"golang.org/x/crypto/ssh"
@@ -75,7 +74,7 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 		return err
 	}
 	master := u.nodes[cp.Keepalived.Master()]
-	return Poll(ctx, 30*time.Second, func() error {
+	return u.wait(ctx, IntervalVIP, func() error {
 		out, err := exec.Output(master.Command(ctx, "ip", "-4", "-o", "addr", "show"))
 		if err == nil && strings.Contains(string(out), " "+cp.Endpoint.Host+"/") {
 			return nil
@@ -102,7 +101,7 @@ func (u *upRun) nas(ctx context.Context) error {
 	if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "rpcbind", "nfs-ganesha")); err != nil {
 		return u.fail(ctx, "start nfs-ganesha", n, err)
 	}
-	if err := Poll(ctx, time.Minute, func() error {
+	if err := u.wait(ctx, IntervalNAS, func() error {
 		out, err := exec.Output(n.Command(ctx, "rpcinfo", "-p", "127.0.0.1"))
 		if err != nil {
 			return err
@@ -177,7 +176,7 @@ func (u *upRun) tunnel(ctx context.Context) error {
 	}
 	inet := probe.NewHTTP("internet", fmt.Sprintf("http://%s:%d/", t.Server.PublicAddress, t.Ports[0].Public),
 		probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker), probe.WithDialer(dial))
-	return u.waitProbe(ctx, inet, 2*time.Minute, "from the Internet vantage point")
+	return u.waitProbe(ctx, inet, IntervalInternetPath, "from the Internet vantage point")
 }
 
 // ups configures NUT on the UPS master: dummy-ups as the rack's UPS, upsd, and
@@ -232,7 +231,7 @@ func (u *upRun) ups(ctx context.Context) error {
 	if err := exec.Run(n.Command(ctx, "sh", "-c", setup)); err != nil {
 		return u.fail(ctx, "start NUT", n, err)
 	}
-	return Poll(ctx, time.Minute, func() error {
+	return u.wait(ctx, IntervalUPS, func() error {
 		out, err := exec.Output(n.Command(ctx, "upsc", up.Name+"@localhost", "ups.status"))
 		if err != nil {
 			return err
