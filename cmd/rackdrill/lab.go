@@ -18,34 +18,41 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
-	"rackdrill.dev/rackdrill/harness/cluster/k3d"
+	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// containersProvider is the provider of a topology that `up`, `down` and
-// `status` act on; they refuse other providers clearly.
-func containersProvider(cmd *cobra.Command, g *globalOptions, opts ...containers.Option) (*topology.Rack, *containers.Provider, error) {
+// providerFor is the provider of rack r, configured from the global options
+// (logger, artifacts, the lab's waits) and opts.
+func providerFor(cmd *cobra.Command, g *globalOptions, r *topology.Rack, opts ...providers.Option) (cluster.Provider, error) {
+	waits, err := containers.ParseIntervals(g.labWaits)
+	if err != nil {
+		return nil, fmt.Errorf("--lab-waits: %w", err)
+	}
+	base := []providers.Option{providers.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)),
+		providers.WithArtifacts(g.artifacts), providers.WithLabWaits(waits)}
+	p, err := providers.For(r, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", g.topology, err)
+	}
+	return p, nil
+}
+
+// builtRack is the rack of the topology and its provider, for `up`, `down` and
+// `status`, which act only on racks rackdrill builds (the lab, k3d): an
+// adopted rack is refused clearly.
+func builtRack(cmd *cobra.Command, g *globalOptions, opts ...providers.Option) (*topology.Rack, cluster.Provider, error) {
 	r, err := loadRack(g.topology, cmd.ErrOrStderr())
 	if err != nil {
 		return nil, nil, err
 	}
-	switch r.Spec.Provider {
-	case topology.ProviderContainers:
-	case topology.ProviderK3d:
-		// k3d's containers carry the same labels: status finds them the
-		// same way (up and down go through k3d).
-	default:
-		return nil, nil, fmt.Errorf("%s: spec.provider is %s: rackdrill adopts that rack, it never builds or removes it", g.topology, r.Spec.Provider)
+	if !providers.Builds(r.Spec.Provider) {
+		return nil, nil, fmt.Errorf("%s: rack %s is a real rack (spec.provider %s): rackdrill adopts it, it never builds, lists or removes its machines", g.topology, r.Metadata.Name, r.Spec.Provider)
 	}
-	log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-	waits, err := containers.ParseIntervals(g.labWaits)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--lab-waits: %w", err)
-	}
-	opts = append([]containers.Option{containers.WithLogger(log), containers.WithArtifacts(g.artifacts), containers.WithIntervals(waits)}, opts...)
-	return r, containers.NewProvider(r.Metadata.Name, opts...), nil
+	p, err := providerFor(cmd, g, r, opts...)
+	return r, p, err
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -63,14 +70,7 @@ written to the artifacts folder and points at the VIP.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			r, err := loadRack(g.topology, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			if r.Spec.Provider == topology.ProviderK3d {
-				return k3d.NewProvider(r, g.artifacts, k3d.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)), k3d.WithProgress(cmd.OutOrStdout())).Up(ctx, r)
-			}
-			r, p, err := containersProvider(cmd, g, containers.WithProgress(cmd.OutOrStdout()), containers.WithKeepOnFailure(keep))
+			r, p, err := builtRack(cmd, g, providers.WithProgress(cmd.OutOrStdout()), providers.WithKeepOnFailure(keep))
 			if err != nil {
 				return err
 			}
@@ -88,20 +88,9 @@ func newDownCommand(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
-			r, err := loadRack(g.topology, cmd.ErrOrStderr())
+			r, p, err := builtRack(cmd, g)
 			if err != nil {
 				return err
-			}
-			var p cluster.Provider
-			switch r.Spec.Provider {
-			case topology.ProviderK3d:
-				p = k3d.NewProvider(r, g.artifacts, k3d.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)))
-			case topology.ProviderSSH:
-				return fmt.Errorf("%s: rack %s is a real rack (provider ssh): rackdrill never removes its machines", g.topology, r.Metadata.Name)
-			default:
-				if _, p, err = containersProvider(cmd, g); err != nil {
-					return err
-				}
 			}
 			if err := p.Down(ctx); err != nil {
 				return err
@@ -120,7 +109,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			r, p, err := containersProvider(cmd, g)
+			r, p, err := builtRack(cmd, g)
 			if err != nil {
 				return err
 			}
@@ -189,7 +178,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 }
 
 // apiStatus answers through the VIP, as kubectl would.
-func apiStatus(ctx context.Context, p *containers.Provider, r *topology.Rack) string {
+func apiStatus(ctx context.Context, p cluster.KubeconfigSource, r *topology.Rack) string {
 	kc, err := p.Kubeconfig(ctx)
 	if err != nil {
 		return "no kubeconfig: " + err.Error()
@@ -221,7 +210,7 @@ func apiStatus(ctx context.Context, p *containers.Provider, r *topology.Rack) st
 
 // printProbes runs once each probe that only looks (heal deletes a pod and
 // data needs records written before a fault: drills run those).
-func printProbes(ctx context.Context, out io.Writer, p *containers.Provider, r *topology.Rack) {
+func printProbes(ctx context.Context, out io.Writer, p cluster.Provider, r *topology.Rack) {
 	probes, unprobed, _, err := probe.ForRack(ctx, r, p, logr.Discard())
 	if err != nil {
 		fmt.Fprintf(out, "probes: %v\n", err)

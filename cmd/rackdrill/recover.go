@@ -15,8 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
-	"rackdrill.dev/rackdrill/harness/cluster/containers"
-	sshprovider "rackdrill.dev/rackdrill/harness/cluster/ssh"
+	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -61,36 +60,21 @@ prints what still differs; that is exit status 1.`,
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
 			// Faults are rebuilt against the provider they were injected through;
 			// the entries say which rack and provider that was.
-			var lister cluster.NodeLister
-			var kube fault.KubeClient
-			switch topology.ProviderName(entries[0].Provider) {
-			case topology.ProviderContainers, "":
-				p := containers.NewProvider(entries[0].Rack, containers.WithLogger(log))
-				lister, kube = p, fault.KubeFrom(p, "")
-			case topology.ProviderSSH:
-				// A real rack: its machines are reached again through the
-				// inventory of the topology the run was given.
-				if entries[0].Topology == "" {
-					return fmt.Errorf("ledger entry %s: no topology recorded for the ssh rack %s", entries[0].ID, entries[0].Rack)
-				}
-				r, err := loadRack(entries[0].Topology, cmd.ErrOrStderr())
-				if err != nil {
-					return fmt.Errorf("ledger entry %s: %w", entries[0].ID, err)
-				}
-				p, err := sshprovider.NewProvider(r, sshprovider.WithLogger(log))
-				if err != nil {
-					return fmt.Errorf("%s: %w", entries[0].Topology, err)
-				}
-				defer p.Close()
-				lister, kube = p, fault.KubeFrom(p, r.APIServerURL())
-			default:
-				return fmt.Errorf("ledger entry %s: provider %q cannot recover yet", entries[0].ID, entries[0].Provider)
-			}
 			for _, e := range entries[1:] {
 				if e.Rack != entries[0].Rack || e.Provider != entries[0].Provider {
 					return fmt.Errorf("the ledger %s mixes racks (%s/%s and %s/%s): recover them one at a time", l.Dir(), entries[0].Provider, entries[0].Rack, e.Provider, e.Rack)
 				}
 			}
+			r, p, err := recoverProvider(cmd, g, entries[0])
+			if err != nil {
+				return err
+			}
+			defer providers.Close(p)
+			server := ""
+			if entries[0].Topology != "" {
+				server = r.APIServerURL()
+			}
+			lister, kube := cluster.NodeLister(p), fault.KubeFrom(p, server)
 			results, err := fault.Recover(ctx, l, fault.Env{Nodes: lister, Kube: kube, Log: log})
 			for _, r := range results {
 				status := "reverted"
@@ -152,4 +136,29 @@ func residueAfterRecover(ctx context.Context, out io.Writer, artifacts string, n
 	}
 	fmt.Fprintf(out, "residue check passed: rack %s is as it was before %s\n", r.Metadata.Name, steady.Fault)
 	return os.Remove(path)
+}
+
+// recoverProvider reaches the rack a ledger entry's fault was injected into,
+// through the provider it was injected through: the rack is loaded from the
+// topology file the run recorded. A lab entry without one (an older ledger) is
+// found by its rack name alone, the label its machines carry.
+func recoverProvider(cmd *cobra.Command, g *globalOptions, e fault.Entry) (*topology.Rack, cluster.Provider, error) {
+	var r *topology.Rack
+	if e.Topology != "" {
+		var err error
+		if r, err = loadRack(e.Topology, cmd.ErrOrStderr()); err != nil {
+			return nil, nil, fmt.Errorf("ledger entry %s: %w", e.ID, err)
+		}
+		if r.Metadata.Name != e.Rack {
+			return nil, nil, fmt.Errorf("ledger entry %s: its fault was injected into rack %s, but %s now describes rack %s", e.ID, e.Rack, e.Topology, r.Metadata.Name)
+		}
+	} else if p := topology.ProviderName(e.Provider); p == topology.ProviderContainers || p == "" {
+		r = &topology.Rack{}
+		r.Metadata.Name = e.Rack
+	} else {
+		return nil, nil, fmt.Errorf("ledger entry %s: no topology recorded for the %s rack %s", e.ID, e.Provider, e.Rack)
+	}
+	r.Spec.Provider = topology.ProviderName(e.Provider)
+	p, err := providerFor(cmd, g, r)
+	return r, p, err
 }

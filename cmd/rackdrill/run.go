@@ -19,11 +19,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
-	"rackdrill.dev/rackdrill/harness/cluster/containers"
-	"rackdrill.dev/rackdrill/harness/cluster/k3d"
+	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
-	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/reports"
 	"rackdrill.dev/rackdrill/suites/framework"
@@ -89,12 +87,10 @@ broken, 2 bad input or a broken environment.`,
 				return err
 			}
 			if provider != "" {
-				switch p := topology.ProviderName(provider); p {
-				case topology.ProviderContainers, topology.ProviderSSH, topology.ProviderK3d:
-					r.Spec.Provider = p
-				default:
-					return fmt.Errorf("--provider %q: want containers, k3d or ssh", provider)
+				if !slices.Contains(providers.Names, topology.ProviderName(provider)) {
+					return fmt.Errorf("--provider %q: want one of %v", provider, providers.Names)
 				}
+				r.Spec.Provider = topology.ProviderName(provider)
 			}
 			if r.Spec.Provider == topology.ProviderSSH {
 				// A real rack: the rows to drill are named, the conformance
@@ -128,33 +124,14 @@ broken, 2 bad input or a broken environment.`,
 			defer stop()
 			var p cluster.Provider
 			builtHere := false
-			switch r.Spec.Provider {
-			case topology.ProviderK3d:
-				// Said in seconds, before anything is created: no k3d, no
-				// kubectl, no Docker.
-				if err := k3d.Prerequisites(ctx); err != nil {
+			if providers.Builds(r.Spec.Provider) {
+				if p, err = providerFor(cmd, g, r, providers.WithProgress(out)); err != nil {
 					return err
 				}
-				kp := k3d.NewProvider(r, g.artifacts, k3d.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)), k3d.WithProgress(out))
-				p = kp
-				nodes, err := kp.Nodes(ctx)
-				if err != nil {
-					return err
-				}
-				if len(nodes) == 0 {
-					builtHere = true
-					if err := kp.Up(ctx, r); err != nil {
-						return fmt.Errorf("%w (what was created is removed by `rackdrill down --topology %s`)", err, g.topology)
+				if builtHere, err = providers.Ensure(ctx, p, r, out); err != nil {
+					if r.Spec.Provider == topology.ProviderK3d {
+						err = fmt.Errorf("%w (what was created is removed by `rackdrill down --topology %s`)", err, g.topology)
 					}
-				}
-			case topology.ProviderContainers:
-				var cp *containers.Provider
-				_, cp, err = containersProvider(cmd, g, containers.WithProgress(out))
-				if err != nil {
-					return err
-				}
-				p = cp
-				if builtHere, err = ensureLab(ctx, out, r, cp); err != nil {
 					return err
 				}
 			}
@@ -207,42 +184,13 @@ broken, 2 bad input or a broken environment.`,
 	cmd.Flags().BoolVar(&keep, "keep", os.Getenv("KEEP") == "1", "keep a lab this run built (default from KEEP=1)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
-	cmd.Flags().StringVar(&provider, "provider", "", "containers or ssh (default: the topology's spec.provider)")
+	cmd.Flags().StringVar(&provider, "provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
 	cmd.Flags().BoolVar(&safe.Yes, "yes", false, "ssh provider: inject the planned faults without asking")
 	cmd.Flags().BoolVar(&safe.DryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")
 	cmd.Flags().BoolVar(&safe.AllowQuorumLoss, "allow-quorum-loss", false, "ssh provider: allow faults that take etcd below quorum (server-kill-2 on 3 servers)")
 	cmd.Flags().BoolVar(&safe.AllowPower, "allow-power", false, "ssh provider: allow the power drill (every machine needs spec.nodes[].power)")
 	cmd.Flags().BoolVar(&acceptNew, "accept-new-host-keys", false, "ssh provider: record the host key of a machine known_hosts does not list yet (a changed key is always refused)")
 	return cmd
-}
-
-// ensureLab builds the lab's images and brings the lab up when it is not up;
-// it reports whether it built the lab.
-func ensureLab(ctx context.Context, out io.Writer, r *topology.Rack, p *containers.Provider) (bool, error) {
-	nodes, err := p.Nodes(ctx)
-	if err != nil {
-		return false, err
-	}
-	if len(nodes) > 0 {
-		fmt.Fprintf(out, "rack %s is up already (%d machines): using it\n", r.Metadata.Name, len(nodes))
-		return false, nil
-	}
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return false, err
-	}
-	b, err := lab.NewBuilder(root, out)
-	if err != nil {
-		return false, err
-	}
-	fmt.Fprintln(out, "building the lab's images (seconds when they exist)")
-	if _, err := b.Build(ctx); err != nil {
-		return false, err
-	}
-	if err := p.Up(ctx, r); err != nil {
-		return false, err
-	}
-	return true, nil
 }
 
 // progress prints each drill's phase and the changes of its probes' states,

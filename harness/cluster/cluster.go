@@ -28,6 +28,13 @@ type Provider interface {
 	Down(ctx context.Context) error
 }
 
+// Preparer is a provider that needs something before it can build a rack (the
+// lab's images, k3d's binary): Prepare makes or checks it, in seconds when it
+// is there already.
+type Preparer interface {
+	Prepare(ctx context.Context) error
+}
+
 // NodeLister is the part of a provider that finds the rack's machines. It is all
 // that reverting a recorded fault needs, so `rackdrill recover` works on a rack
 // whose other parts are broken.

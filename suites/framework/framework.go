@@ -25,8 +25,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
-	"rackdrill.dev/rackdrill/harness/cluster/k3d"
-	sshprovider "rackdrill.dev/rackdrill/harness/cluster/ssh"
+	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
@@ -165,35 +164,21 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 // machine of the topology is there. It fails, saying how to bring the rack up,
 // when the rack does not exist.
 func (e *Env) Connect(ctx context.Context) error {
-	switch e.Provider {
-	case topology.ProviderContainers:
-		p := containers.NewProvider(e.Rack.Metadata.Name, containers.WithLogger(e.Log))
-		e.Nodes = p
-		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
-	case topology.ProviderSSH:
-		// A real rack: every machine must answer SSH with a known host key
-		// (and sudo, where the inventory says so) before anything runs.
-		p, err := sshprovider.NewProvider(e.Rack, sshprovider.WithLogger(e.Log), sshprovider.WithAcceptNewHostKeys(e.AcceptNewHostKeys))
-		if err != nil {
-			return fmt.Errorf("%s: %w", e.TopologyFile, err)
-		}
-		if err := p.Check(ctx); err != nil {
+	r := *e.Rack
+	r.Spec.Provider = e.Provider
+	p, err := providers.For(&r, providers.WithLogger(e.Log), providers.WithArtifacts(e.Artifacts),
+		providers.WithAcceptNewHostKeys(e.AcceptNewHostKeys))
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.TopologyFile, err)
+	}
+	e.Nodes = p
+	e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
+	if c, ok := p.(interface{ Check(context.Context) error }); ok {
+		// A real rack: every machine must answer SSH with a known host
+		// key (and sudo, where the inventory says so) before anything runs.
+		if err := c.Check(ctx); err != nil {
 			return err
 		}
-		e.Nodes = p
-		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
-		if e.Rack.Spec.Kubernetes.Distribution == topology.DistributionK3s {
-			nodes, _ := p.Nodes(ctx)
-			return e.placeEtcdctl(ctx, nodes)
-		}
-		return nil
-	case topology.ProviderK3d:
-		// k3d's containers carry the rack's labels, like the lab's machines.
-		p := k3d.NewProvider(e.Rack, e.Artifacts, k3d.WithLogger(e.Log))
-		e.Nodes = p
-		e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
-	default:
-		return fmt.Errorf("provider %s: unknown (containers, k3d and ssh are)", e.Provider)
 	}
 	nodes, err := e.Nodes.Nodes(ctx)
 	if err != nil {

@@ -64,15 +64,21 @@ type Provider struct {
 // NewProvider returns the provider of the rack named rack. It connects to Docker
 // lazily, on first use.
 func NewProvider(rack string, opts ...Option) *Provider {
-	ConfigureTestcontainers()
 	p := &Provider{rack: rack, log: logr.Discard(), stopTimeout: 30, artifacts: "_artifacts", intervals: DefaultIntervals()}
 	for _, o := range opts {
 		o(p)
 	}
-	// testcontainers-go logs to stderr by default; here it is a debug detail.
-	tclog.SetDefault(logrPrintf{p.log.V(2)})
+	// testcontainers-go's settings are the process's: made once, by the first
+	// provider (its logger gets testcontainers' debug lines).
+	testcontainersOnce.Do(func() {
+		ConfigureTestcontainers()
+		// testcontainers-go logs to stderr by default; here it is a debug detail.
+		tclog.SetDefault(logrPrintf{p.log.V(2)})
+	})
 	return p
 }
+
+var testcontainersOnce sync.Once
 
 // logrPrintf adapts a logr.Logger to testcontainers-go's Printf logger.
 type logrPrintf struct{ l logr.Logger }

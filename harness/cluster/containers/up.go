@@ -17,6 +17,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -223,4 +224,26 @@ func render(name string, data any) (string, error) {
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
+}
+
+var _ cluster.Preparer = (*Provider)(nil)
+
+// Prepare builds the lab's images from the repository, or finds them cached
+// by their inputs' content hash (seconds).
+func (p *Provider) Prepare(ctx context.Context) error {
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	out := p.progress
+	if out == nil {
+		out = io.Discard
+	}
+	b, err := lab.NewBuilder(root, out)
+	if err != nil {
+		return err
+	}
+	p.step("building the lab's images (seconds when they exist)")
+	_, err = b.Build(ctx)
+	return err
 }

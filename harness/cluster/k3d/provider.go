@@ -301,3 +301,8 @@ func (p *Provider) Down(ctx context.Context) error {
 }
 
 var _ cluster.Provider = (*Provider)(nil)
+
+var _ cluster.Preparer = (*Provider)(nil)
+
+// Prepare checks the prerequisites (k3d, Docker) in seconds.
+func (p *Provider) Prepare(ctx context.Context) error { return Prerequisites(ctx) }
