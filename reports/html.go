@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 //go:embed report.html.tmpl
@@ -36,7 +37,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 type Options struct {
 	// Baseline is an earlier run of the same rack: cells whose recovery got
 	// worse are marked.
-	Baseline *Run
+	Baseline *runrecord.Run
 	// Dir is the folder the report is written to: dumps under it are linked
 	// by relative path.
 	Dir string
@@ -44,17 +45,17 @@ type Options struct {
 
 // view is what the template renders.
 type view struct {
-	*Run
+	*runrecord.Run
 	Verdict   matrix.Verdict
 	Probes    []string
 	Rows      []rowView
 	Worse     []worse
-	Baseline  *Run
+	Baseline  *runrecord.Run
 	Generated time.Time
 }
 
 type rowView struct {
-	Drill
+	runrecord.Drill
 	Cells    []cellView
 	Timeline template.HTML
 	DumpLink string
@@ -86,7 +87,7 @@ func worseThan(now, was *time.Duration) bool {
 }
 
 // WriteHTML renders the report of r.
-func WriteHTML(w io.Writer, r *Run, o Options) error {
+func WriteHTML(w io.Writer, r *runrecord.Run, o Options) error {
 	v := view{Run: r, Verdict: r.Verdict(), Probes: matrix.Probes, Baseline: o.Baseline, Generated: time.Now()}
 	base := map[string]matrix.CellResult{}
 	if o.Baseline != nil {

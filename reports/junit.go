@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // The JUnit shape Jenkins (junit-10.xsd) and GitHub's test reporters read.
@@ -65,7 +66,7 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 // conformance and pre-upgrade checks. A broken cell is a failure whose
 // message says promise, observation and timing; a declared deviation passes
 // and says so in system-out; a cell that does not apply is skipped.
-func WriteJUnit(w io.Writer, r *Run) error {
+func WriteJUnit(w io.Writer, r *runrecord.Run) error {
 	all := junitSuites{Name: "rackdrill " + r.Suite + " on " + r.Rack, Time: seconds(r.Finished.Sub(r.Started))}
 	for _, d := range r.Drills {
 		res := d.Result

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // TestJUnitShape: one testsuite per drill with one testcase per matrix cell
@@ -66,7 +67,7 @@ func TestJUnitShape(t *testing.T) {
 // and timing, and a deviation passes but says so.
 func TestJUnitBrokenCell(t *testing.T) {
 	tti, ttr := 120*time.Millisecond, 3400*time.Millisecond
-	r := &Run{Rack: "lab", Suite: "chaos", Drills: []Drill{{Result: matrix.RowResult{Fault: "lb-master-lost", Verdict: matrix.Broken,
+	r := &runrecord.Run{Rack: "lab", Suite: "chaos", Drills: []runrecord.Drill{{Result: matrix.RowResult{Fault: "lb-master-lost", Verdict: matrix.Broken,
 		Cells: []matrix.CellResult{
 			{Fault: "lb-master-lost", Probe: "api", Verdict: matrix.Broken, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
 				TimeToImpact: &tti, LongestOutage: time.Minute, TotalDown: 58 * time.Second, Failed: 29, Samples: 240, TimeToRecovery: &ttr,
@@ -127,7 +128,7 @@ func TestJUnitValidatesAgainstXSD(t *testing.T) {
 // broken, the report saying it. The first version wrote it as a testsuite of
 // tests="0" and the page could read "held".
 func TestErroredDrillIsFailedInEveryReport(t *testing.T) {
-	r := &Run{Rack: "lab", Suite: "chaos", Drills: []Drill{{
+	r := &runrecord.Run{Rack: "lab", Suite: "chaos", Drills: []runrecord.Drill{{
 		Result: matrix.RowResult{Fault: "nfs-lost", Source: "seed 001 §5", Verdict: matrix.Errored},
 		Error:  "inject fault nfs-lost: iptables: permission denied", RevertError: "revert fault nfs-lost: docker start: no such container",
 	}}}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // Written are the files Render wrote.
@@ -14,7 +16,7 @@ type Written struct {
 
 // Render writes report.html and junit.xml of run into dir, atomically each
 // (a half-written report never replaces a whole one).
-func Render(r *Run, dir string, baseline *Run) (Written, error) {
+func Render(r *runrecord.Run, dir string, baseline *runrecord.Run) (Written, error) {
 	w := Written{HTML: filepath.Join(dir, "report.html"), JUnit: filepath.Join(dir, "junit.xml")}
 	var html, junit bytes.Buffer
 	if err := WriteHTML(&html, r, Options{Baseline: baseline, Dir: dir}); err != nil {

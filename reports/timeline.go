@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // Geometry of a timeline chart, in SVG user units (pixels at 100%).
@@ -27,7 +28,7 @@ const (
 // revert as vertical lines, the row's recovery budget as a dashed line after
 // the revert, and each cell's own budget on its lane (the longest blip an up
 // promise allows, the deadline by which a down promise must be down).
-func timeline(d Drill) template.HTML {
+func timeline(d runrecord.Drill) template.HTML {
 	var probes []string
 	for _, p := range matrix.Probes {
 		if len(d.Timelines[p]) > 0 {
@@ -147,7 +148,7 @@ type segment struct {
 
 // segments merges consecutive samples of the same state: each sample holds
 // until the next one (the last until end).
-func segments(s []Sample, end time.Time) []segment {
+func segments(s []runrecord.Sample, end time.Time) []segment {
 	var out []segment
 	for i, smp := range s {
 		to := end

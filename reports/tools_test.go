@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // requireTool finds a program the reports' tests drive (xmllint, chromium),
@@ -26,9 +28,9 @@ func requireTool(t testing.TB, names ...string) string {
 // recorded is the run.json of a real `make conformance` on the lab.
 const recorded = "testdata/run.json.gz"
 
-func loadRecorded(t testing.TB) *Run {
+func loadRecorded(t testing.TB) *runrecord.Run {
 	t.Helper()
-	r, err := Load(recorded)
+	r, err := runrecord.Load(recorded)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ package scenarios
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -24,6 +25,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/rackstate"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // ScenarioInput is everything one drill needs.
@@ -73,13 +75,9 @@ type ScenarioInput struct {
 	Log   logr.Logger
 }
 
-// Check is a promise of the drill beyond the matrix cells: the residue check,
-// the UPS drill's clean shutdown.
-type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"`
-}
+// Check is one of a drill's promises besides the matrix's cells, as run.json
+// records it.
+type Check = runrecord.DrillCheck
 
 // Outcome is what one drill observed.
 type Outcome struct {
@@ -495,4 +493,25 @@ func steadySnapshot(ctx context.Context, in ScenarioInput, log logr.Logger, limi
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// Record is the drill as run.json records it.
+func (o *Outcome) Record() (runrecord.Drill, error) {
+	d := runrecord.Drill{Result: o.Result, SteadyAt: o.SteadyAt, Checks: o.Checks, Effect: o.Effect,
+		Dump: o.Dump, Error: o.Error, RevertError: o.RevertError, Timelines: map[string][]runrecord.Sample{}}
+	for name, tl := range o.Timelines {
+		samples := make([]runrecord.Sample, len(tl))
+		for i, s := range tl {
+			samples[i] = runrecord.Sample{At: s.At, OK: s.OK, Took: s.Took, Detail: s.Detail}
+		}
+		d.Timelines[name] = samples
+	}
+	if o.Details != nil {
+		raw, err := json.Marshal(o.Details)
+		if err != nil {
+			return d, fmt.Errorf("drill %s: its details: %w", o.Result.Fault, err)
+		}
+		d.Details = raw
+	}
+	return d, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/reports"
 )
 
@@ -27,13 +28,13 @@ marked in the grid and listed.`,
 			if len(args) == 1 {
 				path = args[0]
 			}
-			run, err := reports.Load(path)
+			run, err := runrecord.Load(path)
 			if err != nil {
 				return err
 			}
-			var base *reports.Run
+			var base *runrecord.Run
 			if baseline != "" {
-				if base, err = reports.Load(baseline); err != nil {
+				if base, err = runrecord.Load(baseline); err != nil {
 					return fmt.Errorf("--baseline: %w", err)
 				}
 			}

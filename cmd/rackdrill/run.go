@@ -22,6 +22,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/conform"
 	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/reports"
 	"rackdrill.dev/rackdrill/suites/framework"
@@ -256,7 +257,7 @@ func (p *progress) checked(r conform.Result) {
 // says where the reports are; a report that cannot be rendered is said, not
 // fatal (run.json is written).
 func writeReports(cmd *cobra.Command, artifacts string, also ...string) {
-	run, err := reports.Load(filepath.Join(artifacts, "run.json"))
+	run, err := runrecord.Load(filepath.Join(artifacts, "run.json"))
 	if err == nil {
 		var w reports.Written
 		if w, err = reports.Render(run, artifacts, nil); err == nil {

@@ -12,6 +12,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -56,15 +57,7 @@ type Check struct {
 }
 
 // Result is a check's outcome, for reports and tests.
-type Result struct {
-	Check    string `json:"check"`
-	Family   string `json:"family"`
-	Field    string `json:"field"`
-	Passed   bool   `json:"passed"`
-	Skipped  string `json:"skipped,omitempty"`
-	Observed string `json:"observed,omitempty"`
-	Error    string `json:"error,omitempty"`
-}
+type Result = runrecord.Check
 
 // Checks are every conformance check, in the order the suite runs them.
 func Checks() []Check {

@@ -15,6 +15,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/rackstate"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -33,16 +34,8 @@ type Effect struct {
 	Check func(ctx context.Context) error `json:"-"`
 }
 
-// EffectResult is how an effect check went, for run.json and the reports.
-type EffectResult struct {
-	What   string        `json:"what"`
-	Within time.Duration `json:"within"`
-	Seen   bool          `json:"seen"`
-	// After is when it was first seen, from the injection.
-	After time.Duration `json:"after,omitempty"`
-	// Detail is the last thing seen instead, when it was not seen.
-	Detail string `json:"detail,omitempty"`
-}
+// EffectResult is how an effect check went, as run.json records it.
+type EffectResult = runrecord.Effect
 
 // Wait checks the effect until it is seen or its budget ends, from injected.
 func (e Effect) Wait(ctx context.Context, injected time.Time) EffectResult {

@@ -6,7 +6,6 @@ package framework
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/rackstate"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/scenarios"
 )
@@ -255,35 +255,24 @@ func (e *Env) Record(o scenarios.Outcome) {
 	e.outcomes = append(e.outcomes, o)
 }
 
-// Run is what run.json holds: the rack, the run and every drill with its
-// timelines, the input of the reports.
-type Run struct {
-	Rack       string              `json:"rack"`
-	Provider   string              `json:"provider"`
-	Kubernetes string              `json:"kubernetes"`
-	Suite      string              `json:"suite"`
-	Started    time.Time           `json:"started"`
-	Finished   time.Time           `json:"finished"`
-	Drills     []scenarios.Outcome `json:"drills"`
-	// Checks are the conformance and pre-upgrade checks, in the order they ran.
-	Checks []conform.Result `json:"checks,omitempty"`
-}
-
-// WriteRun writes the run's drills to <artifacts>/name.
+// WriteRun writes the run's drills and checks to <artifacts>/name (run.json).
 func (e *Env) WriteRun(name string) (string, error) {
 	e.mu.Lock()
 	drills := append([]scenarios.Outcome(nil), e.outcomes...)
 	checks := append([]conform.Result(nil), e.checks...)
 	e.mu.Unlock()
 	sort.SliceStable(drills, func(i, j int) bool { return drills[i].SteadyAt.Before(drills[j].SteadyAt) })
-	run := Run{Rack: e.Rack.Metadata.Name, Provider: string(e.Provider), Kubernetes: e.Rack.Spec.Kubernetes.Version,
-		Suite: e.suite, Started: e.started, Finished: time.Now(), Drills: drills, Checks: checks}
-	data, err := json.MarshalIndent(run, "", "  ")
-	if err != nil {
-		return "", err
+	run := runrecord.Run{Rack: e.Rack.Metadata.Name, Provider: string(e.Provider), Kubernetes: e.Rack.Spec.Kubernetes.Version,
+		Suite: e.suite, Started: e.started, Finished: time.Now(), Checks: checks}
+	for i := range drills {
+		d, err := drills[i].Record()
+		if err != nil {
+			return "", err
+		}
+		run.Drills = append(run.Drills, d)
 	}
 	p := filepath.Join(e.Artifacts, name)
-	return p, os.WriteFile(p, data, 0o644)
+	return p, run.Write(p)
 }
 
 var (
