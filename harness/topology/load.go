@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 
+	"sigs.k8s.io/yaml"
+
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"rackdrill.dev/rackdrill/harness/internal/strictyaml"
@@ -32,13 +34,22 @@ func Load(path string) (*Rack, []Warning, error) {
 
 // Parse is Load for bytes; name is used in messages in place of a file name.
 func Parse(data []byte, name string) (*Rack, []Warning, error) {
+	// The version is read first, leniently, and checked before the strict
+	// decoding of this version's schema (kind's config loading does the
+	// same): a file of another version says "unsupported apiVersion", not a
+	// list of fields this version does not know, and is not "fixed up" by
+	// defaults into something it never said.
+	var head header
+	if err := yaml.Unmarshal(data, &head); err == nil && head.APIVersion != "" {
+		if errs := validateHeader(&head); len(errs) > 0 {
+			return nil, nil, &FileError{File: name, Errors: errs}
+		}
+	}
 	var r Rack
 	if err := strictyaml.DecodeFile(data, name, &r); err != nil {
 		return nil, nil, err
 	}
-	// The version is checked before defaults so that a file of another schema is
-	// not "fixed up" into something it never said.
-	if errs := validateHeader(&r); len(errs) > 0 {
+	if errs := validateHeader(&header{r.APIVersion, r.Kind}); len(errs) > 0 {
 		return nil, nil, &FileError{File: name, Errors: errs}
 	}
 	SetDefaults(&r)
@@ -49,7 +60,13 @@ func Parse(data []byte, name string) (*Rack, []Warning, error) {
 	return &r, warns, nil
 }
 
-func validateHeader(r *Rack) field.ErrorList {
+// header is what every version of a topology file starts with.
+type header struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+func validateHeader(r *header) field.ErrorList {
 	var errs field.ErrorList
 	if r.APIVersion != APIVersion {
 		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), r.APIVersion, []string{APIVersion}))
