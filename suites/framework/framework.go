@@ -287,9 +287,8 @@ type declaredSuite struct {
 	specs func()
 }
 
-// Declare adds a suite's specs, from its package's init. A run declares them
-// under one top-level container, ordered by order (conformance before chaos),
-// so that ginkgo keeps their order instead of shuffling top-level containers.
+// Declare adds a suite's specs, from its package's init; order places it
+// among the suites of one run (conformance 1, pre-upgrade 2, chaos 3).
 func Declare(name string, order int, specs func()) {
 	declared = append(declared, declaredSuite{name, order, specs})
 	sort.SliceStable(declared, func(i, j int) bool { return declared[i].order < declared[j].order })
@@ -330,14 +329,16 @@ func RunSuite(t *testing.T, suite string) {
 // the rack before any spec, write the drills to runFile after the last.
 func (e *Env) register(suite, runFile string) {
 	current, e.suite = e, suite
-	// Ginkgo orders specs by code location: each suite gets its own, in the
-	// declared order, so that conformance runs before chaos.
-	for _, d := range declared {
-		// Ginkgo shuffles top-level containers, then runs the higher
-		// priorities first: the declared order is kept whatever the seed.
-		ginkgo.Describe(d.name, types.CodeLocation{FileName: fmt.Sprintf("rackdrill suite %d (%s)", d.order, d.name), LineNumber: d.order},
-			ginkgo.SpecPriority(100-d.order), d.specs)
-	}
+	// One Ordered container holds the suites in their declared order
+	// (conformance, pre-upgrade, then chaos) whatever ginkgo's seed; it
+	// goes on after a failed spec (ContinueOnFailure), as separate suites
+	// would; Serial, as the drills are. Its text is empty: spec names, focus
+	// and labels are unchanged.
+	ginkgo.Describe("", ginkgo.Ordered, ginkgo.ContinueOnFailure, ginkgo.Serial, func() {
+		for _, d := range declared {
+			ginkgo.Describe(d.name, d.specs)
+		}
+	})
 	ginkgo.BeforeSuite(func(ctx context.Context) {
 		gomega.Expect(e.Connect(ctx)).To(gomega.Succeed())
 	})
@@ -381,6 +382,10 @@ type RunConfig struct {
 	// BeforeSpecs, when set, runs after the gate and before the specs (the
 	// CLI checks every machine answers there).
 	BeforeSpecs func() error
+	// DryRun lists the specs in the order they would run, running none
+	// (ginkgo's --dry-run); Seed is ginkgo's random seed when not 0.
+	DryRun bool
+	Seed   int64
 }
 
 // failer records a failure of RunSpecs outside go test.
@@ -407,6 +412,10 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 		sc.Timeout = cfg.Timeout
 	}
 	rc.Verbose = cfg.Verbose
+	sc.DryRun = cfg.DryRun
+	if cfg.Seed != 0 {
+		sc.RandomSeed = cfg.Seed
+	}
 	// junit.xml is the reports package's (a testsuite per drill, a testcase
 	// per cell); ginkgo's own, a testcase per spec, sits beside it.
 	rc.JUnitReport = filepath.Join(e.Artifacts, "ginkgo-junit.xml")

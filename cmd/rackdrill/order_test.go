@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/onsi/ginkgo/v2/types"
+
+	"rackdrill.dev/rackdrill/suites/framework"
+)
+
+// `rackdrill run` checks the rack's conformance before it drills it: with any
+// ginkgo seed, every conformance spec comes before every pre-upgrade spec,
+// and those before every chaos drill. Ginkgo runs one tree per process, so
+// each seed is a dry run (no spec runs, no rack is needed) in a child process.
+func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
+	if seed := os.Getenv("RACKDRILL_ORDER_CHILD_SEED"); seed != "" {
+		s, _ := strconv.ParseInt(seed, 10, 64)
+		_, _, err := framework.RunInProcess(framework.RunConfig{
+			Options: framework.Options{Topology: os.Getenv("RACKDRILL_ORDER_TOPOLOGY"), Provider: "containers",
+				Artifacts: os.Getenv("RACKDRILL_ORDER_ARTIFACTS")},
+			Suites: "conformance+chaos", LabelFilter: "conformance || preupgrade || chaos", DryRun: true, Seed: s,
+		}, logr.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	never := filepath.Join(t.TempDir(), "never-up.yaml")
+	lab, err := os.ReadFile("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(never, []byte(strings.Replace(string(lab), "name: lab\n", "name: order-never-up\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rank := map[string]int{"conformance": 1, "preupgrade": 2, "chaos": 3}
+	for _, seed := range []int64{1, 7, 1234567} {
+		dir := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestSuitesRunInOrderWhateverTheSeed$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("RACKDRILL_ORDER_CHILD_SEED=%d", seed),
+			"RACKDRILL_ORDER_TOPOLOGY="+never, "RACKDRILL_ORDER_ARTIFACTS="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("seed %d: %v\n%s", seed, err, out)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "ginkgo.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reports []types.Report
+		if err := json.Unmarshal(data, &reports); err != nil || len(reports) != 1 {
+			t.Fatalf("seed %d: ginkgo.json: %v", seed, err)
+		}
+		last, lastSpec, seen := 0, "", map[string]int{}
+		for _, s := range reports[0].SpecReports {
+			if s.LeafNodeType != types.NodeTypeIt || len(s.ContainerHierarchyTexts) < 2 {
+				continue
+			}
+			suite := s.ContainerHierarchyTexts[1]
+			r, ok := rank[suite]
+			if !ok {
+				t.Fatalf("seed %d: spec %q is in no known suite (%q)", seed, s.FullText(), s.ContainerHierarchyTexts)
+			}
+			if r < last {
+				t.Errorf("seed %d: %q ran after %q", seed, s.FullText(), lastSpec)
+			}
+			last, lastSpec = r, s.FullText()
+			seen[suite]++
+		}
+		if seen["conformance"] == 0 || seen["preupgrade"] == 0 || seen["chaos"] == 0 {
+			t.Errorf("seed %d: specs per suite %v, want every suite", seed, seen)
+		}
+	}
+}
