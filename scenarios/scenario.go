@@ -23,6 +23,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/poll"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/runrecord"
@@ -373,23 +374,20 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 // taken after after (the revert: a slow probe must have looked again), for at
 // most limit; it returns when that state began.
 func waitGreen(ctx context.Context, s *probe.Sampler, probes []string, settle, limit time.Duration, after time.Time) (time.Time, error) {
-	deadline := time.Now().Add(limit)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		tl := s.Snapshot()
-		if since := tl.GreenSince(probes); !since.IsZero() && time.Since(since) >= settle && sampledAfter(tl, probes, after) {
-			return since, nil
-		}
-		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("not every probe green for %s within %s: %s", settle, limit, failing(tl, probes))
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, ctx.Err()
-		case <-tick.C:
-		}
+	var since time.Time
+	var tl probe.Timelines
+	err := poll.Until(ctx, 100*time.Millisecond, limit, func() (bool, error) {
+		tl = s.Snapshot()
+		since = tl.GreenSince(probes)
+		return !since.IsZero() && time.Since(since) >= settle && sampledAfter(tl, probes, after), nil
+	})
+	if errors.Is(err, poll.ErrLimit) {
+		return time.Time{}, fmt.Errorf("not every probe green for %s within %s: %s", settle, limit, failing(tl, probes))
 	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return since, nil
 }
 
 // failing says which probes are failing now, and why.
@@ -473,26 +471,22 @@ func sampledAfter(tl probe.Timelines, probes []string, t time.Time) bool {
 // DaemonSet pod restarted by the previous drill is ready again, and a
 // snapshot taken before it is would make its recovery look like a residue.
 func steadySnapshot(ctx context.Context, in ScenarioInput, log logr.Logger, limit time.Duration) (rackstate.Snapshot, error) {
-	deadline := time.Now().Add(limit)
-	for {
-		s, err := in.Snapshot(ctx)
-		if err != nil {
-			return s, fmt.Errorf("state of the rack: %w", err)
+	var s rackstate.Snapshot
+	var unready []string
+	err := poll.Until(ctx, 2*time.Second, limit, func() (bool, error) {
+		var err error
+		if s, err = in.Snapshot(ctx); err != nil {
+			return false, fmt.Errorf("state of the rack: %w", err)
 		}
-		unready := s.Unready()
-		if len(unready) == 0 {
-			return s, nil
+		if unready = s.Unready(); len(unready) > 0 {
+			log.Info("waiting for workloads to be ready before the fault", "unready", unready)
 		}
-		if time.Now().After(deadline) {
-			return s, fmt.Errorf("workloads not ready after %s: %s", limit, strings.Join(unready, "; "))
-		}
-		log.Info("waiting for workloads to be ready before the fault", "unready", unready)
-		select {
-		case <-ctx.Done():
-			return s, ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
+		return len(unready) == 0, nil
+	})
+	if errors.Is(err, poll.ErrLimit) {
+		return s, fmt.Errorf("workloads not ready after %s: %s", limit, strings.Join(unready, "; "))
 	}
+	return s, err
 }
 
 // Record is the drill as run.json records it.

@@ -12,6 +12,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/poll"
 )
 
 // Awaiter is a fault that runs a course of its own once injected: the UPS
@@ -106,26 +107,19 @@ func (f *UPSPowerLoss) upsStatus(ctx context.Context) (string, error) {
 }
 
 func (f *UPSPowerLoss) waitStatus(ctx context.Context, limit time.Duration, ok func(string) bool, want string) error {
-	deadline := time.Now().Add(limit)
 	var last string
-	for {
+	err := poll.Until(ctx, 250*time.Millisecond, limit, func() (bool, error) {
 		st, err := f.upsStatus(ctx)
-		if err == nil && ok(st) {
-			return nil
-		}
 		last = st
 		if err != nil {
 			last = err.Error()
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("UPS %s on %s: still %q after %s, want %s", f.params.UPS, f.master.Name(), last, limit, want)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return err == nil && ok(st), nil
+	})
+	if errors.Is(err, poll.ErrLimit) {
+		return fmt.Errorf("UPS %s on %s: still %q after %s, want %s", f.params.UPS, f.master.Name(), last, limit, want)
 	}
+	return err
 }
 
 // Inject: the mains fail (OB), then the battery runs low (OB LB), and upsmon,
@@ -307,20 +301,14 @@ func (f *UPSPowerLoss) shutdownUnderway(ctx context.Context) (string, error) {
 // master halted is power the shutdown then takes away again.
 func (f *UPSPowerLoss) awaitMasterHalt(ctx context.Context, why string) error {
 	limit := f.params.Budget + upsHaltMargin
-	deadline := time.Now().Add(limit)
-	for {
-		if up, err := f.master.Running(ctx); err == nil && !up {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("UPS master %s: the rack's shutdown is still under way (%s) %s later, and the machine still up: power returned to it would be taken away again", f.master.Name(), why, limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+	err := poll.Until(ctx, 250*time.Millisecond, limit, func() (bool, error) {
+		up, err := f.master.Running(ctx)
+		return err == nil && !up, nil
+	})
+	if errors.Is(err, poll.ErrLimit) {
+		return fmt.Errorf("UPS master %s: the rack's shutdown is still under way (%s) %s later, and the machine still up: power returned to it would be taken away again", f.master.Name(), why, limit)
 	}
+	return err
 }
 
 // Revert is the power returning, once the shutdown, if it began, has run its
@@ -365,16 +353,16 @@ func (f *UPSPowerLoss) Revert(ctx context.Context) error {
 			// The state file may still say OB LB when a run died before
 			// upsmon committed: set OL before the driver, which starts
 			// seconds later.
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				err := f.setStatus(ctx, "OL", 100)
-				if err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					return errors.Join(append(errs, fmt.Errorf("UPS %s: set online after power-on: %w", f.params.UPS, err))...)
-				}
-				time.Sleep(200 * time.Millisecond)
+			var last error
+			err := poll.Until(ctx, 200*time.Millisecond, 30*time.Second, func() (bool, error) {
+				last = f.setStatus(ctx, "OL", 100)
+				return last == nil, nil
+			})
+			if errors.Is(err, poll.ErrLimit) {
+				err = last
+			}
+			if err != nil {
+				return errors.Join(append(errs, fmt.Errorf("UPS %s: set online after power-on: %w", f.params.UPS, err))...)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package rackstate
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/poll"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -193,24 +195,20 @@ func counterpart(x string, list []string) string {
 // WaitSame takes snapshots until one equals before (or timeout passes) and
 // returns the differences of the last one.
 func WaitSame(ctx context.Context, before Snapshot, timeout time.Duration, take func(context.Context) (Snapshot, error)) ([]string, error) {
-	deadline := time.Now().Add(timeout)
-	for {
+	var diff []string
+	var last error
+	err := poll.Until(ctx, 2*time.Second, timeout, func() (bool, error) {
 		after, err := take(ctx)
-		var diff []string
+		diff, last = nil, err
 		if err == nil {
-			if diff = Diff(before, after); len(diff) == 0 {
-				return nil, nil
-			}
+			diff = Diff(before, after)
 		}
-		if time.Now().After(deadline) {
-			return diff, err
-		}
-		select {
-		case <-ctx.Done():
-			return diff, ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
+		return err == nil && len(diff) == 0, nil
+	})
+	if errors.Is(err, poll.ErrLimit) {
+		return diff, last
 	}
+	return diff, err
 }
 
 // Steady is the snapshot of a rack's steady state taken before a fault, kept

@@ -2,12 +2,13 @@ package containers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/wait"
+	"rackdrill.dev/rackdrill/harness/poll"
 )
 
 // Interval names one wait of the lab's build. Every wait's limit is in the
@@ -110,11 +111,11 @@ func (p *Provider) limit(name Interval) time.Duration {
 // fn's last error with the time it was given.
 func Poll(ctx context.Context, limit time.Duration, fn func() error) error {
 	var last error
-	err := wait.PollUntilContextTimeout(ctx, time.Second, limit, true, func(context.Context) (bool, error) {
+	err := poll.Until(ctx, time.Second, limit, func() (bool, error) {
 		last = fn()
 		return last == nil, nil
 	})
-	if err != nil && last != nil && ctx.Err() == nil {
+	if errors.Is(err, poll.ErrLimit) {
 		return fmt.Errorf("after %s: %w", limit, last)
 	}
 	return err

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/poll"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -458,27 +459,26 @@ func (n *node) Start(ctx context.Context) error {
 		return err
 	}
 	n.p.drop(n.a.node)
-	deadline := time.Now().Add(StartTimeout)
 	again := time.Now().Add(PowerRetry)
-	for {
+	err := poll.Until(ctx, time.Second, StartTimeout, func() (bool, error) {
 		if up, _ := n.Running(ctx); up {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("start %s: it does not answer SSH on %s %s after it was powered on", n.a.node, n.a.addr, StartTimeout)
+			return true, nil
 		}
 		if n.power.Command != "" && time.Now().After(again) {
 			if err := powerOn(); err != nil {
-				return err
+				return false, err
 			}
 			again = time.Now().Add(PowerRetry)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("start %s: %w", n.a.node, ctx.Err())
-		case <-time.After(time.Second):
-		}
+		return false, nil
+	})
+	switch {
+	case errors.Is(err, poll.ErrLimit):
+		return fmt.Errorf("start %s: it does not answer SSH on %s %s after it was powered on", n.a.node, n.a.addr, StartTimeout)
+	case ctx.Err() != nil:
+		return fmt.Errorf("start %s: %w", n.a.node, ctx.Err())
 	}
+	return err
 }
 
 // PowerRetry is how long Start waits for a machine to answer before it runs
