@@ -165,7 +165,7 @@ func storageChecks() []Check {
 				return why
 			}
 			if t.Provider == topology.ProviderContainers || t.Rack.Metadata.Annotations[topology.AnnotationLab] == "true" {
-				// lab-notes: a pod in a container node cannot mount NFS, so the
+				// A pod in a container node cannot mount NFS, so the
 				// lab runs no NFS provisioner and has no StorageClass; its
 				// volumes are the agents' user-space NFS client, which the
 				// round-trip check below exercises.

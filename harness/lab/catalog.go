@@ -14,7 +14,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/exec"
 )
 
-// Versions of everything the lab runs (shared/architecture.md, "The offline lab").
+// Versions of everything the lab runs; the README's "The lab" lists them.
 const (
 	KubernetesVersion = "v1.33.13"
 	stagingVersion    = "v0.33.13"

@@ -41,7 +41,7 @@ func TestShippedMatrix(t *testing.T) {
 	if !slices.Equal(faults, fault.Names) {
 		t.Errorf("matrix rows %v\nfault catalog %v", faults, fault.Names)
 	}
-	// The document's promises, spot-checked against architecture.md.
+	// The architecture document's promises, spot-checked.
 	for _, tc := range []struct {
 		fault, probe string
 		want         matrix.Expect

@@ -207,8 +207,8 @@ func (u *upRun) fail(ctx context.Context, step string, n *node, err error) error
 	return &UpError{Step: step, Node: n.name, Err: err, LogTail: strings.TrimSpace(string(tail))}
 }
 
-// write puts content at path on n (streamed: files copied into tmpfs paths are
-// not visible, lab-notes).
+// write puts content at path on n, streamed through a shell: a file docker cp
+// puts into a tmpfs path (/tmp, /run) is not visible inside the container.
 func write(ctx context.Context, n *node, path, content string) error {
 	return exec.Run(n.Command(ctx, "sh", "-c", fmt.Sprintf("mkdir -p %q && cat > %q", filepath.Dir(path), path)).SetStdin(strings.NewReader(content)))
 }

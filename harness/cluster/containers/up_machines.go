@@ -113,7 +113,8 @@ func quarter(p netip.Prefix) netip.Addr {
 }
 
 // machines starts every node container at once, with the flags that replace
-// --privileged on this kind of machine (lab-notes).
+// --privileged, which fails on machines whose capability bounding set lacks
+// CAP_SYS_RESOURCE (a VM's Docker, often).
 func (u *upRun) machines(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(u.r.Spec.Nodes))

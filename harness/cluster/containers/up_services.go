@@ -217,7 +217,8 @@ func (u *upRun) ups(ctx context.Context) error {
 		return u.fail(ctx, "write the shutdown's known_hosts", n, err)
 	}
 	// NUT keeps its sockets in /run/nut, which tmpfiles would make at boot; the
-	// machines do not run tmpfiles (lab-notes), so each NUT unit makes it, also
+	// lab's node image masks systemd-tmpfiles-setup, as kind's does,
+	// so each NUT unit makes it, also
 	// after the power returns.
 	dropIn := "[Service]\nExecStartPre=+/usr/bin/install -d -o root -g nut -m 0770 /run/nut\n"
 	for _, unit := range []string{"nut-driver@.service", "nut-server.service", "nut-monitor.service"} {
