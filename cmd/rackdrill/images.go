@@ -24,11 +24,7 @@ change is not rebuilt. Nothing is pulled from a registry.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			root, err := lab.RepoRoot()
-			if err != nil {
-				return err
-			}
-			b, err := lab.NewBuilder(root, cmd.OutOrStdout())
+			b, err := lab.NewRepoBuilder(cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}

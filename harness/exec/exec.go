@@ -105,3 +105,12 @@ func (c *localCmd) SetStdout(w io.Writer) Cmd { c.cmd.Stdout = w; return c }
 func (c *localCmd) SetStderr(w io.Writer) Cmd { c.cmd.Stderr = w; return c }
 func (c *localCmd) SetEnv(env ...string) Cmd  { c.cmd.Env = append(c.cmd.Environ(), env...); return c }
 func (c *localCmd) SetDir(dir string) Cmd     { c.cmd.Dir = dir; return c }
+
+// Quote makes w one word for a POSIX shell: as it is when it holds only
+// characters no shell treats specially, else in single quotes.
+func Quote(w string) string {
+	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return w
+	}
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}

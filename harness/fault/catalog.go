@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -451,7 +452,7 @@ func init() {
 				for _, n := range pl.Targets {
 					how := "no way documented (spec.nodes[].power): the drill refuses"
 					if pw := r.Node(n).Power; pw != nil && pw.Command != "" {
-						how = "power on here: sh -c " + shellQuote(pw.Command)
+						how = "power on here: sh -c " + exec.Quote(pw.Command)
 					} else if pw != nil && pw.Manual {
 						how = "a person is asked to power it on"
 					}
@@ -464,4 +465,3 @@ func init() {
 }
 
 // shellQuote makes s one word for a POSIX shell, as the plan prints it.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

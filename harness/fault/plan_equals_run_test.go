@@ -20,6 +20,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
 	rexec "rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -59,7 +60,7 @@ func (n opNode) Command(ctx context.Context, name string, args ...string) rexec.
 	case name == "sh" && len(args) == 2 && strings.Contains(args[1], "rackdrill-deadman"):
 		n.log.add(n.name, "disarm")
 	case name == "sh" && len(args) == 2 && args[0] == "-c":
-		n.log.add(n.name, "sh -c "+shellQuote(args[1]))
+		n.log.add(n.name, "sh -c "+exec.Quote(args[1]))
 	default:
 		n.log.add(n.name, strings.Join(argv, " "))
 	}

@@ -61,10 +61,10 @@ func (f *Remote) Steps() (inject, revert []Step) {
 			armed[s.Node] = true
 			inject = append(inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs every revert of this machine below by itself, last step first", deadMan(f.Cmds, s.Node))})
 		}
-		inject = append(inject, Step{s.Node, "sh -c " + shellQuote(s.Inject)})
+		inject = append(inject, Step{s.Node, "sh -c " + exec.Quote(s.Inject)})
 	}
 	for i := len(f.Cmds) - 1; i >= 0; i-- {
-		revert = append(revert, Step{f.Cmds[i].Node, "sh -c " + shellQuote(f.Cmds[i].Revert)})
+		revert = append(revert, Step{f.Cmds[i].Node, "sh -c " + exec.Quote(f.Cmds[i].Revert)})
 	}
 	for _, n := range machines(f.Cmds) {
 		revert = append(revert, Step{n, "cancel the dead-man timer"})
@@ -105,7 +105,7 @@ func (f *UPSPowerLoss) Steps() (inject, revert []Step) {
 	// the master halted would be taken away again.
 	wait := Step{master, fmt.Sprintf("if the shutdown is under way (upsd reports FSD, SHUTDOWNCMD running, systemd stopping): wait for this machine to halt, %s at most", f.params.Budget+upsHaltMargin)}
 	if f.params.FSD != "" {
-		inject = []Step{{master, "sh -c " + shellQuote(f.params.FSD) + " (upsmon forces the shutdown)"}, shutdown}
+		inject = []Step{{master, "sh -c " + exec.Quote(f.params.FSD) + " (upsmon forces the shutdown)"}, shutdown}
 		revert = append(revert, wait, Step{master, f.powerOn[master]})
 		for _, st := range f.params.Stages {
 			for _, n := range st {

@@ -59,6 +59,16 @@ type Builder struct {
 	goVer  string
 }
 
+// NewRepoBuilder is the builder of the repository rackdrill runs from
+// (RepoRoot), printing its progress to out.
+func NewRepoBuilder(out io.Writer) (*Builder, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	return NewBuilder(root, out)
+}
+
 // NewBuilder returns a builder for the repository at repoRoot.
 func NewBuilder(repoRoot string, out io.Writer) (*Builder, error) {
 	cache := os.Getenv("XDG_CACHE_HOME")

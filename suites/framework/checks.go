@@ -98,11 +98,7 @@ func (e *Env) UpgradeTarget() (preflight.Minor, error) {
 
 // Etcdutl is the path of etcdutl on this machine (built on first use).
 func (e *Env) Etcdutl(ctx context.Context) (string, error) {
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	b, err := lab.NewBuilder(root, io.Discard)
+	b, err := lab.NewRepoBuilder(io.Discard)
 	if err != nil {
 		return "", err
 	}

@@ -212,11 +212,7 @@ func (e *Env) Connect(ctx context.Context) error {
 // placeEtcdctl puts rackdrill's etcdctl on the K3s servers that have none
 // (K3s ships none): etcd's members and leader are read with it.
 func (e *Env) placeEtcdctl(ctx context.Context, nodes []cluster.Node) error {
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return err
-	}
-	b, err := lab.NewBuilder(root, io.Discard)
+	b, err := lab.NewRepoBuilder(io.Discard)
 	if err != nil {
 		return err
 	}

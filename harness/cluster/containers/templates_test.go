@@ -16,7 +16,7 @@ func TestPodNetworkTemplates(t *testing.T) {
 		PodCIDR, PodSubnet string
 		Routes             []route
 	}{"10.244.1.0/24", "10.244.0.0/16", []route{{"10.244.0.0/24", "172.30.0.11"}, {"10.244.2.0/24", "172.30.0.13"}}}
-	conf, err := render("cni.conflist", data)
+	conf, err := tmpl.Render("cni.conflist", data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestPodNetworkTemplates(t *testing.T) {
 	if len(cni.Plugins) != 2 || cni.Plugins[0].Type != "ptp" || cni.Plugins[0].IPAM.Ranges[0][0].Subnet != data.PodCIDR {
 		t.Errorf("cni.conflist: %+v", cni)
 	}
-	script, err := render("routes.sh", data)
+	script, err := tmpl.Render("routes.sh", data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestPodNetworkTemplates(t *testing.T) {
 			t.Errorf("routes.sh lacks %q:\n%s", want, script)
 		}
 	}
-	patch, err := render("coredns-spread.json", nil)
+	patch, err := tmpl.Render("coredns-spread.json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package containers
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -17,6 +16,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/internal/render"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -24,13 +24,13 @@ import (
 //go:embed templates
 var templates embed.FS
 
-var tmpl = template.Must(template.New("").Funcs(template.FuncMap{
+var tmpl = render.Must(templates, "templates/*.tmpl", template.FuncMap{
 	"add": func(a, b int) int { return a + b },
 	"indent": func(n int, s string) string {
 		pad := strings.Repeat(" ", n)
 		return pad + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
 	},
-}).ParseFS(templates, "templates/*.tmpl"))
+})
 
 // LabelNetwork names a rack network's role (lan, internet).
 const LabelNetwork = "rackdrill.dev/network"
@@ -213,14 +213,6 @@ func write(ctx context.Context, n *node, path, content string) error {
 	return exec.Run(n.Command(ctx, "sh", "-c", fmt.Sprintf("mkdir -p %q && cat > %q", filepath.Dir(path), path)).SetStdin(strings.NewReader(content)))
 }
 
-func render(name string, data any) (string, error) {
-	var b bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
-		return "", err
-	}
-	return b.String(), nil
-}
-
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
@@ -231,15 +223,11 @@ var _ cluster.Preparer = (*Provider)(nil)
 // Prepare builds the lab's images from the repository, or finds them cached
 // by their inputs' content hash (seconds).
 func (p *Provider) Prepare(ctx context.Context) error {
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return err
-	}
 	out := p.progress
 	if out == nil {
 		out = io.Discard
 	}
-	b, err := lab.NewBuilder(root, out)
+	b, err := lab.NewRepoBuilder(out)
 	if err != nil {
 		return err
 	}

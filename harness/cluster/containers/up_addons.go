@@ -30,7 +30,7 @@ func (u *upRun) spreadDNS(ctx context.Context) error {
 		return nil
 	}
 	first := u.withRole(topology.RoleServer)[0]
-	patch, err := render("coredns-spread.json", nil)
+	patch, err := tmpl.Render("coredns-spread.json", nil)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func MetalLBManifests(ctx context.Context, r *topology.Rack) (native, pool strin
 	if err != nil {
 		return "", "", err
 	}
-	pool, err = render("metallb-config.yaml.tmpl", map[string]any{"Rack": r.Metadata.Name, "Namespace": m.Namespace, "Pool": m.Pool})
+	pool, err = tmpl.Render("metallb-config.yaml.tmpl", map[string]any{"Rack": r.Metadata.Name, "Namespace": m.Namespace, "Pool": m.Pool})
 	return string(data), pool, err
 }
 
@@ -101,7 +101,7 @@ func (u *upRun) ingress(ctx context.Context) error {
 	if in.Controller != "traefik" {
 		return fmt.Errorf("spec.ingress.controller: the lab runs traefik (ingress-nginx cannot be built offline), not %s", in.Controller)
 	}
-	man, err := render("traefik.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": in.Namespace,
+	man, err := tmpl.Render("traefik.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": in.Namespace,
 		"Service": in.Service, "IP": in.IP, "Image": "docker.io/library/traefik:" + lab.TraefikVersion})
 	if err != nil {
 		return err

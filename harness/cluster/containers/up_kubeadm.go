@@ -42,7 +42,7 @@ func (u *upRun) kubeadmConfig(n *node, init, controlPlane bool) (string, error) 
 		labels = append(labels, k+"="+v)
 	}
 	sort.Strings(labels)
-	return render("kubeadm.yaml.tmpl", map[string]any{
+	return tmpl.Render("kubeadm.yaml.tmpl", map[string]any{
 		"Init": init, "ControlPlane": controlPlane, "Token": u.token, "CertificateKey": u.cert,
 		"Address": tn.Address, "Port": 6443, "Node": n.name, "Rack": u.r.Metadata.Name,
 		"Version": u.r.Spec.Kubernetes.Version, "Endpoint": fmt.Sprintf("%s:%d", cp.Endpoint.Host, cp.Endpoint.Port),
@@ -148,7 +148,7 @@ func (u *upRun) podNetwork(ctx context.Context) error {
 		files := map[string]string{"/etc/cni/net.d/10-rackdrill.conflist": "cni.conflist",
 			"/usr/local/bin/rackdrill-routes": "routes.sh", "/etc/systemd/system/rackdrill-routes.service": "routes.service"}
 		for path, name := range files {
-			content, err := render(name, data)
+			content, err := tmpl.Render(name, data)
 			if err != nil {
 				return err
 			}

@@ -34,7 +34,7 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 	err := u.each(lbs, func(n *node) error {
 		var units []string
 		if cp.HAProxy != nil && slices.Contains(cp.HAProxy.Nodes, n.name) {
-			cfg, err := render("haproxy.cfg.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
+			cfg, err := tmpl.Render("haproxy.cfg.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
 				"Port": cp.Endpoint.Port, "StatsPort": cp.HAProxy.StatsPort, "Backends": backends})
 			if err != nil {
 				return err
@@ -50,7 +50,7 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 					continue
 				}
 				sum := sha(u.r.Metadata.Name)
-				cfg, err := render("keepalived.conf.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
+				cfg, err := tmpl.Render("keepalived.conf.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
 					"Master": ka.Master() == n.name, "Interface": ka.Interface, "RouterID": ka.VirtualRouterID,
 					"Priority": m.Priority, "Password": sum[:8], "VIP": cp.Endpoint.Host, "Bits": admin.Bits()})
 				if err != nil {
@@ -91,7 +91,7 @@ func (u *upRun) nas(ctx context.Context) error {
 		return nil
 	}
 	n := u.nodes[st.NFS.Node]
-	cfg, err := render("ganesha.conf.tmpl", map[string]any{"Node": n.name, "Exports": st.NFS.Exports})
+	cfg, err := tmpl.Render("ganesha.conf.tmpl", map[string]any{"Node": n.name, "Exports": st.NFS.Exports})
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func (u *upRun) tunnel(ctx context.Context) error {
 		forwards = append(forwards, fmt.Sprintf("0.0.0.0:%d:%s:%d", p.Public, t.Target, p.Target))
 	}
 	image := lab.Alias("tunnel-client")
-	man, err := render("tunnel.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
+	man, err := tmpl.Render("tunnel.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
 		"Key": string(u.sshKey), "KnownHosts": knownhosts.Line([]string{lanAddr}, key), "Image": image,
 		"Forwards": forwards, "Server": lanAddr})
 	if err != nil {
@@ -202,7 +202,7 @@ func (u *upRun) ups(ctx context.Context) error {
 		"upsd.conf": "/etc/nut/upsd.conf", "upsd.users": "/etc/nut/upsd.users", "upsmon.conf": "/etc/nut/upsmon.conf",
 		"rack-shutdown": "/usr/local/sbin/rackdrill-rack-shutdown"}
 	for name, path := range files {
-		content, err := render(name, data)
+		content, err := tmpl.Render(name, data)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,6 @@
 package k3d
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"embed"
@@ -10,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"text/template"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/internal/render"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -39,15 +38,7 @@ const (
 //go:embed templates
 var templates embed.FS
 
-var tmpl = template.Must(template.New("").ParseFS(templates, "templates/*.tmpl"))
-
-func render(name string, data any) (string, error) {
-	var b bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
-		return "", err
-	}
-	return b.String(), nil
-}
+var tmpl = render.Must(templates, "templates/*.tmpl", nil)
 
 // Manifest is one file of what the provider applies.
 type Manifest struct {
@@ -101,7 +92,7 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 			}
 			classes = append(classes, sc)
 		}
-		m, err := render("csi-nfs.yaml.tmpl", map[string]any{"Plugin": CSINFSImage, "Provisioner": CSIProvisionerImage,
+		m, err := tmpl.Render("csi-nfs.yaml.tmpl", map[string]any{"Plugin": CSINFSImage, "Provisioner": CSIProvisionerImage,
 			"Registrar": CSIRegistrarImage, "StorageClasses": classes})
 		if err != nil {
 			return nil, err
@@ -132,7 +123,7 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 		if target == "" && r.Spec.Ingress != nil {
 			target = r.Spec.Ingress.IP
 		}
-		m, err := render("frpc.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
+		m, err := tmpl.Render("frpc.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
 			"Server": server.String(), "ServerPort": FRPSPort, "Token": token, "Ports": ports, "Target": target, "Image": FRPCImage})
 		if err != nil {
 			return nil, err

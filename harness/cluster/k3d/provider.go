@@ -167,11 +167,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) error {
 	}
 	var agent string
 	if err := step("the agent image (built here) imported into the cluster", func() error {
-		root, err := lab.RepoRoot()
-		if err != nil {
-			return err
-		}
-		b, err := lab.NewBuilder(root, p.out)
+		b, err := lab.NewRepoBuilder(p.out)
 		if err != nil {
 			return err
 		}

@@ -48,21 +48,13 @@ func (c *cmd) line() string {
 	}
 	words = append(words, c.argv...)
 	for i, w := range words {
-		words[i] = quote(w)
+		words[i] = exec.Quote(w)
 	}
 	line := strings.Join(words, " ")
 	if c.dir != "" {
-		line = "cd " + quote(c.dir) + " && " + line
+		line = "cd " + exec.Quote(c.dir) + " && " + line
 	}
 	return line
-}
-
-// quote makes w one word for a POSIX shell.
-func quote(w string) string {
-	if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
-		return w
-	}
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
 
 func (c *cmd) Run() error {
