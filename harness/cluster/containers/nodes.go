@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+
 	"github.com/go-logr/logr"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
@@ -198,9 +200,9 @@ func (p *Provider) Down(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func isNotFound(err error) bool {
-	return err != nil && strings.Contains(strings.ToLower(err.Error()), "no such")
-}
+// isNotFound is the Docker client's typed "not found": Docker words it
+// differently for containers, networks and volumes.
+func isNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
 
 // node is one container of the rack.
 type node struct {
