@@ -1,4 +1,5 @@
-// Package reports turns a run's run.json into what people and CI read: one
+// Package reports turns a run's run.json (package runrecord) into what people
+// and CI read: one
 // self-contained HTML report (inline CSS and SVG, no script, no external
 // asset: it opens offline) with the impact matrix as a grid, a timeline chart
 // per drill, the sources, deviations and dumps, the conformance and

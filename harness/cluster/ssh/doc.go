@@ -5,7 +5,9 @@
 // fingerprints; a host not yet known is refused too, unless the user asked to
 // record new keys. One connection per machine is kept and reused.
 //
-// This version reaches the machines, runs commands on them and reads the
-// rack's kubeconfig; it powers nothing off or on (Stop, Start and Kill are not
-// supported yet), so the faults of a real rack are still to come.
+// It reaches the machines, runs commands on them (the faults of a real rack
+// stop and start services this way) and reads the rack's kubeconfig. It never
+// powers a machine off (Stop and Kill are not supported: a real rack's power
+// drill is upsmon's own shutdown); Start powers one on as its
+// spec.nodes[].power says, or asks a person to.
 package ssh
