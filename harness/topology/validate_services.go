@@ -1,0 +1,246 @@
+package topology
+
+// The validation of the rack's services: MetalLB, the ingress, the tunnel,
+// storage, the UPS, the probes and the SSH inventory.
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func (v *validator) metallb() {
+	m := v.r.Spec.MetalLB
+	if m == nil {
+		return
+	}
+	p := field.NewPath("spec", "metallb")
+	if m.Mode != "layer2" {
+		v.add(field.NotSupported(p.Child("mode"), m.Mode, []string{"layer2"}))
+	}
+	pool, err := ParseRange(m.Pool)
+	if err != nil {
+		v.add(field.Invalid(p.Child("pool"), m.Pool, err.Error()))
+		return
+	}
+	if admin := v.r.AdminNetwork(); admin != nil && admin.Prefix().IsValid() {
+		pre := admin.Prefix()
+		if !pre.Contains(pool.First) || !pre.Contains(pool.Last) {
+			v.add(field.Invalid(p.Child("pool"), m.Pool, fmt.Sprintf("outside the admin network %s (%s)", admin.Name, admin.CIDR)))
+		}
+		if pool.Contains(pre.Addr()) || pool.Contains(lastAddr(pre)) {
+			v.add(field.Invalid(p.Child("pool"), m.Pool, "includes the network or broadcast address"))
+		}
+	}
+	for _, n := range v.r.Spec.Nodes {
+		if pool.Contains(n.Addr()) {
+			v.add(field.Invalid(p.Child("pool"), m.Pool, fmt.Sprintf("overlaps node %s's address %s", n.Name, n.Address)))
+		}
+	}
+	if vip, err := netip.ParseAddr(v.r.Spec.ControlPlane.Endpoint.Host); err == nil && pool.Contains(vip) {
+		v.add(field.Invalid(p.Child("pool"), m.Pool, fmt.Sprintf("overlaps the API VIP %s", vip)))
+	}
+}
+
+func (v *validator) ingress() {
+	in := v.r.Spec.Ingress
+	if in == nil {
+		return
+	}
+	p := field.NewPath("spec", "ingress")
+	if !slices.Contains(knownControllers, in.Controller) {
+		v.add(field.NotSupported(p.Child("controller"), in.Controller, knownControllers))
+	}
+	if in.CertMinValidity.Duration < 0 {
+		v.add(field.Invalid(p.Child("certMinValidity"), in.CertMinValidity.Duration.String(), "must not be negative"))
+	}
+	ip, err := netip.ParseAddr(in.IP)
+	if err != nil {
+		v.add(field.Invalid(p.Child("ip"), in.IP, "must be an IP address"))
+		return
+	}
+	if m := v.r.Spec.MetalLB; m != nil {
+		if pool, err := ParseRange(m.Pool); err == nil && !pool.Contains(ip) {
+			v.add(field.Invalid(p.Child("ip"), in.IP, fmt.Sprintf("outside the MetalLB pool %s", pool)))
+		}
+	}
+}
+
+func (v *validator) tunnel() {
+	t := v.r.Spec.Tunnel
+	if t == nil {
+		return
+	}
+	p := field.NewPath("spec", "tunnel")
+	if t.Type != TunnelFRP && t.Type != TunnelSSH {
+		v.add(field.NotSupported(p.Child("type"), t.Type, []TunnelType{TunnelFRP, TunnelSSH}))
+	}
+	if t.Client.Namespace == "" {
+		v.add(field.Required(p.Child("client", "namespace"), ""))
+	}
+	if t.Client.Deployment == "" {
+		v.add(field.Required(p.Child("client", "deployment"), ""))
+	}
+	v.nodeRef(p.Child("server", "node"), t.Server.Node, RoleVPS)
+	if t.Server.PublicAddress != "" {
+		if _, err := netip.ParseAddr(t.Server.PublicAddress); err != nil && len(validation.IsDNS1123Subdomain(t.Server.PublicAddress)) > 0 {
+			v.add(field.Invalid(p.Child("server", "publicAddress"), t.Server.PublicAddress, "must be an IP address or a DNS name"))
+		}
+	}
+	if len(t.Ports) == 0 {
+		v.add(field.Required(p.Child("ports"), "the forwarded ports, e.g. 80 and 443"))
+	}
+	public := map[int]bool{}
+	for i, port := range t.Ports {
+		pp := p.Child("ports").Index(i)
+		for _, f := range []struct {
+			name string
+			val  int
+		}{{"public", port.Public}, {"target", port.Target}} {
+			if f.val < 1 || f.val > 65535 {
+				v.add(field.Invalid(pp.Child(f.name), f.val, "must be 1 to 65535"))
+			}
+		}
+		if public[port.Public] {
+			v.add(field.Duplicate(pp.Child("public"), port.Public))
+		}
+		public[port.Public] = true
+	}
+	if t.Target == "" {
+		v.add(field.Required(p.Child("target"), "where forwarded traffic goes (defaults to spec.ingress.ip when there is an ingress)"))
+	} else if _, err := netip.ParseAddr(t.Target); err != nil {
+		v.add(field.Invalid(p.Child("target"), t.Target, "must be an IP address"))
+	}
+}
+
+func (v *validator) storage() {
+	s := v.r.Spec.Storage
+	if s == nil {
+		return
+	}
+	p := field.NewPath("spec", "storage")
+	if s.NFS != nil {
+		v.nodeRef(p.Child("nfs", "node"), s.NFS.Node, RoleNAS)
+		if len(s.NFS.Exports) == 0 {
+			v.add(field.Required(p.Child("nfs", "exports"), "the exported directories"))
+		}
+		for i, e := range s.NFS.Exports {
+			if !path.IsAbs(e) {
+				v.add(field.Invalid(p.Child("nfs", "exports").Index(i), e, "must be an absolute path"))
+			}
+		}
+	}
+	names := map[string]bool{}
+	defaults := 0
+	for i, sc := range s.StorageClasses {
+		sp := p.Child("storageClasses").Index(i)
+		if names[sc.Name] {
+			v.add(field.Duplicate(sp.Child("name"), sc.Name))
+		}
+		names[sc.Name] = true
+		for _, msg := range validation.IsDNS1123Subdomain(sc.Name) {
+			v.add(field.Invalid(sp.Child("name"), sc.Name, msg))
+		}
+		if sc.Provisioner == "" {
+			v.add(field.Required(sp.Child("provisioner"), "e.g. nfs.csi.k8s.io"))
+		}
+		if sc.ReclaimPolicy != "" && sc.ReclaimPolicy != "Delete" && sc.ReclaimPolicy != "Retain" {
+			v.add(field.NotSupported(sp.Child("reclaimPolicy"), sc.ReclaimPolicy, []string{"Delete", "Retain"}))
+		}
+		if sc.Share != "" && !path.IsAbs(sc.Share) {
+			v.add(field.Invalid(sp.Child("share"), sc.Share, "must be an absolute path"))
+		}
+		if sc.Default {
+			defaults++
+		}
+	}
+	if defaults > 1 {
+		v.add(field.Invalid(p.Child("storageClasses"), defaults, "at most one StorageClass is the default"))
+	}
+}
+
+func (v *validator) ups() {
+	u := v.r.Spec.UPS
+	if u == nil {
+		return
+	}
+	p := field.NewPath("spec", "ups")
+	v.nodeRef(p.Child("node"), u.Node, "")
+	if u.Name == "" {
+		v.add(field.Required(p.Child("name"), "the UPS's name in NUT's ups.conf"))
+	}
+	if u.BatteryBudget.Duration <= 0 {
+		v.add(field.Required(p.Child("batteryBudget"), "how long the battery lasts, e.g. 5m"))
+	}
+	if u.MinCharge < 1 || u.MinCharge > 100 {
+		v.add(field.Invalid(p.Child("minCharge"), u.MinCharge, "must be 1 to 100 (percent)"))
+	}
+	if len(u.ShutdownOrder) == 0 {
+		v.add(field.Required(p.Child("shutdownOrder"), "the stages in which machines halt"))
+	}
+	seen := map[string]bool{}
+	for i, stage := range u.ShutdownOrder {
+		if len(stage) == 0 {
+			v.add(field.Required(p.Child("shutdownOrder").Index(i), "an empty stage"))
+		}
+		for j, name := range stage {
+			np := p.Child("shutdownOrder").Index(i).Index(j)
+			if v.nodeRef(np, name, "") == nil {
+				continue
+			}
+			switch {
+			case name == u.Node:
+				v.add(field.Invalid(np, name, "the UPS master halts last by itself; do not list it"))
+			case seen[name]:
+				v.add(field.Duplicate(np, name))
+			}
+			seen[name] = true
+		}
+	}
+}
+
+func (v *validator) probes() {
+	p := field.NewPath("spec", "probes")
+	pr := v.r.Spec.Probes
+	if pr.Interval.Duration <= 0 {
+		v.add(field.Invalid(p.Child("interval"), pr.Interval.Duration.String(), "must be positive"))
+	}
+	if pr.Timeout.Duration <= 0 {
+		v.add(field.Invalid(p.Child("timeout"), pr.Timeout.Duration.String(), "must be positive"))
+	}
+	for _, msg := range validation.IsDNS1123Label(pr.Namespace) {
+		v.add(field.Invalid(p.Child("namespace"), pr.Namespace, msg))
+	}
+}
+
+// MinDeadMan is the shortest dead-man delay: the harness re-arms the timer
+// every third of it, over SSH.
+const MinDeadMan = 15 * time.Second
+
+func (v *validator) ssh() {
+	check := func(p *field.Path, s *SSH) {
+		if s == nil {
+			return
+		}
+		if d := s.DeadMan.Duration; d != 0 && d < MinDeadMan {
+			v.add(field.Invalid(p.Child("deadMan"), s.DeadMan.Duration.String(), fmt.Sprintf("must be at least %s (the harness re-arms it every third of it)", MinDeadMan)))
+		}
+		if s.Port < 0 || s.Port > 65535 {
+			v.add(field.Invalid(p.Child("port"), s.Port, "must be a TCP port"))
+		}
+	}
+	check(field.NewPath("spec", "ssh"), v.r.Spec.SSH)
+	for i := range v.r.Spec.Nodes {
+		n := &v.r.Spec.Nodes[i]
+		p := field.NewPath("spec", "nodes").Index(i)
+		check(p.Child("ssh"), n.SSH)
+		if pw := n.Power; pw != nil && (pw.Command == "") == !pw.Manual {
+			v.add(field.Invalid(p.Child("power"), fmt.Sprintf("command=%q manual=%v", pw.Command, pw.Manual), "set exactly one of command (a command that powers "+n.Name+" on) or manual: true"))
+		}
+	}
+}
