@@ -21,6 +21,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -183,7 +184,7 @@ func apiStatus(ctx context.Context, p cluster.KubeconfigSource, r *topology.Rack
 	if err != nil {
 		return "no kubeconfig: " + err.Error()
 	}
-	cfg, err := probe.RESTConfig(kc, r.APIServerURL())
+	cfg, err := rackclient.OperationsConfig(kc, r.APIServerURL(), rackclient.OperationsTimeout)
 	if err != nil {
 		return err.Error()
 	}

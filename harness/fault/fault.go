@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 )
 
 // Fault is one reversible disturbance, its targets bound when it is built.
@@ -267,10 +268,10 @@ type Recovered struct {
 
 // InFlight bounds how long an operation sent by a run that was killed may
 // still be on its way (a docker kill, an API patch, an SSH command: each is
-// bounded by its own timeout, 15 s for the API). Recover does not revert a
-// fault injected more recently than that until it has passed, so that no
-// such operation lands after the revert.
-var InFlight = 15 * time.Second
+// bounded by its own timeout, rackclient.FaultTimeout for the API). Recover
+// does not revert a fault injected more recently than that until it has
+// passed, so that no such operation lands after the revert.
+var InFlight = rackclient.FaultTimeout
 
 // Recover reverts every fault in the ledger, oldest first, and clears each one
 // that reverted. It refuses entries whose process still runs on this machine:

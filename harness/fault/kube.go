@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 )
 
 // KubeClient returns a client of the rack's API; faults on cluster objects take
@@ -71,7 +69,7 @@ func (f *Scale) scale(ctx context.Context, n int32) error {
 		return err
 	}
 	patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
-	_, err = cs.AppsV1().Deployments(f.Namespace).Patch(ctx, f.Object, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "rackdrill"})
+	_, err = cs.AppsV1().Deployments(f.Namespace).Patch(ctx, f.Object, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: rackclient.FieldManager})
 	if err != nil {
 		return fmt.Errorf("scale Deployment %s/%s to %d: %w", f.Namespace, f.Object, n, err)
 	}
@@ -126,7 +124,7 @@ func (f *Unschedule) patch(ctx context.Context, selector map[string]any) error {
 	if err != nil {
 		return err
 	}
-	_, err = cs.AppsV1().DaemonSets(f.Namespace).Patch(ctx, f.Object, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "rackdrill"})
+	_, err = cs.AppsV1().DaemonSets(f.Namespace).Patch(ctx, f.Object, types.MergePatchType, body, metav1.PatchOptions{FieldManager: rackclient.FieldManager})
 	if err != nil {
 		return fmt.Errorf("patch the nodeSelector of DaemonSet %s/%s: %w", f.Namespace, f.Object, err)
 	}
@@ -250,38 +248,7 @@ func init() {
 }
 
 // KubeFrom returns a KubeClient built, on first use, from the kubeconfig src
-// provides, pointed at server when it is set (the rack's control-plane
-// endpoint). Each request is bounded, so that a fault on a rack whose API is
-// gone fails rather than hangs.
+// gives, pointed at server, each request bounded by rackclient.FaultTimeout.
 func KubeFrom(src cluster.KubeconfigSource, server string) KubeClient {
-	var (
-		mu sync.Mutex
-		cs kubernetes.Interface
-	)
-	return func(ctx context.Context) (kubernetes.Interface, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if cs != nil {
-			return cs, nil
-		}
-		kc, err := src.Kubeconfig(ctx)
-		if err != nil {
-			return nil, err
-		}
-		cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
-		if err != nil {
-			return nil, fmt.Errorf("read the rack's kubeconfig: %w", err)
-		}
-		if server != "" {
-			cfg.Host = server
-		}
-		cfg.Timeout = 15 * time.Second
-		cfg.UserAgent = "rackdrill"
-		c, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return nil, err
-		}
-		cs = c
-		return cs, nil
-	}
+	return rackclient.New(src, server, rackclient.FaultTimeout).Clientset
 }

@@ -10,26 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
-
-// RESTConfig builds a client config from a kubeconfig, pointed at server (the
-// control-plane endpoint under test: the VIP) rather than wherever the
-// kubeconfig points, with no client-side rate limit and no retries, so that each
-// probe request is exactly one request.
-func RESTConfig(kubeconfig []byte, server string) (*rest.Config, error) {
-	cfg, err := clientcmd.RESTConfigFromKubeConfig(kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("read kubeconfig: %w", err)
-	}
-	if server != "" {
-		cfg.Host = server
-	}
-	cfg.QPS, cfg.Burst = -1, 0
-	cfg.Timeout = 0 // bounded by the probe's context instead
-	cfg.UserAgent = "rackdrill-probe"
-	return cfg, nil
-}
 
 // API checks the Kubernetes API as kubectl would: a list of nodes through the
 // control-plane endpoint. A list without a resourceVersion is a quorum read from

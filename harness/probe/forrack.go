@@ -12,6 +12,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/probe/agent"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -39,7 +40,7 @@ func ForRack(ctx context.Context, r *topology.Rack, p any, log logr.Logger) ([]P
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("kubeconfig of rack %s: %w", r.Metadata.Name, err)
 	}
-	cfg, err := RESTConfig(kc, r.APIServerURL())
+	cfg, err := rackclient.ProbeConfig(kc, r.APIServerURL())
 	if err != nil {
 		return nil, nil, nil, err
 	}

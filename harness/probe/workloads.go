@@ -7,13 +7,15 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"rackdrill.dev/rackdrill/harness/probe/agent"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 )
 
 // Names of the probe workloads, all in the probes' own namespace.
@@ -131,98 +133,32 @@ func Workloads(cfg WorkloadConfig) []any {
 	return append(objs[:len(objs)-2:len(objs)-2], claim, objs[len(objs)-2], objs[len(objs)-1])
 }
 
-// Deploy creates the probe workloads, updating those that exist, so that a
-// second run converges instead of failing.
-func Deploy(ctx context.Context, c kubernetes.Interface, cfg WorkloadConfig) error {
-	for _, obj := range Workloads(cfg) {
-		var err error
-		switch o := obj.(type) {
-		case *corev1.Namespace:
-			_, err = c.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				err = nil
-			}
-		case *appsv1.Deployment:
-			err = createOrUpdate(ctx, o.Name, func() error {
-				_, e := c.AppsV1().Deployments(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-				return e
-			},
-				func() error {
-					cur, e := c.AppsV1().Deployments(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
-					if e != nil {
-						return e
-					}
-					cur.Spec = o.Spec
-					_, e = c.AppsV1().Deployments(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
-					return e
-				})
-		case *appsv1.DaemonSet:
-			err = createOrUpdate(ctx, o.Name, func() error {
-				_, e := c.AppsV1().DaemonSets(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-				return e
-			},
-				func() error {
-					cur, e := c.AppsV1().DaemonSets(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
-					if e != nil {
-						return e
-					}
-					cur.Spec = o.Spec
-					_, e = c.AppsV1().DaemonSets(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
-					return e
-				})
-		case *corev1.Service:
-			err = createOrUpdate(ctx, o.Name, func() error {
-				_, e := c.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-				return e
-			},
-				func() error {
-					cur, e := c.CoreV1().Services(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
-					if e != nil {
-						return e
-					}
-					ip := cur.Spec.ClusterIP // immutable once allocated
-					cur.Spec = o.Spec
-					cur.Spec.ClusterIP, cur.Spec.ClusterIPs = ip, nil
-					_, e = c.CoreV1().Services(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
-					return e
-				})
-		case *networkingv1.Ingress:
-			err = createOrUpdate(ctx, o.Name, func() error {
-				_, e := c.NetworkingV1().Ingresses(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-				return e
-			},
-				func() error {
-					cur, e := c.NetworkingV1().Ingresses(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
-					if e != nil {
-						return e
-					}
-					cur.Spec = o.Spec
-					_, e = c.NetworkingV1().Ingresses(o.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
-					return e
-				})
-		case *corev1.PersistentVolumeClaim:
-			// A claim's spec is immutable once bound: create it once.
-			_, err = c.CoreV1().PersistentVolumeClaims(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				err = nil
-			}
-		default:
-			err = fmt.Errorf("unexpected workload %T", obj)
+// Deploy applies the probe workloads server-side, so that a second run
+// converges instead of failing.
+func Deploy(ctx context.Context, ap *rackclient.Applier, cfg WorkloadConfig) error {
+	var objs []*unstructured.Unstructured
+	for _, w := range Workloads(cfg) {
+		obj, ok := w.(runtime.Object)
+		if !ok {
+			return fmt.Errorf("probe workload %T is not an API object", w)
 		}
+		gvks, _, err := scheme.Scheme.ObjectKinds(obj)
 		if err != nil {
-			return fmt.Errorf("deploy probe workloads in %s: %w", cfg.Namespace, err)
+			return fmt.Errorf("probe workload %T: %w", obj, err)
 		}
+		obj.GetObjectKind().SetGroupVersionKind(gvks[0])
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		// What the server owns: an applied object states only its intent.
+		delete(m, "status")
+		unstructured.RemoveNestedField(m, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(m, "spec", "template", "metadata", "creationTimestamp")
+		objs = append(objs, &unstructured.Unstructured{Object: m})
 	}
-	return nil
-}
-
-func createOrUpdate(_ context.Context, name string, create, update func() error) error {
-	err := create()
-	if apierrors.IsAlreadyExists(err) {
-		err = update()
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	if _, err := ap.ApplyObjects(ctx, "probe workloads in "+cfg.Namespace, objs); err != nil {
+		return fmt.Errorf("deploy probe workloads: %w", err)
 	}
 	return nil
 }

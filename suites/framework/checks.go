@@ -15,6 +15,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 )
 
 // CheckLimit bounds one conformance or pre-upgrade check.
@@ -50,11 +51,10 @@ func (e *Env) buildTarget(ctx context.Context) (*conform.Target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig of rack %s: %w", e.Rack.Metadata.Name, err)
 	}
-	cfg, err := probe.RESTConfig(kc, e.Rack.APIServerURL())
+	cfg, err := rackclient.OperationsConfig(kc, e.Rack.APIServerURL(), rackclient.OperationsTimeout)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = 30 * time.Second
 	t := &conform.Target{Rack: e.Rack, Provider: e.Provider, Nodes: nodes, REST: cfg}
 	if t.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, err

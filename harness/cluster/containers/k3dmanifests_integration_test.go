@@ -18,6 +18,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster/k3d"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -27,7 +28,7 @@ func labREST(t *testing.T, kubeconfig string) (*rest.Config, kubernetes.Interfac
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := probe.RESTConfig(data, "")
+	cfg, err := rackclient.OperationsConfig(data, "", rackclient.OperationsTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,14 +57,14 @@ func k3dManifestsOnLab(ctx context.Context, t *testing.T, kubeconfig string) {
 			t.Fatal(err)
 		}
 		cfg, cs := labREST(t, kubeconfig)
-		ap, err := k3d.NewApplier(cfg)
+		ap, err := rackclient.NewApplier(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ap.DryRun = true
 		total := 0
 		for _, m := range ms {
-			objs, err := k3d.Objects(m)
+			objs, err := rackclient.Objects(m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +117,7 @@ func k3dInstallOnLab(ctx context.Context, t *testing.T, r *topology.Rack, kubeco
 			t.Fatal(err)
 		}
 		cfg, cs := labREST(t, kubeconfig)
-		ap, err := k3d.NewApplier(cfg)
+		ap, err := rackclient.NewApplier(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

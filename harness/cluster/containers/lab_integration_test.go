@@ -22,6 +22,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/probe/agent"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/internal/dockertest"
 	"rackdrill.dev/rackdrill/scenarios"
@@ -97,7 +98,7 @@ func TestIntegrationLabUp(t *testing.T) {
 	if !strings.Contains(string(kc), "server: "+r.APIServerURL()) {
 		t.Errorf("the kubeconfig does not point at the VIP %s", r.APIServerURL())
 	}
-	cfg, err := probe.RESTConfig(kc, "")
+	cfg, err := rackclient.ProbeConfig(kc, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/internal/render"
 	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -168,6 +169,7 @@ type upRun struct {
 	sshKey     []byte
 	knownHosts string
 	podCIDRs   map[string]string
+	ap         *rackclient.Applier
 }
 
 // each runs fn on the nodes in parallel and joins their errors.

@@ -10,12 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 
-	"k8s.io/client-go/kubernetes"
-
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/probe"
 	agentpkg "rackdrill.dev/rackdrill/harness/probe/agent"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -54,9 +53,30 @@ func (u *upRun) kubectl(ctx context.Context, stdin string, args ...string) ([]by
 	return exec.Output(cmd)
 }
 
-func (u *upRun) apply(ctx context.Context, manifests string) error {
-	_, err := u.kubectl(ctx, manifests, "apply", "--server-side", "--force-conflicts", "-f", "-")
+// apply applies manifests server-side through the API (the VIP), as every
+// manifest the harness installs is.
+func (u *upRun) apply(ctx context.Context, name, manifests string) error {
+	ap, err := u.applier(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = ap.Apply(ctx, rackclient.Manifest{Name: name, YAML: manifests})
 	return err
+}
+
+// applier is the rack's server-side applier, made once the API answers.
+func (u *upRun) applier(ctx context.Context) (*rackclient.Applier, error) {
+	if u.ap != nil {
+		return u.ap, nil
+	}
+	cfg, err := rackclient.New(u.p, u.r.APIServerURL(), rackclient.OperationsTimeout).Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if u.ap, err = rackclient.NewApplier(cfg); err != nil {
+		return nil, err
+	}
+	return u.ap, nil
 }
 
 // MetalLBManifests are MetalLB's own manifest (metallb-native.yaml of the
@@ -86,11 +106,11 @@ func (u *upRun) metallb(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := u.apply(ctx, native); err != nil {
+	if err := u.apply(ctx, "metallb-native.yaml", native); err != nil {
 		return err
 	}
 	// The pool is validated by the controller's webhook, which needs a moment.
-	return u.wait(ctx, IntervalAddOn, func() error { return u.apply(ctx, cfg) })
+	return u.wait(ctx, IntervalAddOn, func() error { return u.apply(ctx, "metallb-config.yaml", cfg) })
 }
 
 func (u *upRun) ingress(ctx context.Context) error {
@@ -106,7 +126,7 @@ func (u *upRun) ingress(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := u.apply(ctx, man); err != nil {
+	if err := u.apply(ctx, "traefik.yaml", man); err != nil {
 		return err
 	}
 	return u.wait(ctx, IntervalAddOn, func() error {
@@ -125,15 +145,7 @@ func (u *upRun) ingress(ctx context.Context) error {
 // heal Deployment, the agents) and waits until the demo app answers through the
 // ingress IP.
 func (u *upRun) workloads(ctx context.Context) error {
-	kc, err := os.ReadFile(u.p.kubeconfigPath())
-	if err != nil {
-		return err
-	}
-	cfg, err := probe.RESTConfig(kc, u.r.APIServerURL())
-	if err != nil {
-		return err
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	ap, err := u.applier(ctx)
 	if err != nil {
 		return err
 	}
@@ -143,7 +155,7 @@ func (u *upRun) workloads(ctx context.Context) error {
 		// The lab's pods cannot mount NFS: the agents speak it from user space.
 		wc.NFSServer, wc.NFSExport = u.r.Node(st.NFS.Node).Address, st.NFS.Exports[0]
 	}
-	if err := probe.Deploy(ctx, cs, wc); err != nil {
+	if err := probe.Deploy(ctx, ap, wc); err != nil {
 		return err
 	}
 	if u.r.Spec.Ingress == nil {

@@ -164,7 +164,7 @@ func (u *upRun) tunnel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := u.apply(ctx, man); err != nil {
+	if err := u.apply(ctx, "tunnel.yaml", man); err != nil {
 		return err
 	}
 	if u.r.Spec.Ingress == nil {

@@ -1,7 +1,7 @@
 // Package k3d is the provider of a K3s rack in k3d: the k3d.io/v1alpha5
 // config of a topology (Config), the machines k3d does not have (the NAS's
 // NFS server and the VPS's frps, as containers), what the topology documents
-// installed through the API (Manifests, Applier, Install), and the rack's
+// installed through the API, applied server-side (Manifests, Install), and the rack's
 // containers acted on through Docker by the lab's labels (Nodes).
 //
 // k3d's module is not on the Go module proxy: the config types follow k3d's

@@ -19,6 +19,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/internal/render"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -41,10 +42,7 @@ var templates embed.FS
 var tmpl = render.Must(templates, "templates/*.tmpl", nil)
 
 // Manifest is one file of what the provider applies.
-type Manifest struct {
-	Name string
-	YAML string
-}
+type Manifest = rackclient.Manifest
 
 // VPSRackAddress is the VPS's (frps's) address on the k3d network, .230 of
 // it (Docker gives k3d's nodes the low addresses): the rack reaches the VPS
@@ -79,7 +77,7 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Manifest{"metallb-native", native}, Manifest{"metallb-pool", pool})
+		out = append(out, Manifest{Name: "metallb-native", YAML: native}, Manifest{Name: "metallb-pool", YAML: pool})
 	}
 	if st := r.Spec.Storage; st != nil && st.NFS != nil {
 		var classes []topology.StorageClass
@@ -97,7 +95,7 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Manifest{"csi-nfs", m})
+		out = append(out, Manifest{Name: "csi-nfs", YAML: m})
 	}
 	if t := r.Spec.Tunnel; t != nil {
 		if t.Type != topology.TunnelFRP {
@@ -128,7 +126,7 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Manifest{"frpc", m})
+		out = append(out, Manifest{Name: "frpc", YAML: m})
 	}
 	return out, nil
 }
@@ -152,11 +150,11 @@ func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImag
 	if err != nil {
 		return err
 	}
-	cfg, err := probe.RESTConfig(data, "")
+	cfg, err := rackclient.OperationsConfig(data, "", rackclient.OperationsTimeout)
 	if err != nil {
 		return err
 	}
-	ap, err := NewApplier(cfg)
+	ap, err := rackclient.NewApplier(cfg)
 	if err != nil {
 		return err
 	}
@@ -174,12 +172,12 @@ func Install(ctx context.Context, r *topology.Rack, kubeconfig, token, agentImag
 	if st := r.Spec.Storage; st != nil && len(st.StorageClasses) > 0 {
 		wc.StorageClass = st.StorageClasses[0].Name
 	}
-	return probe.Deploy(ctx, cs, wc)
+	return probe.Deploy(ctx, ap, wc)
 }
 
 // ApplyAll applies the manifests in order, each retried for a while: a CRD's
 // webhook (MetalLB's) takes a moment to answer.
-func ApplyAll(ctx context.Context, ap *Applier, ms []Manifest, log logr.Logger) error {
+func ApplyAll(ctx context.Context, ap *rackclient.Applier, ms []Manifest, log logr.Logger) error {
 	for _, m := range ms {
 		log.Info("applying", "manifest", m.Name)
 		if err := containers.Poll(ctx, 3*time.Minute, func() error { _, err := ap.Apply(ctx, m); return err }); err != nil {
@@ -198,7 +196,7 @@ func IngressIP(ctx context.Context, cs kubernetes.Interface, r *topology.Rack) e
 	}
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{"metallb.io/loadBalancerIPs":%q}}}`, in.IP)
 	if err := containers.Poll(ctx, 5*time.Minute, func() error {
-		_, err := cs.CoreV1().Services(in.Namespace).Patch(ctx, in.Service, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: FieldManager})
+		_, err := cs.CoreV1().Services(in.Namespace).Patch(ctx, in.Service, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: rackclient.FieldManager})
 		return err
 	}); err != nil {
 		return fmt.Errorf("give the ingress Service %s/%s the ingress IP %s: %w", in.Namespace, in.Service, in.IP, err)

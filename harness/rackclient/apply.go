@@ -1,4 +1,4 @@
-package k3d
+package rackclient
 
 import (
 	"bytes"
@@ -18,9 +18,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
-
-// FieldManager is the server-side apply manager of what the provider applies.
-const FieldManager = "rackdrill"
 
 // Applier applies manifests server-side, with strict field validation: an
 // unknown field or a wrong type is refused by the API server, not dropped.
@@ -43,6 +40,13 @@ func NewApplier(cfg *rest.Config) (*Applier, error) {
 		return nil, err
 	}
 	return &Applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+}
+
+// Manifest is one file of what the harness installs: its name (in errors)
+// and its YAML documents.
+type Manifest struct {
+	Name string
+	YAML string
 }
 
 // Objects decodes a manifest's YAML documents.
@@ -69,6 +73,12 @@ func (a *Applier) Apply(ctx context.Context, m Manifest) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return a.ApplyObjects(ctx, m.Name, objs)
+}
+
+// ApplyObjects applies objs, in order, as Apply does; name says what they are
+// in errors.
+func (a *Applier) ApplyObjects(ctx context.Context, name string, objs []*unstructured.Unstructured) (int, error) {
 	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), FieldValidation: "Strict"}
 	if a.DryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
@@ -81,7 +91,7 @@ func (a *Applier) Apply(ctx context.Context, m Manifest) (int, error) {
 			mapping, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 		}
 		if err != nil {
-			return i, fmt.Errorf("%s: %s %s: %w", m.Name, gvk, obj.GetName(), err)
+			return i, fmt.Errorf("%s: %s %s: %w", name, gvk, obj.GetName(), err)
 		}
 		body, err := obj.MarshalJSON()
 		if err != nil {
@@ -92,7 +102,7 @@ func (a *Applier) Apply(ctx context.Context, m Manifest) (int, error) {
 			ri = a.dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
 		}
 		if _, err := ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
-			return i, fmt.Errorf("%s: %s %s/%s: %w", m.Name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
+			return i, fmt.Errorf("%s: %s %s/%s: %w", name, gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 		}
 	}
 	return len(objs), nil
