@@ -165,7 +165,7 @@ func storageChecks() []Check {
 				return why
 			}
 			if t.Provider == topology.ProviderContainers || t.Rack.Metadata.Annotations[topology.AnnotationLab] == "true" {
-				// A pod in a container node cannot mount NFS, so the
+				// The lab machine's kernel has no NFS client, so the
 				// lab runs no NFS provisioner and has no StorageClass; its
 				// volumes are the agents' user-space NFS client, which the
 				// round-trip check below exercises.
