@@ -15,7 +15,6 @@ import (
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
 	"rackdrill.dev/rackdrill/harness/probe"
-	"rackdrill.dev/rackdrill/harness/rackclient"
 )
 
 // CheckLimit bounds one conformance or pre-upgrade check.
@@ -43,17 +42,9 @@ func (e *Env) buildTarget(ctx context.Context) (*conform.Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, ok := e.Nodes.(cluster.KubeconfigSource)
-	if !ok {
-		return nil, fmt.Errorf("provider %s gives no kubeconfig", e.Provider)
-	}
-	kc, err := src.Kubeconfig(ctx)
+	cfg, err := e.Client.Config(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig of rack %s: %w", e.Rack.Metadata.Name, err)
-	}
-	cfg, err := rackclient.OperationsConfig(kc, e.Rack.APIServerURL(), rackclient.OperationsTimeout)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the API of rack %s: %w", e.Rack.Metadata.Name, err)
 	}
 	t := &conform.Target{Rack: e.Rack, Provider: e.Provider, Nodes: nodes, REST: cfg}
 	if t.Kube, err = kubernetes.NewForConfig(cfg); err != nil {

@@ -29,6 +29,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -58,8 +59,12 @@ type Env struct {
 	Ledger       *fault.Ledger
 	Log          logr.Logger
 	Nodes        cluster.NodeLister
-	// Kube is a client of the rack's API through its control-plane endpoint.
-	Kube fault.KubeClient
+	// Client is the rack's API through its control-plane endpoint, for the
+	// checks and the harness's operations; Kube is the faults' client of it
+	// (each request bounded by rackclient.FaultTimeout). Both are made once,
+	// at Connect, and reach the rack on first use.
+	Client *rackclient.Client
+	Kube   fault.KubeClient
 	// Progress, when set, is told each drill's phase as it enters it; Live,
 	// each change of the probes' states.
 	Progress func(fault, phase string)
@@ -172,6 +177,7 @@ func (e *Env) Connect(ctx context.Context) error {
 		return fmt.Errorf("%s: %w", e.TopologyFile, err)
 	}
 	e.Nodes = p
+	e.Client = rackclient.New(p, e.Rack.APIServerURL(), rackclient.OperationsTimeout)
 	e.Kube = fault.KubeFrom(p, e.Rack.APIServerURL())
 	if c, ok := p.(interface{ Check(context.Context) error }); ok {
 		// A real rack: every machine must answer SSH with a known host
