@@ -158,18 +158,19 @@ var _ cluster.KubeconfigSource = (*Provider)(nil)
 
 // upRun is the state of one Up.
 type upRun struct {
-	p          *Provider
-	r          *topology.Rack
-	image      string
-	nets       map[string]string // network name in the topology -> Docker network name
-	mu         sync.Mutex
-	nodes      map[string]*node
-	token      string
-	cert       string
-	sshKey     []byte
-	knownHosts string
-	podCIDRs   map[string]string
-	ap         *rackclient.Applier
+	p *Provider
+	r *topology.Rack
+	// What a step makes and a later step reads, with the step that makes it:
+	image      string              // preflight: the node image's content tag
+	token      string              // preflight: kubeadm's bootstrap token
+	cert       string              // preflight: kubeadm's certificate key
+	nets       map[string]string   // networks: topology network -> Docker network
+	mu         sync.Mutex          // guards nodes while machines start them at once
+	nodes      map[string]*node    // machines: every machine by name
+	sshKey     []byte              // sshAccess: the rack's private key (PEM)
+	knownHosts string              // sshAccess: every machine's host key
+	podCIDRs   map[string]string   // podNetwork: each node's pod range
+	ap         *rackclient.Applier // the first step that applies a manifest
 }
 
 // each runs fn on the nodes in parallel and joins their errors.

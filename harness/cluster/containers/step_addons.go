@@ -1,7 +1,7 @@
 package containers
 
-// The add-ons: CoreDNS spread over the workers, MetalLB, the ingress
-// controller and the probe workloads.
+// Steps: CoreDNS on the workers, MetalLB, the ingress controller; and how
+// the lab applies manifests.
 
 import (
 	"context"
@@ -12,8 +12,6 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/lab"
-	"rackdrill.dev/rackdrill/harness/probe"
-	agentpkg "rackdrill.dev/rackdrill/harness/probe/agent"
 	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -136,42 +134,6 @@ func (u *upRun) ingress(ctx context.Context) error {
 		}
 		if strings.TrimSpace(string(out)) != in.IP {
 			return fmt.Errorf("ingress Service %s/%s has address %q, want %s", in.Namespace, in.Service, out, in.IP)
-		}
-		return nil
-	})
-}
-
-// workloads deploys what the probes need (the demo app behind its Ingress, the
-// heal Deployment, the agents) and waits until the demo app answers through the
-// ingress IP.
-func (u *upRun) workloads(ctx context.Context) error {
-	ap, err := u.applier(ctx)
-	if err != nil {
-		return err
-	}
-	// The cluster knows the lab's images by the names the node image preloads.
-	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: lab.Alias("agent"), IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
-	if st := u.r.Spec.Storage; st != nil && st.NFS != nil {
-		// The lab's pods cannot mount NFS: the agents speak it from user space.
-		wc.NFSServer, wc.NFSExport = u.r.Node(st.NFS.Node).Address, st.NFS.Exports[0]
-	}
-	if err := probe.Deploy(ctx, ap, wc); err != nil {
-		return err
-	}
-	if u.r.Spec.Ingress == nil {
-		return nil
-	}
-	lan := probe.NewHTTP("lan", "http://"+u.r.Spec.Ingress.IP+"/", probe.WithHost(u.r.Spec.Probes.Host), probe.WithMarker(agentpkg.DemoMarker))
-	return u.waitProbe(ctx, lan, IntervalLANProbe, "through the ingress IP")
-}
-
-// waitProbe waits until p answers, for at most limit.
-func (u *upRun) waitProbe(ctx context.Context, p probe.Probe, limit Interval, where string) error {
-	return u.wait(ctx, limit, func() error {
-		cctx, cancel := context.WithTimeout(ctx, u.r.Spec.Probes.Timeout.Duration)
-		defer cancel()
-		if r := p.Check(cctx); !r.OK {
-			return fmt.Errorf("the demo app does not answer %s: %v", where, r.Err)
 		}
 		return nil
 	})
