@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/poll"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -40,30 +41,31 @@ type EffectResult = runrecord.Effect
 // Wait checks the effect until it is seen or its budget ends, from injected.
 func (e Effect) Wait(ctx context.Context, injected time.Time) EffectResult {
 	res := EffectResult{What: e.What, Within: e.Within}
-	deadline := injected.Add(e.Within)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_ = poll.Until(ctx, EffectPoll, time.Until(injected.Add(e.Within)), func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, EffectCheckTimeout)
 		err := e.Check(cctx)
 		cancel()
-		if err == nil {
-			if after := time.Since(injected); after > e.Within {
-				// Seen, but late: the budget is the promise.
-				res.Detail = fmt.Sprintf("seen only %s after the injection", after.Round(100*time.Millisecond))
-				return res
-			}
-			res.Seen, res.After = true, time.Since(injected)
-			return res
+		if err != nil {
+			res.Detail = err.Error()
+			return false, nil
 		}
-		res.Detail = err.Error()
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return res
+		if after := time.Since(injected); after > e.Within {
+			// Seen, but late: the budget is the promise.
+			res.Detail = fmt.Sprintf("seen only %s after the injection", after.Round(100*time.Millisecond))
+		} else {
+			res.Seen, res.After, res.Detail = true, after, ""
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+		return true, nil
+	})
+	return res
 }
+
+// EffectPoll is how often an effect is looked for; EffectCheckTimeout bounds
+// one look (a dial to a machine just killed must not hold the next one up).
+const (
+	EffectPoll         = 500 * time.Millisecond
+	EffectCheckTimeout = 3 * time.Second
+)
 
 // EffectOf is the effect fault f (built by Build for the same rack and
 // provider) must be seen to have.

@@ -2,6 +2,7 @@ package fault
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -34,5 +35,30 @@ func TestPortsClosed(t *testing.T) {
 	}}
 	if r := slow.Wait(context.Background(), time.Now()); r.Seen || !strings.Contains(r.Detail, "seen only") {
 		t.Errorf("a late effect: %+v", r)
+	}
+}
+
+// An effect counts as seen only within its budget from the injection: seen
+// later, or never, it was not seen, with what was seen instead.
+func TestEffectWait(t *testing.T) {
+	at := func(d time.Duration) func(context.Context) error {
+		t0 := time.Now()
+		return func(context.Context) error {
+			if time.Since(t0) < d {
+				return errors.New("still answering")
+			}
+			return nil
+		}
+	}
+	injected := time.Now()
+	if r := (Effect{What: "x", Within: 2 * time.Second, Check: at(600 * time.Millisecond)}).Wait(context.Background(), injected); !r.Seen || r.After < 600*time.Millisecond || r.Detail != "" {
+		t.Errorf("seen within the budget: %+v", r)
+	}
+	if r := (Effect{What: "x", Within: 700 * time.Millisecond, Check: at(time.Hour)}).Wait(context.Background(), time.Now()); r.Seen || r.Detail != "still answering" {
+		t.Errorf("never seen: %+v", r)
+	}
+	// Injected long ago: seen at the first look, but past its budget.
+	if r := (Effect{What: "x", Within: time.Second, Check: at(0)}).Wait(context.Background(), time.Now().Add(-5*time.Second)); r.Seen || !strings.Contains(r.Detail, "seen only") {
+		t.Errorf("seen late: %+v", r)
 	}
 }

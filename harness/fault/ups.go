@@ -177,7 +177,8 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 	all = append(all, watched{f.master, len(f.stages) + 1})
 	down := map[string]time.Time{}
 	deadline := start.Add(f.params.Budget)
-	for len(down) < len(all) && time.Now().Before(deadline.Add(upsHaltMargin)) {
+	// The limit passing is judged below: the machines not seen halted.
+	_ = poll.Until(ctx, 250*time.Millisecond, time.Until(deadline.Add(upsHaltMargin)), func() (bool, error) {
 		// Every machine still up is asked at once: asking a machine that
 		// just went away can take a connect timeout, which must not delay
 		// seeing the others go.
@@ -198,11 +199,10 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 			}()
 		}
 		wg.Wait()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+		return len(down) == len(all), nil
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
 	var broken []string
 	f.halts = nil
