@@ -114,3 +114,25 @@ func Quote(w string) string {
 	}
 	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
+
+// Settings is what every Cmd is configured with before it runs. A Cmder's
+// command embeds it, calls Init with itself, and gets the setters: they
+// return the command, so that calls chain as on any Cmd.
+type Settings struct {
+	Argv   []string
+	Env    []string
+	Dir    string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	self   Cmd
+}
+
+// Init makes the setters return self, the command argv runs.
+func (s *Settings) Init(self Cmd, argv []string) { s.self, s.Argv = self, argv }
+
+func (s *Settings) SetStdin(r io.Reader) Cmd  { s.Stdin = r; return s.self }
+func (s *Settings) SetStdout(w io.Writer) Cmd { s.Stdout = w; return s.self }
+func (s *Settings) SetStderr(w io.Writer) Cmd { s.Stderr = w; return s.self }
+func (s *Settings) SetEnv(e ...string) Cmd    { s.Env = append(s.Env, e...); return s.self }
+func (s *Settings) SetDir(d string) Cmd       { s.Dir = d; return s.self }

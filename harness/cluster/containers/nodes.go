@@ -267,33 +267,24 @@ func (n *node) Running(ctx context.Context) (bool, error) {
 
 // Command runs a command in the node, as docker exec does.
 func (n *node) Command(ctx context.Context, name string, args ...string) exec.Cmd {
-	return &execCmd{n: n, ctx: ctx, argv: append([]string{name}, args...)}
+	c := &execCmd{n: n, ctx: ctx}
+	c.Init(c, append([]string{name}, args...))
+	return c
 }
 
 type execCmd struct {
-	n      *node
-	ctx    context.Context
-	argv   []string
-	env    []string
-	dir    string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	exec.Settings
+	n   *node
+	ctx context.Context
 }
-
-func (c *execCmd) SetStdin(r io.Reader) exec.Cmd  { c.stdin = r; return c }
-func (c *execCmd) SetStdout(w io.Writer) exec.Cmd { c.stdout = w; return c }
-func (c *execCmd) SetStderr(w io.Writer) exec.Cmd { c.stderr = w; return c }
-func (c *execCmd) SetEnv(e ...string) exec.Cmd    { c.env = append(c.env, e...); return c }
-func (c *execCmd) SetDir(d string) exec.Cmd       { c.dir = d; return c }
 
 func (c *execCmd) Run() error {
 	fail := func(err error) error {
-		return &exec.RunError{Command: c.argv, Err: fmt.Errorf("on node %s: %w", c.n.name, err)}
+		return &exec.RunError{Command: c.Argv, Err: fmt.Errorf("on node %s: %w", c.n.name, err)}
 	}
 	dc := c.n.dc()
 	created, err := dc.ExecCreate(c.ctx, c.n.id, client.ExecCreateOptions{
-		Cmd: c.argv, Env: c.env, WorkingDir: c.dir, AttachStdin: c.stdin != nil, AttachStdout: true, AttachStderr: true,
+		Cmd: c.Argv, Env: c.Env, WorkingDir: c.Dir, AttachStdin: c.Stdin != nil, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
 		return fail(err)
@@ -303,15 +294,15 @@ func (c *execCmd) Run() error {
 		return fail(err)
 	}
 	defer att.Close()
-	if c.stdin != nil {
+	if c.Stdin != nil {
 		go func() {
-			_, _ = io.Copy(att.Conn, c.stdin)
+			_, _ = io.Copy(att.Conn, c.Stdin)
 			if cw, ok := att.Conn.(interface{ CloseWrite() error }); ok {
 				_ = cw.CloseWrite()
 			}
 		}()
 	}
-	stdout, stderr := c.stdout, c.stderr
+	stdout, stderr := c.Stdout, c.Stderr
 	if stdout == nil {
 		stdout = io.Discard
 	}

@@ -16,50 +16,41 @@ import (
 // inventory says so. The words are quoted for the remote shell, so that a
 // command reads there as it was written here.
 func (n *node) Command(ctx context.Context, name string, args ...string) exec.Cmd {
-	return &cmd{n: n, ctx: ctx, argv: append([]string{name}, args...)}
+	c := &cmd{n: n, ctx: ctx}
+	c.Init(c, append([]string{name}, args...))
+	return c
 }
 
 type cmd struct {
-	n      *node
-	ctx    context.Context
-	argv   []string
-	env    []string
-	dir    string
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	exec.Settings
+	n   *node
+	ctx context.Context
 }
-
-func (c *cmd) SetStdin(r io.Reader) exec.Cmd  { c.stdin = r; return c }
-func (c *cmd) SetStdout(w io.Writer) exec.Cmd { c.stdout = w; return c }
-func (c *cmd) SetStderr(w io.Writer) exec.Cmd { c.stderr = w; return c }
-func (c *cmd) SetEnv(e ...string) exec.Cmd    { c.env = append(c.env, e...); return c }
-func (c *cmd) SetDir(d string) exec.Cmd       { c.dir = d; return c }
 
 // line is the remote command line: sshd runs it with the user's shell.
 func (c *cmd) line() string {
-	words := make([]string, 0, len(c.argv)+len(c.env)+3)
+	words := make([]string, 0, len(c.Argv)+len(c.Env)+3)
 	if c.n.a.sudo {
 		words = append(words, "sudo", "-n", "--")
 	}
-	if len(c.env) > 0 {
+	if len(c.Env) > 0 {
 		words = append(words, "env")
-		words = append(words, c.env...)
+		words = append(words, c.Env...)
 	}
-	words = append(words, c.argv...)
+	words = append(words, c.Argv...)
 	for i, w := range words {
 		words[i] = exec.Quote(w)
 	}
 	line := strings.Join(words, " ")
-	if c.dir != "" {
-		line = "cd " + exec.Quote(c.dir) + " && " + line
+	if c.Dir != "" {
+		line = "cd " + exec.Quote(c.Dir) + " && " + line
 	}
 	return line
 }
 
 func (c *cmd) Run() error {
 	fail := func(err error) error {
-		return &exec.RunError{Command: c.argv, Err: fmt.Errorf("on node %s: %w", c.n.a.node, err)}
+		return &exec.RunError{Command: c.Argv, Err: fmt.Errorf("on node %s: %w", c.n.a.node, err)}
 	}
 	client, err := c.n.p.client(c.ctx, c.n.a)
 	if err != nil {
@@ -77,7 +68,7 @@ func (c *cmd) Run() error {
 		}
 	}
 	defer s.Close()
-	s.Stdin, s.Stdout, s.Stderr = c.stdin, c.stdout, c.stderr
+	s.Stdin, s.Stdout, s.Stderr = c.Stdin, c.Stdout, c.Stderr
 	if s.Stdout == nil {
 		s.Stdout = io.Discard
 	}

@@ -18,7 +18,9 @@ func TestCommandLine(t *testing.T) {
 		{argv: []string{"true", ""}, want: "true ''"},
 		{sudo: true, env: []string{"A=b c"}, dir: "/srv/x y", argv: []string{"pwd"}, want: `cd '/srv/x y' && sudo -n -- env 'A=b c' pwd`},
 	} {
-		c := &cmd{n: &node{a: access{sudo: tc.sudo}}, argv: tc.argv, env: tc.env, dir: tc.dir}
+		c := &cmd{n: &node{a: access{sudo: tc.sudo}}}
+		c.Init(c, tc.argv)
+		c.SetEnv(tc.env...).SetDir(tc.dir)
 		if got := c.line(); got != tc.want {
 			t.Errorf("line(%q) = %s, want %s", tc.argv, got, tc.want)
 		}
