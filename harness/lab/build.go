@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"text/template"
@@ -262,7 +263,16 @@ var etcdutlBuild = &GoBuild{
 // build's), built from the Go module proxy on first use and cached: rackdrill
 // puts it on K3s servers, which have none.
 func (b *Builder) Etcdctl(ctx context.Context) (string, error) {
-	dir, err := b.binaries(ctx, "etcd", etcdBuild)
+	return b.EtcdctlFor(ctx, runtime.GOARCH)
+}
+
+// EtcdctlFor is Etcdctl cross-compiled for arch (a server's architecture, as
+// Kubernetes names it).
+func (b *Builder) EtcdctlFor(ctx context.Context, arch string) (string, error) {
+	if _, err := Platform(arch); err != nil {
+		return "", err
+	}
+	dir, err := b.binariesFor(ctx, "etcd", etcdBuild, arch)
 	if err != nil {
 		return "", err
 	}

@@ -60,7 +60,19 @@ func sortedKeys(m map[string]string) []string {
 // binaries returns the folder holding the build's binaries, building them if
 // this fingerprint was never built on this machine.
 func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (string, error) {
+	return b.binariesFor(ctx, image, g, runtime.GOARCH)
+}
+
+// binariesFor is binaries cross-compiled for arch (GOARCH; arm is ARMv7).
+func (b *Builder) binariesFor(ctx context.Context, image string, g *GoBuild, arch string) (string, error) {
+	if _, err := b.goVersion(); err != nil {
+		return "", err
+	}
 	fp := g.fingerprint()
+	if arch != runtime.GOARCH {
+		// This machine's builds keep the key they always had.
+		fp += "\narch " + arch
+	}
 	if g.Local {
 		// This repository's own programs change with its sources, which the
 		// image's hash covers: the binaries follow it.
@@ -71,7 +83,11 @@ func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (strin
 		fp += "\nsources " + h
 	}
 	key := shortHash(b.goVer + "\n" + fp)
-	out := filepath.Join(b.CacheDir, "bin", g.Name+"-"+key)
+	name := g.Name
+	if arch != runtime.GOARCH {
+		name += "-" + arch
+	}
+	out := filepath.Join(b.CacheDir, "bin", name+"-"+key)
 	if _, err := os.Stat(filepath.Join(out, ".done")); err == nil {
 		return out, nil
 	}
@@ -98,7 +114,11 @@ func (b *Builder) binaries(ctx context.Context, image string, g *GoBuild) (strin
 	}
 	args = append(args, g.Packages...)
 	cmd := b.cmdr.Command(ctx, "go", args...)
-	cmd.SetEnv("CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=", "GOWORK=off")
+	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + arch, "GOFLAGS=", "GOWORK=off"}
+	if arch == "arm" {
+		env = append(env, "GOARM=7")
+	}
+	cmd.SetEnv(env...)
 	if err := exec.Run(cmd.SetDir(dir)); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", &StepError{Image: image, Step: "go build " + strings.Join(g.Packages, " "), Err: err}
