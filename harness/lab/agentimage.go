@@ -164,7 +164,7 @@ func writeOCIArchive(path string, idx v1.ImageIndex, ref, tag string) error {
 		return err
 	}
 	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":         ref,
+		"io.containerd.image.name":          ref,
 		"org.opencontainers.image.ref.name": tag,
 	})); err != nil {
 		return err
