@@ -49,6 +49,7 @@ every path, and reports which promises held.`,
 		newStatusCommand(g),
 		newRunCommand(g),
 		newPreflightCommand(g),
+		newProbesCommand(g),
 		newReportCommand(g),
 	)
 	return root

@@ -141,13 +141,10 @@ broken, 2 bad input or a broken environment.`,
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
 			opts := framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew}
-			var reachable func() error
-			if r.Spec.Provider == topology.ProviderSSH {
-				// An unreachable machine, a wrong host key, a missing sudo:
-				// said after the gate and before any spec runs, each host
-				// named (exit 2).
-				reachable = func() error { return framework.Reachable(cmd.Context(), log, opts) }
-			}
+			// On a real rack, the framework connects after the gate and
+			// before any spec (an unreachable machine, a wrong host key, a
+			// missing sudo: each host named, exit 2) and installs the
+			// probe workloads when they are missing.
 			// From here on the specs handle Ctrl-C themselves: each fault is
 			// reverted by its guard, so the signal context is released.
 			stop()
@@ -157,7 +154,7 @@ broken, 2 bad input or a broken environment.`,
 				Suites:      "conformance+chaos",
 				LabelFilter: labels, Focus: focus, Timeout: timeout, Verbose: verbose,
 				Progress: prog.phase, Live: prog.live, Checked: prog.checked,
-				Safety: &safe, BeforeSpecs: reachable,
+				Safety: &safe,
 			}, log)
 			if errors.Is(err, framework.ErrDryRun) {
 				return nil

@@ -172,3 +172,23 @@ type Halt struct {
 type HaltReporter interface {
 	LastHalt(ctx context.Context) (Halt, error)
 }
+
+// Arch is the CPU architecture of machine n as Kubernetes names it (amd64,
+// arm64, arm), read with uname -m; declared, the topology's spec.nodes[].arch,
+// must agree with it when given.
+func Arch(ctx context.Context, n Node, declared string) (string, error) {
+	out, err := exec.Output(n.Command(ctx, "uname", "-m"))
+	if err != nil {
+		return "", fmt.Errorf("%s: uname -m: %w", n.Name(), err)
+	}
+	m := strings.TrimSpace(string(out))
+	arch, ok := map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
+		"armv7l": "arm", "armv7": "arm", "armv8l": "arm", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}[m]
+	if !ok {
+		return "", fmt.Errorf("%s: uname -m says %q, an architecture rackdrill does not build for (amd64, arm64, armv7)", n.Name(), m)
+	}
+	if declared != "" && declared != arch {
+		return "", fmt.Errorf("%s: the topology declares arch %s (spec.nodes[].arch) and the machine is %s (uname -m: %s)", n.Name(), declared, arch, m)
+	}
+	return arch, nil
+}

@@ -379,4 +379,9 @@ type Probes struct {
 	Host string `json:"host,omitempty"`
 	// Namespace holds the probe workloads.
 	Namespace string `json:"namespace,omitempty"`
+	// Image is the agent image in the rack's own registry, which the nodes
+	// pull. Empty: on a real rack (provider ssh) rackdrill builds the agent
+	// for the nodes' architectures and loads it into each node's containerd
+	// over SSH.
+	Image string `json:"image,omitempty"`
 }

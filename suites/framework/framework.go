@@ -29,6 +29,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/probe/install"
 	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/runrecord"
@@ -81,6 +82,10 @@ type Env struct {
 	// approved are the chaos rows a real rack's safety gate let through;
 	// a drill of any other row on a real rack refuses to inject.
 	approved []string
+	// installApproved: the run's confirmation covers installing the probe
+	// workloads on a real rack; safety asks otherwise.
+	installApproved bool
+	safety          *Safety
 	target   targetCache
 	mu       sync.Mutex
 	outcomes []scenarios.Outcome
@@ -229,6 +234,29 @@ func (e *Env) placeEtcdctl(ctx context.Context, nodes []cluster.Node) error {
 	return rackstate.PlaceEtcdctl(ctx, nodes, e.Rack, local)
 }
 
+// prepareRealRack connects to a real rack before any spec (an unreachable
+// machine, a wrong host key, a missing sudo are said here, each host named)
+// and installs the probe workloads when they are missing, as the plan says.
+func (e *Env) prepareRealRack(ctx context.Context) error {
+	if e.Provider != topology.ProviderSSH {
+		return nil
+	}
+	if err := e.Connect(ctx); err != nil {
+		return err
+	}
+	defer e.Close()
+	nodes, err := e.Nodes.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	out := io.Writer(os.Stdout)
+	if e.safety != nil && e.safety.Out != nil {
+		out = e.safety.Out
+	}
+	in := &install.Rack{Rack: e.Rack, Nodes: nodes, Client: e.Client, Out: out}
+	return in.Ensure(ctx, e.approveInstall)
+}
+
 // Close releases what Connect opened (the ssh provider's connections).
 func (e *Env) Close() error {
 	if c, ok := e.Nodes.(io.Closer); ok {
@@ -322,6 +350,9 @@ func RunSuite(t *testing.T, suite string) {
 	// ginkgo CLI, whatever its filters select (-yes, -allow-quorum-loss,
 	// -allow-power).
 	if err := e.guardRealRack(flagSafety(), sc, rc); err != nil {
+		t.Fatalf("%s suite: %v", suite, err)
+	}
+	if err := e.prepareRealRack(context.Background()); err != nil {
 		t.Fatalf("%s suite: %v", suite, err)
 	}
 	ginkgo.RunSpecs(t, "rackdrill "+suite, sc, rc)
@@ -424,6 +455,11 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 	rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo.json")
 	if err := e.guardRealRack(cfg.Safety, sc, rc); err != nil {
 		return e, false, err
+	}
+	if !sc.DryRun {
+		if err := e.prepareRealRack(context.Background()); err != nil {
+			return e, false, err
+		}
 	}
 	if cfg.BeforeSpecs != nil {
 		if err := cfg.BeforeSpecs(); err != nil {

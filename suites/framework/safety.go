@@ -16,6 +16,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/probe/install"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -138,6 +139,50 @@ func (e *Env) guardRealRack(s *Safety, sc types.SuiteConfig, rc types.ReporterCo
 		return err
 	}
 	e.approved = selected
+	// A confirmed plan (or --yes) covers the probes' installation, a step of
+	// that plan; a run that asked nothing asks before installing.
+	e.installApproved = s.Yes || applicable(rows) > 0
+	e.safety = s
+	return nil
+}
+
+func applicable(rows []PlannedRow) int {
+	n := 0
+	for _, pr := range rows {
+		if pr.Plan.Applicable {
+			n++
+		}
+	}
+	return n
+}
+
+// approveInstall agrees to install missing probe workloads when the run's
+// confirmation covered it; otherwise it asks on a terminal, or refuses.
+func (e *Env) approveInstall(why string) error {
+	if e.installApproved {
+		return nil
+	}
+	s := e.safety
+	if s == nil {
+		s = &Safety{}
+	}
+	hint := fmt.Sprintf("install them with `rackdrill probes install --topology %s`, or pass --yes; nothing was changed", e.TopologyFile)
+	in := s.Stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	if f, ok := in.(*os.File); ok && !term.IsTerminal(int(f.Fd())) {
+		return fmt.Errorf("the probe workloads are not in place on rack %s (%s): %s", e.Rack.Metadata.Name, why, hint)
+	}
+	w := s.Out
+	if w == nil {
+		w = os.Stdout
+	}
+	fmt.Fprintf(w, "The probe workloads are not in place on %s (%s). Install them as the plan says? Type yes to go on: ", e.Rack.Metadata.Name, why)
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return fmt.Errorf("not confirmed: %s", hint)
+	}
 	return nil
 }
 
@@ -182,14 +227,13 @@ func (s Safety) Confirm(r *topology.Rack, rows []PlannedRow) error {
 	if w == nil {
 		w = os.Stdout
 	}
-	faults := 0
-	for _, pr := range rows {
-		if pr.Plan.Applicable {
-			faults++
-		}
-	}
+	faults := applicable(rows)
 	fmt.Fprintf(w, "Plan for the real rack %s (%d machines over SSH): the conformance checks (read-only commands), then %d fault(s), one at a time, each only once every probe is green:\n",
 		r.Metadata.Name, len(r.Spec.Nodes), faults)
+	fmt.Fprintf(w, "Probe workloads: installed first if namespace %s lacks them or they are not ready (looked for once connected):\n", r.Spec.Probes.Namespace)
+	for _, l := range install.Plan(r) {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
 	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
 		fmt.Fprintf(w, "K3s ships no etcdctl: rackdrill copies its own to %s on each server that has none, to read etcd's members and leader.\n", rackstate.OwnEtcdctl)
 	}
