@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -82,11 +81,11 @@ exit 127`
 // (K3s's servers: K3s ships no etcdctl).
 const OwnEtcdctl = "/var/lib/rackdrill/etcdctl"
 
-// PlaceEtcdctl copies the etcdctl at local (built for this machine's
-// architecture) to every running server of a K3s rack that has none, so that
-// etcd's members and leader can be read there; a server of another
-// architecture is said, not written to.
-func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, local string) error {
+// PlaceEtcdctl copies an etcdctl built for each server's architecture (the
+// topology's spec.nodes[].arch, checked against uname -m) to every running
+// server of a K3s rack that has none, so that etcd's members and leader can be
+// read there. build gives the path of etcdctl for an architecture.
+func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, build func(arch string) (string, error)) error {
 	var errs []error
 	for _, n := range nodes {
 		if !slices.Contains(n.Roles(), topology.RoleServer) {
@@ -98,9 +97,18 @@ func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, l
 		if exec.Run(n.Command(ctx, "sh", "-c", "command -v etcdctl >/dev/null || [ -x "+OwnEtcdctl+" ]")) == nil {
 			continue
 		}
-		if tn := r.Node(n.Name()); tn != nil && tn.Arch != "" && tn.Arch != runtime.GOARCH {
-			errs = append(errs, fmt.Errorf("server %s (%s) has no etcdctl and rackdrill's is built for %s: install etcdctl there", n.Name(), tn.Arch, runtime.GOARCH))
+		declared := ""
+		if tn := r.Node(n.Name()); tn != nil {
+			declared = tn.Arch
+		}
+		arch, err := cluster.Arch(ctx, n, declared)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("server %s has no etcdctl: %w", n.Name(), err))
 			continue
+		}
+		local, err := build(arch)
+		if err != nil {
+			return fmt.Errorf("etcdctl for %s (%s): %w", n.Name(), arch, err)
 		}
 		f, err := os.Open(local)
 		if err != nil {

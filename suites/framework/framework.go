@@ -227,11 +227,7 @@ func (e *Env) placeEtcdctl(ctx context.Context, nodes []cluster.Node) error {
 	if err != nil {
 		return err
 	}
-	local, err := b.Etcdctl(ctx)
-	if err != nil {
-		return fmt.Errorf("etcdctl for the K3s servers: %w", err)
-	}
-	return rackstate.PlaceEtcdctl(ctx, nodes, e.Rack, local)
+	return rackstate.PlaceEtcdctl(ctx, nodes, e.Rack, func(arch string) (string, error) { return b.EtcdctlFor(ctx, arch) })
 }
 
 // prepareRealRack connects to a real rack before any spec (an unreachable

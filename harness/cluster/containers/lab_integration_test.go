@@ -252,10 +252,11 @@ func TestIntegrationLabUp(t *testing.T) {
 		t.Errorf("fault ledger after the drills: %v %v", live, err)
 	}
 	sshProviderOnLab(ctx, t, r, artifacts)
-	sshChaosOnLab(ctx, t, r, artifacts)
+	bin, sshTopo := sshChaosOnLab(ctx, t, r, artifacts)
 	k3dManifestsOnLab(ctx, t, filepath.Join(artifacts, "kubeconfig"))
 	conformanceOnLab(ctx, t, env)
 	k3dInstallOnLab(ctx, t, r, filepath.Join(artifacts, "kubeconfig"))
+	probesRemovedOnLab(ctx, t, r, artifacts, bin, sshTopo)
 }
 
 func dockerExec(t *testing.T, ctx context.Context, name string, args ...string) string {

@@ -8,13 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"rackdrill.dev/rackdrill/harness/lab"
+	"rackdrill.dev/rackdrill/harness/matrix"
+	"rackdrill.dev/rackdrill/harness/probe/install"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -27,12 +33,12 @@ const smokeDeadMan = 20 * time.Second
 // a fault left by a SIGKILLed run (cp-lb-lost: two services on each of two
 // machines) and reverted by each machine's dead-man timer,
 // and a drill that passes through SSH.
-func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifacts string) {
+func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifacts string) (bin, topo string) {
 	root, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "rackdrill")
+	bin = filepath.Join(t.TempDir(), "rackdrill")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/rackdrill")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
@@ -50,7 +56,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 	base = strings.ReplaceAll(base, "docker start lab-", "docker start "+r.Metadata.Name+"-")
 	base = strings.ReplaceAll(base, "_artifacts/ssh/", filepath.Join(artifacts, "ssh")+"/")
 	base = strings.Replace(base, "  ssh:\n", "  ssh:\n    deadMan: "+smokeDeadMan.String()+"\n", 1)
-	topo := func(name string, edit func(string) string) string {
+	write := func(name string, edit func(string) string) string {
 		s := base
 		if edit != nil {
 			if s = edit(s); s == base {
@@ -66,7 +72,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		}
 		return p
 	}
-	good := topo("lab-smoke-ssh.yaml", nil)
+	good := write("lab-smoke-ssh.yaml", nil)
 	run := func(args ...string) (string, string, int) {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Dir = root
@@ -145,7 +151,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 			{"bad-key", "identity file " + badKey},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				p := topo("lab-smoke-ssh-"+tc.name+".yaml", func(s string) string {
+				p := write("lab-smoke-ssh-"+tc.name+".yaml", func(s string) string {
 					switch tc.name {
 					case "wrong-host-key":
 						return strings.Replace(s, filepath.Join(artifacts, "ssh", "known_hosts"), wrongKH, 1)
@@ -255,19 +261,112 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		}
 	})
 
-	t.Run("nfs-lost drilled through SSH holds its row and leaves no timer", func(t *testing.T) {
+	// A rack rackdrill did not build has none of the probes' workloads: the
+	// smoke lab made bare (`rackdrill probes remove`), then run over SSH as a
+	// real rack is, which installs them (the image loaded with ctr over SSH)
+	// before conformance and two drills.
+	t.Run("bare rack: probe workloads installed over SSH, conformance, two drills held", func(t *testing.T) {
+		kc := filepath.Join(artifacts, "kubeconfig")
+		before := probeObjects(ctx, t, kc)
+		if !slices.Contains(before, "DaemonSet/rackdrill-probes/rackdrill-agent") || !slices.ContainsFunc(before, func(s string) bool { return strings.HasPrefix(s, "Pod/") }) {
+			t.Fatalf("before removal, the labelled objects lack the agents and their pods: %v", before)
+		}
+		stdout, stderr, code := run("probes", "remove", "--topology", good)
+		if code != 0 || !strings.Contains(stdout, "nothing labelled rackdrill.dev/probe is left") {
+			t.Fatalf("probes remove: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if left := probeObjects(ctx, t, kc); len(left) > 0 {
+			t.Fatalf("after probes remove, still labelled: %v", left)
+		}
 		a := filepath.Join(artifacts, "ssh-run")
-		stdout, stderr, code := run("run", "--provider", "ssh", "--topology", good, "--artifacts", a, "--scenario", "nfs-lost", "--yes")
+		stdout, stderr, code = run("run", "--provider", "ssh", "--topology", good, "--artifacts", a,
+			"--scenario", "nfs-lost", "--scenario", "tunnel-client-cut", "--yes")
 		if code != 0 {
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 		}
-		for _, want := range []string{"[storage] ok", "[nfs-lost", "residue check"} {
-			if !strings.Contains(stdout, want) {
-				t.Errorf("output lacks %q:\n%s", want, stdout)
+		want := []string{"Probe workloads: installed first if namespace rackdrill-probes lacks them",
+			"probes: installing them: namespace rackdrill-probes does not exist", "probes: ready in",
+			"[storage] ok", "[apps] ok", "[nfs-lost", "[tunnel-client-cut", "residue check"}
+		for _, n := range []string{"server-1", "server-2", "server-3", "worker-1", "worker-2"} {
+			want = append(want, "probes: "+n+": loaded "+lab.AgentRepository+":")
+		}
+		for _, w := range want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("output lacks %q:\n%s", w, stdout)
 			}
+		}
+		rec, err := runrecord.Load(filepath.Join(a, "run.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.Drills) != 2 {
+			t.Fatalf("%d drills recorded, want 2", len(rec.Drills))
+		}
+		for _, d := range rec.Drills {
+			if d.Result.Verdict != matrix.Held || !d.Effect.Seen {
+				t.Errorf("%s: verdict %s, effect seen %v", d.Result.Fault, d.Result.Verdict, d.Effect.Seen)
+			}
+		}
+		img := strings.TrimSpace(kubectlImage(ctx, t, kc))
+		if !strings.HasPrefix(img, lab.AgentRepository+":") {
+			t.Errorf("the agents run %q, not the image loaded over SSH", img)
 		}
 		if blocked() || deadMen() != "" || ledger(a) != 0 {
 			t.Errorf("left behind: NFS blocked %v, dead-man units %q, ledger %d", blocked(), deadMen(), ledger(a))
+		}
+	})
+	return bin, good
+}
+
+// probeObjects lists every object of the smoke lab's API labelled as a probe
+// workload.
+func probeObjects(ctx context.Context, t *testing.T, kubeconfig string) []string {
+	t.Helper()
+	cfg, _ := labREST(t, kubeconfig)
+	objs, err := install.Leftovers(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// kubectlImage is the image of the agents' DaemonSet.
+func kubectlImage(ctx context.Context, t *testing.T, kubeconfig string) string {
+	t.Helper()
+	_, cs := labREST(t, kubeconfig)
+	ds, err := cs.AppsV1().DaemonSets("rackdrill-probes").Get(ctx, "rackdrill-agent", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds.Spec.Template.Spec.Containers[0].Image
+}
+
+// probesRemovedOnLab: `rackdrill probes remove` at the end leaves nothing of
+// the probes: no labelled object in the API, no namespace, no loaded image.
+func probesRemovedOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifacts, bin, topo string) {
+	t.Run("probes remove leaves nothing behind", func(t *testing.T) {
+		kc := filepath.Join(artifacts, "kubeconfig")
+		if len(probeObjects(ctx, t, kc)) == 0 {
+			t.Fatal("no probe workload to remove: the test would prove nothing")
+		}
+		cmd := exec.CommandContext(ctx, bin, "probes", "remove", "--topology", topo)
+		root, _ := lab.RepoRoot()
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("probes remove: %v\n%s", err, out)
+		}
+		if left := probeObjects(ctx, t, kc); len(left) > 0 {
+			t.Errorf("still labelled rackdrill.dev/probe: %v", left)
+		}
+		ns := exec.CommandContext(ctx, "docker", "exec", r.Metadata.Name+"-server-1", "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "namespace", "rackdrill-probes")
+		if o, err := ns.CombinedOutput(); err == nil || !strings.Contains(string(o), "NotFound") {
+			t.Errorf("namespace rackdrill-probes: %s", o)
+		}
+		for _, n := range []string{"server-1", "server-2", "server-3", "worker-1", "worker-2"} {
+			if imgs := dockerExec(t, ctx, r.Metadata.Name+"-"+n, "ctr", "-n", "k8s.io", "images", "ls", "-q"); strings.Contains(imgs, lab.AgentRepository) {
+				t.Errorf("%s still has the agent image loaded over SSH", n)
+			}
 		}
 	})
 }

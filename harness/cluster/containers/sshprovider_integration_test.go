@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -87,10 +88,8 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 		if err != nil {
 			t.Fatal(err)
 		}
-		local, err := b.Etcdctl(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var built []string
+		local := func(arch string) (string, error) { built = append(built, arch); return b.EtcdctlFor(ctx, arch) }
 		p, err := sshprovider.NewProvider(asRack(nil), opts...)
 		if err != nil {
 			t.Fatal(err)
@@ -111,6 +110,9 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 		k3s := asRack(func(c *topology.Rack) { c.Spec.Kubernetes.Distribution = topology.DistributionK3s })
 		if err := rackstate.PlaceEtcdctl(ctx, []cluster.Node{asServer{lb1[0]}, s1[0]}, k3s, local); err != nil {
 			t.Fatal(err)
+		}
+		if !slices.Equal(built, []string{runtime.GOARCH}) {
+			t.Errorf("etcdctl built for %v, want lb-1's architecture only", built)
 		}
 		out, err := exec.Output(lb1[0].Command(ctx, rackstate.OwnEtcdctl, "version"))
 		if err != nil || !strings.Contains(string(out), "etcdctl version") {
