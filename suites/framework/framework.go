@@ -86,11 +86,11 @@ type Env struct {
 	// workloads on a real rack; safety asks otherwise.
 	installApproved bool
 	safety          *Safety
-	target   targetCache
-	mu       sync.Mutex
-	outcomes []scenarios.Outcome
-	checks   []conform.Result
-	started  time.Time
+	target          targetCache
+	mu              sync.Mutex
+	outcomes        []scenarios.Outcome
+	checks          []conform.Result
+	started         time.Time
 }
 
 // Options are the inputs of a run; empty fields take the defaults of the
