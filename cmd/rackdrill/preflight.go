@@ -17,6 +17,7 @@ func newPreflightCommand(g *globalOptions) *cobra.Command {
 		timeout time.Duration
 		verbose bool
 		accept  bool
+		yes     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "preflight --to vMAJOR.MINOR[.PATCH]",
@@ -28,7 +29,10 @@ with etcdutl, a drain report per node (every eviction asked with dryRun, so
 PodDisruptionBudgets answer as in a real drain), and the objects that use APIs
 the target release removes.
 
-It needs the rack up (rackdrill up); it never builds or changes it.
+It needs the rack up (rackdrill up); it never builds or changes it, but for one
+thing on a real rack (--provider ssh): the probe workloads, which the conformance
+checks need, are installed first when they are missing, after a question on the
+terminal or with --yes (rackdrill probes install does it alone).
 
 Exit status: 0 safe to upgrade, 1 a check failed, 2 bad input or a broken
 environment.`,
@@ -52,6 +56,7 @@ environment.`,
 				Suites:      "conformance+preupgrade",
 				LabelFilter: "conformance || preupgrade", Timeout: timeout, Verbose: verbose,
 				Checked: prog.checked,
+				Safety:  &framework.Safety{Yes: yes, TopologyFile: g.topology, Out: cmd.OutOrStdout()},
 			}, log)
 			if err != nil {
 				return err
@@ -67,6 +72,7 @@ environment.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Minute, "give up after this long")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
 	cmd.Flags().BoolVar(&accept, "accept-new-host-keys", false, "ssh provider: record the host key of a machine known_hosts does not list yet")
+	cmd.Flags().BoolVar(&yes, "yes", false, "ssh provider: install the probe workloads, if they are missing, without asking")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
