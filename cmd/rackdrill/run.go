@@ -42,6 +42,8 @@ func newRunCommand(g *globalOptions) *cobra.Command {
 		verbose   bool
 		acceptNew bool
 		provider  string
+		matrixF   string
+		devF      string
 		safe      framework.Safety
 	)
 	cmd := &cobra.Command{
@@ -140,7 +142,8 @@ broken, 2 bad input or a broken environment.`,
 				return ctx.Err()
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-			opts := framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew}
+			opts := framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew,
+				Matrix: matrixF, Deviations: devF}
 			// On a real rack, the framework connects after the gate and
 			// before any spec (an unreachable machine, a wrong host key, a
 			// missing sudo: each host named, exit 2) and installs the
@@ -182,6 +185,8 @@ broken, 2 bad input or a broken environment.`,
 	cmd.Flags().BoolVar(&keep, "keep", os.Getenv("KEEP") == "1", "keep a lab this run built (default from KEEP=1)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
+	cmd.Flags().StringVar(&matrixF, "matrix", "", "impact matrix file (default scenarios/impact-matrix.yaml)")
+	cmd.Flags().StringVar(&devF, "deviations", "", "known-deviations overlay (default scenarios/deviations-<provider>.yaml when it exists)")
 	cmd.Flags().StringVar(&provider, "provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
 	cmd.Flags().BoolVar(&safe.Yes, "yes", false, "ssh provider: inject the planned faults without asking")
 	cmd.Flags().BoolVar(&safe.DryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")
