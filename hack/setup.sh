@@ -9,8 +9,15 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 export PATH="$PATH:/usr/local/go/bin"
+# The Go version go.mod's go directive asks for.
+want=$(sed -n 's/^go \([0-9.]*\).*/\1/p' "$(dirname "$0")/../go.mod")
 if ! command -v go >/dev/null 2>&1; then
-  log "Go is not installed: rackdrill needs Go 1.24 or newer (https://go.dev/doc/install)"
+  log "Go is not installed: rackdrill needs Go $want or newer (go.mod; https://go.dev/doc/install)"
+  exit 2
+fi
+have=$(cd / && GOTOOLCHAIN=local go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+  log "Go $have is too old: go.mod asks for Go $want or newer (https://go.dev/doc/install)"
   exit 2
 fi
 

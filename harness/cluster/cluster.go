@@ -188,7 +188,7 @@ func Arch(ctx context.Context, n Node, declared string) (string, error) {
 		return "", fmt.Errorf("%s: uname -m says %q, an architecture rackdrill does not build for (amd64, arm64, armv7)", n.Name(), m)
 	}
 	if declared != "" && declared != arch {
-		return "", fmt.Errorf("%s: the topology declares arch %s (spec.nodes[].arch) and the machine is %s (uname -m: %s)", n.Name(), declared, arch, m)
+		return "", fmt.Errorf("%s: the topology says arch %s (spec.nodes[].arch, amd64 when left out) and the machine is %s (uname -m: %s)", n.Name(), declared, arch, m)
 	}
 	return arch, nil
 }

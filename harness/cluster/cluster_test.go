@@ -49,7 +49,7 @@ func TestArch(t *testing.T) {
 		{"x86_64", "", "amd64", ""},
 		{"aarch64", "arm64", "arm64", ""},
 		{"armv7l", "", "arm", ""},
-		{"aarch64", "amd64", "", "declares arch amd64 (spec.nodes[].arch) and the machine is arm64"},
+		{"aarch64", "amd64", "", "says arch amd64 (spec.nodes[].arch, amd64 when left out) and the machine is arm64"},
 		{"mips", "", "", `uname -m says "mips"`},
 	} {
 		got, err := cluster.Arch(ctx, unameNode{tc.machine}, tc.declared)

@@ -134,7 +134,7 @@ func Plan(r *topology.Rack) []string {
 			}
 		}
 		lines = append(lines,
-			fmt.Sprintf("image:   %s:<hash>, built on this machine for each node's architecture (spec.nodes[].arch, else uname -m)", lab.AgentRepository),
+			fmt.Sprintf("image:   %s:<hash>, built on this machine for each node's architecture (spec.nodes[].arch, checked against uname -m)", lab.AgentRepository),
 			fmt.Sprintf("load:    over SSH on %s: %s images import --platform linux/<arch> - (skipped where the image is already there)", strings.Join(names, ", "), ctr(r)))
 	}
 	wc := Config(r, "")
