@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Versions of everything the lab runs; the README's "The lab" lists them.
+// Versions of everything the lab runs; docs/lab.md lists them (TestDocsVersions).
 const (
 	KubernetesVersion = "v1.33.13"
 	stagingVersion    = "v0.33.13"

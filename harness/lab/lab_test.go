@@ -183,3 +183,17 @@ func TestLocalBinariesFollowSources(t *testing.T) {
 		t.Fatalf("after a source change the binary prints %q: a stale build was reused", got)
 	}
 }
+
+// docs/lab.md names the versions the lab really runs.
+func TestDocsVersions(t *testing.T) {
+	data, err := os.ReadFile("../../docs/lab.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"Kubernetes " + KubernetesVersion, "etcd " + EtcdVersion, "CoreDNS " + CoreDNSVersion,
+		"pause " + PauseVersion, "MetalLB " + MetalLBVersion, "Traefik " + TraefikVersion, "Debian " + debianSuite} {
+		if !strings.Contains(string(data), v) {
+			t.Errorf("docs/lab.md does not say %q", v)
+		}
+	}
+}
