@@ -173,3 +173,21 @@ func TestReportRendersASavedRun(t *testing.T) {
 		t.Errorf("report go.mod: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// The agent image of a rack is built for the architectures its servers and
+// workers declare (seed 001: x86_64 servers, ARM64 Raspberry Pis), and its
+// index lists exactly those; an architecture rackdrill cannot build is
+// refused by name.
+func TestProbesImageFollowsTheTopology(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cross-compiles the agent")
+	}
+	out, errOut, code := rackdrill(t, "probes", "image", "--topology", "kind-configs/rack-seed001.example.yaml")
+	if code != 0 || !strings.Contains(out, "platforms: linux/amd64, linux/arm64\n") || !strings.Contains(out, "image:     rackdrill.dev/probe/agent:") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	_, errOut, code = rackdrill(t, "probes", "image", "--arch", "amd64", "--arch", "sparc")
+	if code != 2 || !strings.Contains(errOut, `architecture "sparc"`) {
+		t.Errorf("--arch sparc: exit %d\n%s", code, errOut)
+	}
+}

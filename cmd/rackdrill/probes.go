@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/providers"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/probe/install"
 	"rackdrill.dev/rackdrill/harness/rackclient"
+	"rackdrill.dev/rackdrill/harness/topology"
 )
 
 func newProbesCommand(g *globalOptions) *cobra.Command {
@@ -92,7 +95,51 @@ be left.`,
 		c.Flags().BoolVar(&accept, "accept-new-host-keys", false, "ssh provider: record the host key of a machine known_hosts does not list yet")
 		return c
 	}
+	var archs []string
+	image := &cobra.Command{
+		Use:   "image",
+		Short: "Build the agent image for the architectures of the rack's nodes, as one OCI archive (for spec.probes.image)",
+		Long: `image builds rackdrill-agent for every architecture the topology's servers and
+workers declare (or those given with --arch), cross-compiled as static binaries, and
+writes them as one multi-architecture OCI image archive, cached by content. It prints
+the archive's path and the platforms its index lists. Push it to your registry with
+any OCI tool (skopeo copy oci-archive:<path> docker://<registry>/rackdrill/agent:<tag>)
+and set spec.probes.image; without a registry, rackdrill loads it over SSH itself.`,
+		Example: `  rackdrill probes image --topology kind-configs/rack-seed001.example.yaml
+  rackdrill probes image --arch amd64 --arch arm64 --arch arm`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want := archs
+			if len(want) == 0 {
+				r, err := loadRack(g.topology, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				for _, n := range r.Spec.Nodes {
+					if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
+						want = append(want, n.Arch)
+					}
+				}
+			}
+			b, err := lab.NewRepoBuilder(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			img, err := b.AgentImage(cmd.Context(), want)
+			if err != nil {
+				return err
+			}
+			ref, plats, err := lab.ArchiveIndex(img.Path)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n  image:     %s\n  platforms: %s\n  size:      %d KiB\n", img.Path, ref, strings.Join(plats, ", "), img.Size/1024)
+			return nil
+		},
+	}
+	image.Flags().StringArrayVar(&archs, "arch", nil, "build for this architecture (amd64, arm64, arm; repeatable; default: the topology's servers and workers)")
 	cmd.AddCommand(
+		image,
 		sub("install", "Load the agent image on every node and apply the probe workloads; wait until they are ready",
 			func(ctx context.Context, in *install.Rack) error { return in.Install(ctx) }),
 		sub("remove", "Delete the probe workloads' namespace and the loaded agent images; check nothing labelled is left",
