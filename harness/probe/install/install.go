@@ -272,13 +272,12 @@ func (o *Rack) Install(ctx context.Context) error {
 	return nil
 }
 
-// loadImage builds the agent image for the architectures of the nodes that
-// run a kubelet and loads it into each of them that lacks it; it returns the
-// image's name.
-func (o *Rack) loadImage(ctx context.Context) (string, error) {
+// agentImage builds (or finds in the cache) the agent image for the
+// architectures of the nodes that run a kubelet, and says which node is which.
+func (o *Rack) agentImage(ctx context.Context) (lab.AgentArchive, map[string]string, error) {
 	nodes := kubeNodes(o.Nodes)
 	if len(nodes) == 0 {
-		return "", fmt.Errorf("rack %s: no server or worker to load the agent image on", o.Rack.Metadata.Name)
+		return lab.AgentArchive{}, nil, fmt.Errorf("rack %s: no server or worker to load the agent image on", o.Rack.Metadata.Name)
 	}
 	archOf := map[string]string{}
 	var archs []string
@@ -289,7 +288,7 @@ func (o *Rack) loadImage(ctx context.Context) (string, error) {
 		}
 		a, err := cluster.Arch(ctx, n, declared)
 		if err != nil {
-			return "", err
+			return lab.AgentArchive{}, nil, err
 		}
 		archOf[n.Name()] = a
 		archs = append(archs, a)
@@ -298,19 +297,31 @@ func (o *Rack) loadImage(ctx context.Context) (string, error) {
 	if b == nil {
 		var err error
 		if b, err = lab.NewRepoBuilder(o.out()); err != nil {
-			return "", err
+			return lab.AgentArchive{}, nil, err
 		}
 	}
 	t0 := time.Now()
 	img, err := b.AgentImage(ctx, archs)
 	if err != nil {
-		return "", err
+		return lab.AgentArchive{}, nil, err
 	}
 	how := "built"
 	if img.Cached {
 		how = "cached"
 	}
 	o.say("agent image %s for %s: %s (%d KiB) in %s", img.Ref, strings.Join(img.Platforms, ", "), how, img.Size/1024, time.Since(t0).Round(100*time.Millisecond))
+	return img, archOf, nil
+}
+
+// loadImage builds the agent image for the architectures of the nodes that
+// run a kubelet and loads it into each of them that lacks it; it returns the
+// image's name.
+func (o *Rack) loadImage(ctx context.Context) (string, error) {
+	img, archOf, err := o.agentImage(ctx)
+	if err != nil {
+		return "", err
+	}
+	nodes := kubeNodes(o.Nodes)
 	ctr := ctr(o.Rack)
 	var errs []error
 	for _, n := range nodes {
@@ -460,6 +471,25 @@ func (o *Rack) Ensure(ctx context.Context, approve func(why string) error) error
 	why, err := Missing(ctx, cs, o.Rack)
 	if err != nil {
 		return fmt.Errorf("look for the probe workloads: %w", err)
+	}
+	if why == "" {
+		// Ready, but maybe with another version's agent (rackdrill was
+		// upgraded since they were installed): this one's is installed.
+		want := o.Rack.Spec.Probes.Image
+		if want == "" {
+			img, _, err := o.agentImage(ctx)
+			if err != nil {
+				return err
+			}
+			want = img.Ref
+		}
+		ds, err := cs.AppsV1().DaemonSets(o.Rack.Spec.Probes.Namespace).Get(ctx, probe.AgentName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if have := ds.Spec.Template.Spec.Containers[0].Image; have != want {
+			why = fmt.Sprintf("the agents run %s, and this rackdrill's agent is %s", have, want)
+		}
 	}
 	if why == "" {
 		o.say("the workloads are in namespace %s and ready", o.Rack.Spec.Probes.Namespace)
