@@ -286,7 +286,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		}
 		want := []string{"Probe workloads: installed first if namespace rackdrill-probes lacks them",
 			"probes: installing them: namespace rackdrill-probes does not exist", "probes: ready in",
-			"[storage] ok", "[apps] ok", "[nfs-lost", "[tunnel-client-cut", "residue check"}
+			"[storage] ok", "[metallb] ok", "[nfs-lost", "[tunnel-client-cut", "residue check"}
 		for _, n := range []string{"server-1", "server-2", "server-3", "worker-1", "worker-2"} {
 			want = append(want, "probes: "+n+": loaded "+lab.AgentRepository+":")
 		}
