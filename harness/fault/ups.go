@@ -53,10 +53,13 @@ type upsParams struct {
 
 // HaltRecord is one machine's halt as the UPS drill saw it.
 type HaltRecord struct {
-	Node  string       `json:"node"`
-	Stage int          `json:"stage"` // 1-based; the master's is len(stages)+1
-	Down  time.Time    `json:"down"`  // when the harness first saw it stopped
-	Halt  cluster.Halt `json:"halt"`
+	Node  string    `json:"node"`
+	Stage int       `json:"stage"` // 1-based; the master's is len(stages)+1
+	Down  time.Time `json:"down"`  // when the harness first saw it stopped
+	// Halt is how the machine says it halted, where its provider can tell
+	// (the lab reads it from the container); nil over SSH, where a machine
+	// counts as halted once its sshd stops answering.
+	Halt *cluster.Halt `json:"halt,omitempty"`
 }
 
 var (
@@ -220,7 +223,7 @@ func (f *UPSPowerLoss) Await(ctx context.Context) error {
 			} else if !h.Clean {
 				broken = append(broken, fmt.Sprintf("%s did not halt cleanly: %s", w.n.Name(), h.Detail))
 			}
-			rec.Halt = h
+			rec.Halt = &h
 			if !h.At.IsZero() {
 				rec.Down = h.At
 			}

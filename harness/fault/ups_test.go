@@ -2,6 +2,7 @@ package fault
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"sync"
@@ -153,5 +154,22 @@ func TestUPSRevertNamesAShutdownThatNeverEnds(t *testing.T) {
 	err := f.Revert(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "server-1") || !strings.Contains(err.Error(), "still under way") {
 		t.Fatalf("revert: %v; want an error naming server-1's shutdown still under way", err)
+	}
+}
+
+// Over SSH no machine says how it halted (its sshd stopping is all the drill
+// sees): run.json must not record such a halt as unclean. The power drill over
+// SSH on the lab recorded "clean": false for every machine before this.
+func TestUPSHaltRecordUnknownIsNotUnclean(t *testing.T) {
+	unknown, err := json.Marshal(HaltRecord{Node: "worker-1", Stage: 1, Down: time.Unix(0, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(unknown), "clean") {
+		t.Errorf("a halt nobody could see is recorded as %s", unknown)
+	}
+	known, _ := json.Marshal(HaltRecord{Node: "worker-1", Stage: 1, Halt: &cluster.Halt{Clean: true, Detail: "systemd poweroff"}})
+	if !strings.Contains(string(known), `"clean":true`) {
+		t.Errorf("a clean halt is recorded as %s", known)
 	}
 }
