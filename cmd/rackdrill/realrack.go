@@ -10,13 +10,16 @@ import (
 )
 
 // planRows plans the named scenarios (every row when none is named) on rack r
-// with the shipped matrix.
-func planRows(r *topology.Rack, p topology.ProviderName, scenarios []string) ([]framework.PlannedRow, error) {
-	root, err := lab.RepoRoot()
-	if err != nil {
-		return nil, err
+// with matrixFile (the shipped matrix when empty).
+func planRows(r *topology.Rack, p topology.ProviderName, matrixFile string, scenarios []string) ([]framework.PlannedRow, error) {
+	path := matrixFile
+	if path == "" {
+		root, err := lab.RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		path = filepath.Join(root, DefaultMatrix)
 	}
-	path := filepath.Join(root, DefaultMatrix)
 	m, err := matrix.Load(path)
 	if err != nil {
 		return nil, err

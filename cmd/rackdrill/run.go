@@ -111,7 +111,7 @@ broken, 2 bad input or a broken environment.`,
 				}
 				safe.NamedOnly, safe.Named, safe.TopologyFile, safe.Out = true, scenarios, g.topology, out
 			} else if safe.DryRun {
-				rows, err := planRows(r, r.Spec.Provider, scenarios)
+				rows, err := planRows(r, r.Spec.Provider, matrixF, scenarios)
 				if err != nil {
 					return err
 				}

@@ -1,6 +1,9 @@
 package topology
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Defaults that a topology may leave out. They follow what the seeds' racks and
 // their tools use by default (kubeadm's subnets, keepalived's router id 51,
@@ -29,7 +32,12 @@ func SetDefaults(r *Rack) {
 	}
 	k := &s.Kubernetes
 	if k.Distribution == "" {
+		// A K3s release names itself (v1.33.5+k3s1): a K3s rack that leaves
+		// the distribution out is not planned as a kubeadm one.
 		k.Distribution = DistributionKubeadm
+		if strings.Contains(k.Version, "+k3s") {
+			k.Distribution = DistributionK3s
+		}
 	}
 	if k.Version == "" {
 		k.Version = DefaultKubernetesVersion

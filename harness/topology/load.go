@@ -55,7 +55,7 @@ func Parse(data []byte, name string) (*Rack, []Warning, error) {
 	SetDefaults(&r)
 	errs, warns := Validate(&r)
 	if len(errs) > 0 {
-		return nil, warns, &FileError{File: name, Errors: errs}
+		return nil, warns, &FileError{File: name, Errors: strictyaml.WithLines(data, errs)}
 	}
 	return &r, warns, nil
 }

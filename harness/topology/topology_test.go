@@ -173,3 +173,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A node written with a merge key inherits what it does not override, and a
+// K3s release with no distribution is a K3s rack, not a kubeadm plan.
+func TestMergeKeysAndInferredDistribution(t *testing.T) {
+	r, _, err := topology.Load("testdata/valid-merge-keys.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := r.Node("s2")
+	if s2 == nil || s2.Address != "10.1.0.22" || s2.Arch != "arm64" || !s2.HasRole(topology.RoleServer) {
+		t.Errorf("s2 after the merge: %+v", s2)
+	}
+	if d := r.Spec.Kubernetes.Distribution; d != topology.DistributionK3s {
+		t.Errorf("distribution %q for version %s, want k3s", d, r.Spec.Kubernetes.Version)
+	}
+}

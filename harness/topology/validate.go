@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -68,6 +69,10 @@ func (v *validator) kubernetes() {
 	}
 	if !versionRE.MatchString(k.Version) {
 		v.add(field.Invalid(p.Child("version"), k.Version, "must look like v1.33.13 (or v1.33.5+k3s1)"))
+	} else if k3sRelease := strings.Contains(k.Version, "+k3s"); k3sRelease && k.Distribution == DistributionKubeadm {
+		v.add(field.Invalid(p.Child("distribution"), k.Distribution, fmt.Sprintf("version %s is a K3s release: write distribution: k3s, or a Kubernetes version such as v1.33.13", k.Version)))
+	} else if !k3sRelease && k.Distribution == DistributionK3s {
+		v.add(field.Invalid(p.Child("version"), k.Version, "distribution k3s: give K3s's release, such as v1.33.5+k3s1"))
 	}
 	for _, f := range []struct{ name, val string }{{"podSubnet", k.PodSubnet}, {"serviceSubnet", k.ServiceSubnet}} {
 		if _, err := netip.ParsePrefix(f.val); err != nil {

@@ -9,9 +9,11 @@
 package strictyaml
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"strconv"
 	"strings"
@@ -25,12 +27,26 @@ import (
 // duplicate keys and mistyped values. The error is a field.ErrorList aggregate
 // (errors.As into *ListError) whose entries carry the field path.
 func Decode(data []byte, out any) error {
+	dec := yaml3.NewDecoder(bytes.NewReader(data))
 	var doc yaml3.Node
-	if err := yaml3.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return &ListError{List: field.ErrorList{documentError("not valid YAML: " + trimYAMLPrefix(err))}}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return &ListError{List: field.ErrorList{documentError("the file is empty")}}
+	}
+	// One file, one object: a second document would be silently ignored by
+	// the decode below.
+	var next yaml3.Node
+	if err := dec.Decode(&next); err != io.EOF {
+		line := next.Line
+		if len(next.Content) > 0 {
+			line = next.Content[0].Line
+		}
+		if err != nil {
+			return &ListError{List: field.ErrorList{documentError("not valid YAML: " + trimYAMLPrefix(err))}}
+		}
+		return &ListError{List: field.ErrorList{documentError(fmt.Sprintf("line %d: a second YAML document: the file must hold exactly one", line))}}
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml3.MappingNode {
@@ -40,6 +56,21 @@ func Decode(data []byte, out any) error {
 	walk(root, reflect.TypeOf(out).Elem(), nil, &errs)
 	if len(errs) > 0 {
 		return &ListError{List: errs}
+	}
+	if hasMerge(root) {
+		// YAML's merge keys (<<: *base) let a mapping override what it
+		// merges; the strict decode below would call each override a
+		// duplicate. The document is given to it with the merges resolved,
+		// as YAML defines them (real duplicates were refused above).
+		var v any
+		if err := root.Decode(&v); err != nil {
+			return &ListError{List: field.ErrorList{documentError("not valid YAML: " + trimYAMLPrefix(err))}}
+		}
+		resolved, err := yaml3.Marshal(v)
+		if err != nil {
+			return err
+		}
+		data = resolved
 	}
 	if err := yaml.UnmarshalStrict(data, out); err != nil {
 		return &ListError{List: field.ErrorList{typeError(err)}}
@@ -312,4 +343,21 @@ func dottedPath(s string) *field.Path {
 
 func trimYAMLPrefix(err error) string {
 	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// hasMerge reports whether a mapping under n uses a merge key.
+func hasMerge(n *yaml3.Node) bool {
+	if n.Kind == yaml3.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == "<<" {
+				return true
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if hasMerge(c) {
+			return true
+		}
+	}
+	return false
 }

@@ -75,16 +75,22 @@ func TestPlan(t *testing.T) {
 		}
 	}
 	own := load(t, "../../../kind-configs/rack-seed001.example.yaml", func(s string) string {
-		return strings.Replace(s, "distribution: kubeadm", "distribution: k3s", 1) + "\n  probes:\n    image: registry.home.arpa/rackdrill/agent:v1\n"
+		return toK3s(s) + "\n  probes:\n    image: registry.home.arpa/rackdrill/agent:v1\n"
 	})
 	plan = strings.Join(install.Plan(own), "\n")
 	if !strings.Contains(plan, "image:   registry.home.arpa/rackdrill/agent:v1 (spec.probes.image), pulled by the nodes") || strings.Contains(plan, "load:") {
 		t.Errorf("with spec.probes.image nothing is loaded over SSH:\n%s", plan)
 	}
 	k3s := load(t, "../../../kind-configs/rack-seed001.example.yaml", func(s string) string {
-		return strings.Replace(strings.Replace(s, "distribution: kubeadm", "distribution: k3s", 1), "version: v1.33.13", "version: v1.33.5+k3s1", 1)
+		return toK3s(s)
 	})
 	if plan := strings.Join(install.Plan(k3s), "\n"); !strings.Contains(plan, "k3s ctr -n k8s.io images import") {
 		t.Errorf("on K3s the image is loaded with k3s ctr:\n%s", plan)
 	}
+}
+
+// toK3s makes seed 001's kubeadm rack a K3s one: the distribution and its
+// release.
+func toK3s(s string) string {
+	return strings.Replace(strings.Replace(s, "distribution: kubeadm", "distribution: k3s", 1), "version: v1.32.3", "version: v1.32.3+k3s1", 1)
 }
