@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -218,6 +219,8 @@ func (v *validator) nodeAddress(np *field.Path, n Node, seen map[netip.Addr]stri
 	}
 	if pre := net.Prefix(); pre.IsValid() && !pre.Contains(a) {
 		v.add(field.Invalid(np.Child("address"), n.Address, fmt.Sprintf("outside its network %s (%s)", net.Name, net.CIDR)))
+	} else if why := notAHost(a, pre); why != "" {
+		v.add(field.Invalid(np.Child("address"), n.Address, why))
 	}
 	if net.Purpose == PurposeInternet && !(len(n.Roles) == 1 && n.Roles[0] == RoleVPS) {
 		v.add(field.Invalid(np.Child("network"), n.Network, "only a vps node lives on the internet network"))
@@ -269,6 +272,11 @@ func (v *validator) controlPlane() {
 		case admin != nil && admin.Prefix().IsValid() && !admin.Prefix().Contains(vip):
 			v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, fmt.Sprintf("the VIP is outside its network %s (%s)", admin.Name, admin.CIDR)))
 		default:
+			if admin != nil {
+				if why := notAHost(vip, admin.Prefix()); why != "" {
+					v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, why))
+				}
+			}
 			for _, n := range v.r.Spec.Nodes {
 				if n.Addr() == vip {
 					v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, fmt.Sprintf("the VIP is node %s's own address", n.Name)))
@@ -282,6 +290,11 @@ func (v *validator) controlPlane() {
 			v.add(field.Required(kp.Child("members"), "the nodes running keepalived"))
 		}
 		prios := map[int]string{}
+		var members []string
+		for _, m := range ka.Members {
+			members = append(members, m.Node)
+		}
+		v.once(kp.Child("members"), "node", members)
 		for i, m := range ka.Members {
 			mp := kp.Child("members").Index(i)
 			v.nodeRef(mp.Child("node"), m.Node, RoleLoadBalancer)
@@ -305,8 +318,46 @@ func (v *validator) controlPlane() {
 		for i, n := range hp.Backends {
 			v.nodeRef(hpp.Child("backends").Index(i), n, RoleServer)
 		}
+		v.once(hpp.Child("nodes"), "", hp.Nodes)
+		v.once(hpp.Child("backends"), "", hp.Backends)
 		if hp.StatsPort < 1 || hp.StatsPort > 65535 {
 			v.add(field.Invalid(hpp.Child("statsPort"), hp.StatsPort, "must be 1 to 65535"))
 		}
 	}
+}
+
+// once refuses a name listed twice under p (each element's child field, when
+// given): the same member or backend twice is a typo, not a second machine.
+func (v *validator) once(p *field.Path, child string, names []string) {
+	first := map[string]int{}
+	for i, n := range names {
+		if j, dup := first[n]; dup {
+			ep := p.Index(i)
+			if child != "" {
+				ep = ep.Child(child)
+			}
+			v.add(field.Duplicate(ep, fmt.Sprintf("%s (already at index %d)", n, j)))
+			continue
+		}
+		first[n] = i
+	}
+}
+
+// notAHost says why a cannot be a machine's address on pre (it is the
+// network's own address or its broadcast address), or "".
+func notAHost(a netip.Addr, pre netip.Prefix) string {
+	if !a.Is4() || !pre.IsValid() || !pre.Addr().Is4() || pre.Bits() > 30 || !pre.Contains(a) {
+		return ""
+	}
+	base := pre.Masked().Addr()
+	b := base.As4()
+	last := binary.BigEndian.Uint32(b[:]) | (1<<(32-pre.Bits()) - 1)
+	binary.BigEndian.PutUint32(b[:], last)
+	switch a {
+	case base:
+		return fmt.Sprintf("the network address of %s, not a host", pre)
+	case netip.AddrFrom4(b):
+		return fmt.Sprintf("the broadcast address of %s, not a host", pre)
+	}
+	return ""
 }

@@ -69,6 +69,11 @@ func (v *validator) ingress() {
 			v.add(field.Invalid(p.Child("ip"), in.IP, fmt.Sprintf("outside the MetalLB pool %s", pool)))
 		}
 	}
+	if admin := v.r.AdminNetwork(); admin != nil {
+		if why := notAHost(ip, admin.Prefix()); why != "" {
+			v.add(field.Invalid(p.Child("ip"), in.IP, why))
+		}
+	}
 }
 
 func (v *validator) tunnel() {

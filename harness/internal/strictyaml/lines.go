@@ -104,3 +104,17 @@ func child(n *yaml3.Node, key string) *yaml3.Node {
 	}
 	return nil
 }
+
+// Scalar is the value written in data at the field path p, with its line: ok
+// only when the file writes it (a field left to its default is not there).
+func Scalar(data []byte, p string) (value string, line int, ok bool) {
+	var doc yaml3.Node
+	if yaml3.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return "", 0, false
+	}
+	n := deref(lookup(doc.Content[0], p))
+	if n == nil || n.Kind != yaml3.ScalarNode {
+		return "", 0, false
+	}
+	return n.Value, n.Line, true
+}

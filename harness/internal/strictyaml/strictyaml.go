@@ -17,8 +17,10 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	yaml3 "go.yaml.in/yaml/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/yaml"
 )
@@ -186,6 +188,8 @@ func walk(n *yaml3.Node, t reflect.Type, path *field.Path, errs *field.ErrorList
 	}
 }
 
+var durationType = reflect.TypeOf(metav1.Duration{})
+
 // kindMismatch says what is wrong when node n cannot decode into t, or "".
 func kindMismatch(n *yaml3.Node, t reflect.Type) string {
 	what := map[yaml3.Kind]string{yaml3.SequenceNode: "a list", yaml3.MappingNode: "a mapping", yaml3.ScalarNode: "a " + scalarName(n)}[n.Kind]
@@ -193,6 +197,11 @@ func kindMismatch(n *yaml3.Node, t reflect.Type) string {
 	case isOpaque(t):
 		if n.Kind != yaml3.ScalarNode || n.ShortTag() != "!!str" {
 			return fmt.Sprintf("must be a string such as \"30s\", not %s", what)
+		}
+		if t == durationType {
+			if _, err := time.ParseDuration(n.Value); err != nil {
+				return fmt.Sprintf("must be a duration such as 30s, 5m or 1h30m, not %q", n.Value)
+			}
 		}
 	case t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
 		if n.Kind != yaml3.MappingNode {
