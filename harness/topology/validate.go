@@ -17,6 +17,9 @@ var (
 	knownEffects     = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
 	knownControllers = []string{"traefik", "ingress-nginx", "nginx"}
 	versionRE        = regexp.MustCompile(`^v\d+\.\d+\.\d+(\+k3s\d+)?$`)
+	// ifnameRE is what Linux accepts as an interface name (IFNAMSIZ 16,
+	// with the terminating NUL).
+	ifnameRE = regexp.MustCompile(`^[^\s/:]{1,15}$`)
 )
 
 // Validate checks a defaulted rack. It returns every error it finds, and warnings
@@ -75,10 +78,26 @@ func (v *validator) kubernetes() {
 	} else if !k3sRelease && k.Distribution == DistributionK3s {
 		v.add(field.Invalid(p.Child("version"), k.Version, "distribution k3s: give K3s's release, such as v1.33.5+k3s1"))
 	}
+	var cluster []netip.Prefix
 	for _, f := range []struct{ name, val string }{{"podSubnet", k.PodSubnet}, {"serviceSubnet", k.ServiceSubnet}} {
-		if _, err := netip.ParsePrefix(f.val); err != nil {
+		pre, err := netip.ParsePrefix(f.val)
+		if err != nil {
 			v.add(field.Invalid(p.Child(f.name), f.val, "must be a CIDR"))
+			continue
 		}
+		// Pods, Services and machines must not share addresses: a
+		// Service IP that is also a machine's is unreachable one way.
+		for _, q := range cluster {
+			if q.Overlaps(pre) {
+				v.add(field.Invalid(p.Child(f.name), f.val, fmt.Sprintf("overlaps spec.kubernetes.podSubnet (%s)", q)))
+			}
+		}
+		for i, n := range v.r.Spec.Networks {
+			if q, err := netip.ParsePrefix(n.CIDR); err == nil && q.Overlaps(pre) {
+				v.add(field.Invalid(p.Child(f.name), f.val, fmt.Sprintf("overlaps spec.networks[%d] %s (%s)", i, n.Name, n.CIDR)))
+			}
+		}
+		cluster = append(cluster, pre)
 	}
 	switch v.r.Spec.Provider {
 	case ProviderContainers, ProviderK3d, ProviderSSH:
@@ -182,6 +201,9 @@ func (v *validator) nodes() {
 			for _, msg := range validation.IsQualifiedName(t.Key) {
 				v.add(field.Invalid(tp.Child("key"), t.Key, msg))
 			}
+			for _, msg := range validation.IsValidLabelValue(t.Value) {
+				v.add(field.Invalid(tp.Child("value"), t.Value, msg))
+			}
 			if !slices.Contains(knownEffects, t.Effect) {
 				v.add(field.NotSupported(tp.Child("effect"), t.Effect, knownEffects))
 			}
@@ -282,6 +304,9 @@ func (v *validator) controlPlane() {
 					v.add(field.Invalid(ep.Child("host"), cp.Endpoint.Host, fmt.Sprintf("the VIP is node %s's own address", n.Name)))
 				}
 			}
+		}
+		if !ifnameRE.MatchString(ka.Interface) || ka.Interface == "." || ka.Interface == ".." {
+			v.add(field.Invalid(kp.Child("interface"), ka.Interface, "must be a network interface name such as eth0 or enp3s0 (at most 15 characters, no spaces or slashes)"))
 		}
 		if ka.VirtualRouterID < 1 || ka.VirtualRouterID > 255 {
 			v.add(field.Invalid(kp.Child("virtualRouterID"), ka.VirtualRouterID, "must be 1 to 255"))
