@@ -116,3 +116,41 @@ func TestConfirmation(t *testing.T) {
 		t.Errorf("stdin not a terminal: %v", err)
 	}
 }
+
+// A dry run on a real rack plans and stops: it leaves the artifacts folder as
+// it found it. Before, ginkgo's preview of the specs ran the report node,
+// which replaced the last real run's run.json with an empty one, and wrote
+// ginkgo's own reports. The seed's addresses are moved to loopback, so that
+// even a broken dry run could only knock on this machine's door.
+func TestDryRunKeepsTheLastRecord(t *testing.T) {
+	seed, err := os.ReadFile("../../kind-configs/rack-seed001.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	topo := filepath.Join(dir, "rack.yaml")
+	lo := strings.ReplaceAll(strings.ReplaceAll(string(seed), "192.168.", "127.77."), "161.132.4.98", "127.78.0.1")
+	if err := os.WriteFile(topo, []byte(lo), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	artifacts := filepath.Join(dir, "artifacts")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	last := []byte(`{"apiVersion":"rackdrill.dev/run/v1","rack":"seed001","drills":[]}` + "\n")
+	if err := os.WriteFile(filepath.Join(artifacts, "run.json"), last, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := rackdrill(t, "run", "--topology", topo, "--artifacts", artifacts, "--scenario", "nfs-lost", "--dry-run")
+	if code != 0 || !strings.Contains(out, "dry run: nothing was run on any machine") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if got, _ := os.ReadFile(filepath.Join(artifacts, "run.json")); string(got) != string(last) {
+		t.Errorf("the dry run replaced the last run.json with:\n%s", got)
+	}
+	for _, f := range []string{"ginkgo-junit.xml", "ginkgo.json"} {
+		if _, err := os.Stat(filepath.Join(artifacts, f)); err == nil {
+			t.Errorf("the dry run wrote %s", f)
+		}
+	}
+}

@@ -86,11 +86,13 @@ type Env struct {
 	// workloads on a real rack; safety asks otherwise.
 	installApproved bool
 	safety          *Safety
-	target          targetCache
-	mu              sync.Mutex
-	outcomes        []scenarios.Outcome
-	checks          []conform.Result
-	started         time.Time
+	// previewing: ginkgo is previewing the specs (SelectedRows), not running them.
+	previewing bool
+	target     targetCache
+	mu         sync.Mutex
+	outcomes   []scenarios.Outcome
+	checks     []conform.Result
+	started    time.Time
 }
 
 // Options are the inputs of a run; empty fields take the defaults of the
@@ -372,6 +374,9 @@ func (e *Env) register(suite, runFile string) {
 		gomega.Expect(e.Connect(ctx)).To(gomega.Succeed())
 	})
 	ginkgo.ReportAfterSuite("drills to "+runFile, func(ginkgo.Report) {
+		if e.previewing {
+			return
+		}
 		p, err := e.WriteRun(runFile)
 		gomega.Expect(err).NotTo(gomega.HaveOccurred())
 		ginkgo.GinkgoLogr.Info("drills recorded", "file", p)

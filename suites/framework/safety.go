@@ -80,9 +80,14 @@ func PlanRows(m *matrix.Matrix, matrixFile string, r *topology.Rack, p topology.
 }
 
 // SelectedRows are the chaos rows the suite configuration sc will run,
-// computed by ginkgo itself (a preview of the spec tree: nothing runs, no
-// node of the suite is called).
+// computed by ginkgo itself (a preview of the spec tree: no spec runs).
 func (e *Env) SelectedRows(sc types.SuiteConfig, rc types.ReporterConfig) []string {
+	// A preview still runs the suite's report nodes and writes ginkgo's
+	// reports: neither may replace the record of the last real run with an
+	// empty one (a dry run, a refused gate).
+	e.previewing = true
+	defer func() { e.previewing = false }()
+	rc.JUnitReport, rc.JSONReport, rc.TeamcityReport = "", "", ""
 	report := ginkgo.PreviewSpecs("rackdrill "+e.suite, sc, rc)
 	var out []string
 	for _, s := range report.SpecReports {
