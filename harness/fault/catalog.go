@@ -54,7 +54,31 @@ type Plan struct {
 	// Power: the fault powers machines off; on a real rack it needs
 	// --allow-power and a way to power every machine on again.
 	Power bool `json:"power,omitempty"`
+	// Loses is what the fault takes from the rack's machines: the derived
+	// matrix (harness/promises) reads from it which other promises a
+	// machine's loss brings with it.
+	Loses Loss `json:"loses,omitzero"`
 }
+
+// Loss is what a fault takes from the rack's machines: machines taken whole,
+// with every role they hold (killed, stopped, powered off), or the services
+// of some roles only, the machine staying up. A fault on cluster objects
+// (MetalLB, the tunnel client) takes no machine.
+type Loss struct {
+	// Of are the candidate machines. Count of them are taken, chosen at
+	// injection (the etcd leader's server first); every one when Count is 0.
+	Of    []string `json:"of,omitempty"`
+	Count int      `json:"count,omitempty"`
+	// Whole: the machines go down whole, every role they hold with them.
+	Whole bool `json:"whole,omitempty"`
+	// Roles whose services stop when the machines stay up.
+	Roles []topology.Role `json:"roles,omitempty"`
+}
+
+// whole says whether a fault on provider p takes its machines whole: the
+// lab's and k3d's machines are containers, killed or stopped; on a real
+// rack (ssh) a fault stops services and leaves the machine up.
+func whole(p topology.ProviderName) bool { return p != topology.ProviderSSH }
 
 // Binder gives a fault being built its machines and the rack's API. There
 // are two: the plan's (PlanBinder: machines by name only, the ones chosen at
@@ -183,7 +207,8 @@ func init() {
 				}
 				pl := Plan{Applicable: true, Targets: s,
 					Choice:      "the server holding the etcd leader (so that an election happens)",
-					LosesQuorum: len(s)-count < len(s)/2+1}
+					LosesQuorum: len(s)-count < len(s)/2+1,
+					Loses:       Loss{Of: s, Count: count, Whole: whole(p), Roles: []topology.Role{topology.RoleServer}}}
 				if count == 2 {
 					pl.Choice += ", and the next server in topology order"
 				}
@@ -194,7 +219,7 @@ func init() {
 				if err != nil {
 					return nil, err
 				}
-				if p == topology.ProviderSSH {
+				if !pl.Loses.Whole {
 					var steps []RemoteStep
 					for _, t := range targets {
 						st := ServiceSteps(r, topology.ServiceServer, pl.Targets[0])[0]
@@ -216,10 +241,16 @@ func init() {
 	actions["lb-master-lost"] = Action{
 		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
 			ka := r.Spec.ControlPlane.Keepalived
-			if ka == nil || p == topology.ProviderK3d {
+			if p == topology.ProviderK3d {
 				return Plan{Why: "no keepalived VIP in this rack (k3d's load balancer has no VRRP)"}
 			}
-			return Plan{Applicable: true, Targets: []string{ka.Master()}}
+			if ka == nil {
+				return Plan{Why: "the rack has no keepalived VIP (spec.controlPlane.keepalived is empty)"}
+			}
+			master := ka.Master()
+			// A machine that holds other roles keeps them: only its VRRP dies.
+			return Plan{Applicable: true, Targets: []string{master},
+				Loses: Loss{Of: []string{master}, Whole: whole(p) && len(r.Node(master).Roles) == 1, Roles: []topology.Role{topology.RoleLoadBalancer}}}
 		},
 		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
 			master := pl.Targets[0]
@@ -230,8 +261,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			if len(r.Node(master).Roles) > 1 {
-				// The machine holds other roles: only its VRRP dies.
+			if !pl.Loses.Whole {
 				return NewExec(pl.Fault, ns[0], []string{"systemctl", "stop", "keepalived"}, []string{"systemctl", "start", "keepalived"}), nil
 			}
 			return NewNodePower(pl.Fault, PowerKill, ns...).WithNote("the keepalived MASTER dies"), nil
@@ -264,7 +294,10 @@ func init() {
 			if len(lbs) == 0 {
 				return Plan{Why: "the rack has no control-plane load balancer (spec.controlPlane.keepalived and haproxy are empty)"}
 			}
-			return Plan{Applicable: true, Targets: lbs}
+			// A machine whose only role is load balancing is stopped whole,
+			// one that holds other roles keeps them: either way, what is
+			// lost is the load balancing.
+			return Plan{Applicable: true, Targets: lbs, Loses: Loss{Of: lbs, Roles: []topology.Role{topology.RoleLoadBalancer}}}
 		},
 		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
 			if p == topology.ProviderK3d {
@@ -361,16 +394,17 @@ func init() {
 
 	// A machine of its own (the VPS, the NAS) dies, or on a real rack its
 	// service stops.
-	machineLoss := func(svc topology.Service, why func(r *topology.Rack) string, node func(r *topology.Rack) string, note string) Action {
+	machineLoss := func(svc topology.Service, role topology.Role, why func(r *topology.Rack) string, node func(r *topology.Rack) string, note string) Action {
 		return Action{
 			scope: func(r *topology.Rack, p topology.ProviderName) Plan {
 				if w := why(r); w != "" {
 					return Plan{Why: w}
 				}
-				return Plan{Applicable: true, Targets: []string{node(r)}}
+				n := node(r)
+				return Plan{Applicable: true, Targets: []string{n}, Loses: Loss{Of: []string{n}, Whole: whole(p), Roles: []topology.Role{role}}}
 			},
 			build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
-				if p == topology.ProviderSSH {
+				if !pl.Loses.Whole {
 					return NewRemote(pl.Fault, b.Lister(), b.Log(), ServiceSteps(r, svc, pl.Targets[0])...), nil
 				}
 				ns, err := b.Nodes(ctx, pl.Targets...)
@@ -381,7 +415,7 @@ func init() {
 			},
 		}
 	}
-	actions["tunnel-server-lost"] = machineLoss(topology.ServiceTunnelServer,
+	actions["tunnel-server-lost"] = machineLoss(topology.ServiceTunnelServer, topology.RoleVPS,
 		func(r *topology.Rack) string {
 			if r.Spec.Tunnel == nil {
 				return "the rack has no tunnel (spec.tunnel is empty)"
@@ -389,7 +423,7 @@ func init() {
 			return ""
 		},
 		func(r *topology.Rack) string { return r.Spec.Tunnel.Server.Node }, "the VPS dies")
-	actions["nfs-lost"] = machineLoss(topology.ServiceNFS,
+	actions["nfs-lost"] = machineLoss(topology.ServiceNFS, topology.RoleNAS,
 		func(r *topology.Rack) string {
 			if s := r.Spec.Storage; s == nil || s.NFS == nil {
 				return "the rack has no NFS server (spec.storage.nfs is empty)"
@@ -404,10 +438,11 @@ func init() {
 			if len(workers) < 2 {
 				return Plan{Why: fmt.Sprintf("the rack has %d worker: losing it is not a failover", len(workers))}
 			}
-			return Plan{Applicable: true, Targets: []string{workers[0].Name}}
+			w := workers[0].Name
+			return Plan{Applicable: true, Targets: []string{w}, Loses: Loss{Of: []string{w}, Whole: whole(p), Roles: []topology.Role{topology.RoleWorker}}}
 		},
 		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
-			if p == topology.ProviderSSH {
+			if !pl.Loses.Whole {
 				return NewRemote(pl.Fault, b.Lister(), b.Log(), ServiceSteps(r, topology.ServiceWorker, pl.Targets[0])...), nil
 			}
 			ns, err := b.Nodes(ctx, pl.Targets...)
