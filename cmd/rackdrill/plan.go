@@ -9,13 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"rackdrill.dev/rackdrill/harness/fault"
-	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/suites/framework"
 )
-
-// DefaultMatrix is the documented impact matrix shipped with rackdrill.
-const DefaultMatrix = "scenarios/impact-matrix.yaml"
 
 func newPlanCommand(g *globalOptions) *cobra.Command {
 	var matrixPath, provider, only, output string
@@ -30,10 +26,6 @@ func newPlanCommand(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := matrix.Load(matrixPath)
-			if err != nil {
-				return err
-			}
 			p := r.Spec.Provider
 			if provider != "" {
 				p = topology.ProviderName(provider)
@@ -42,34 +34,35 @@ func newPlanCommand(g *globalOptions) *cobra.Command {
 			if only != "" {
 				faults = []string{only}
 			}
-			rows, err := framework.PlanRows(m, matrixPath, r, p, faults)
+			pl, err := planRows(r, g.topology, p, matrixPath, faults)
 			if err != nil {
 				return err
 			}
-			if only != "" && len(rows) == 0 {
-				return fmt.Errorf("no fault %q in %s (known: %s)", only, matrixPath, strings.Join(fault.Names, ", "))
+			if only != "" && len(pl.Rows) == 0 {
+				return fmt.Errorf("no fault %q in %s (known: %s)", only, pl.MatrixFile, strings.Join(fault.Names, ", "))
 			}
 			switch output {
 			case "json":
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return enc.Encode(pl.Rows)
 			case "text":
-				printPlan(cmd.OutOrStdout(), r, p, rows)
+				printPlan(cmd.OutOrStdout(), r, p, pl)
 				return nil
 			default:
 				return fmt.Errorf("--output %q: want text or json", output)
 			}
 		},
 	}
-	cmd.Flags().StringVar(&matrixPath, "matrix", DefaultMatrix, "impact matrix file")
+	cmd.Flags().StringVar(&matrixPath, "matrix", "", "impact matrix file (default: the topology's spec.matrix, else the documented one built in)")
 	cmd.Flags().StringVar(&provider, "provider", "", "provider to plan for (default: the topology's spec.provider)")
 	cmd.Flags().StringVar(&only, "fault", "", "plan only this fault")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }
 
-func printPlan(w io.Writer, r *topology.Rack, p topology.ProviderName, rows []framework.PlannedRow) {
+func printPlan(w io.Writer, r *topology.Rack, p topology.ProviderName, pl *rackPlan) {
 	fmt.Fprintf(w, "Plan for rack %s (provider %s, %d nodes); nothing is touched.\n", r.Metadata.Name, p, len(r.Spec.Nodes))
-	framework.PrintPlanRows(w, rows)
+	framework.PrintDerivation(w, pl.MatrixFile, pl.Derivation)
+	framework.PrintPlanRows(w, pl.Rows)
 }

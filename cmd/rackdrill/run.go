@@ -111,11 +111,11 @@ broken, 2 bad input or a broken environment.`,
 				}
 				safe.NamedOnly, safe.Named, safe.TopologyFile, safe.Out = true, scenarios, g.topology, out
 			} else if safe.DryRun {
-				rows, err := planRows(r, r.Spec.Provider, matrixF, scenarios)
+				pl, err := planRows(r, g.topology, r.Spec.Provider, matrixF, scenarios)
 				if err != nil {
 					return err
 				}
-				printPlan(out, r, r.Spec.Provider, rows)
+				printPlan(out, r, r.Spec.Provider, pl)
 				fmt.Fprintln(out, "\ndry run: nothing was built or run")
 				return nil
 			}
@@ -185,8 +185,8 @@ broken, 2 bad input or a broken environment.`,
 	cmd.Flags().BoolVar(&keep, "keep", os.Getenv("KEEP") == "1", "keep a lab this run built (default from KEEP=1)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
-	cmd.Flags().StringVar(&matrixF, "matrix", "", "impact matrix file (default scenarios/impact-matrix.yaml)")
-	cmd.Flags().StringVar(&devF, "deviations", "", "known-deviations overlay (default scenarios/deviations-<provider>.yaml when it exists)")
+	cmd.Flags().StringVar(&matrixF, "matrix", "", "impact matrix file (default: the topology's spec.matrix, else the documented one built in)")
+	cmd.Flags().StringVar(&devF, "deviations", "", "known-deviations overlay (default: scenarios/deviations-<provider>.yaml, built in, when it exists)")
 	cmd.Flags().StringVar(&provider, "provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
 	cmd.Flags().BoolVar(&safe.Yes, "yes", false, "ssh provider: inject the planned faults without asking")
 	cmd.Flags().BoolVar(&safe.DryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")

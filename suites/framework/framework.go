@@ -30,6 +30,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe/install"
+	"rackdrill.dev/rackdrill/harness/promises"
 	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/runrecord"
@@ -42,17 +43,21 @@ var (
 	topologyFlag   = flag.String("topology", "", "rack topology file (default kind-configs/lab.yaml)")
 	providerFlag   = flag.String("provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
 	artifactsFlag  = flag.String("artifacts", "", "folder for reports and the fault ledger (default _artifacts, or $ARTIFACTS)")
-	matrixFlag     = flag.String("matrix", "", "impact matrix (default scenarios/impact-matrix.yaml)")
-	deviationsFlag = flag.String("deviations", "", "known deviations overlay (default scenarios/deviations-<provider>.yaml if it exists)")
+	matrixFlag     = flag.String("matrix", "", "impact matrix (default: the topology's spec.matrix, else the documented one built in)")
+	deviationsFlag = flag.String("deviations", "", "known deviations overlay (default: scenarios/deviations-<provider>.yaml, built in, if it exists)")
 	toFlag         = flag.String("to", "", "the release an upgrade goes to, for the pre-upgrade suite (v1.34.x)")
 )
 
 // Env is a suite's view of the rack under test.
 type Env struct {
-	Rack       *topology.Rack
-	Provider   topology.ProviderName
+	Rack     *topology.Rack
+	Provider topology.ProviderName
+	// Matrix is the rack's own: the documented matrix (MatrixFile), its
+	// promises derived for this rack's topology; drills are judged by it.
 	Matrix     *matrix.Matrix
 	MatrixFile string
+	// Derivation says how Matrix differs from the documented one, and why.
+	Derivation *promises.Derivation
 	// TopologyFile is the absolute path of the topology.
 	TopologyFile string
 	Deviations   *matrix.Deviations
@@ -144,23 +149,30 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	if o.Provider != "" {
 		env.Provider = topology.ProviderName(o.Provider)
 	}
-	env.MatrixFile = def(o.Matrix, "scenarios/impact-matrix.yaml")
-	if env.Matrix, err = matrix.Load(env.MatrixFile); err != nil {
+	matrixFile := o.Matrix
+	if matrixFile != "" {
+		matrixFile = def(matrixFile, "")
+	}
+	documented, matrixName, err := scenarios.MatrixFor(matrixFile, env.TopologyFile, r)
+	if err != nil {
 		return nil, err
 	}
-	devPath := o.Deviations
-	if devPath == "" {
-		candidate := filepath.Join(root, "scenarios", "deviations-"+string(env.Provider)+".yaml")
-		if _, err := os.Stat(candidate); err == nil {
-			devPath = candidate
-		}
+	env.MatrixFile = matrixName
+	if env.Derivation, err = promises.Derive(documented, r, env.Provider); err != nil {
+		return nil, err
 	}
-	if devPath != "" {
-		if env.Deviations, err = matrix.LoadDeviations(def(devPath, ""), env.Matrix); err != nil {
-			return nil, err
-		}
+	env.Matrix = env.Derivation.Matrix
+	devFile := o.Deviations
+	if devFile != "" {
+		devFile = def(devFile, "")
+	}
+	var devName string
+	if env.Deviations, devName, err = scenarios.DeviationsFor(devFile, env.Provider, env.Matrix); err != nil {
+		return nil, err
+	}
+	if env.Deviations != nil {
 		if err := env.Deviations.For(string(env.Provider), r.Metadata.Name); err != nil {
-			return nil, fmt.Errorf("%s: %w", def(devPath, ""), err)
+			return nil, fmt.Errorf("%s: %w", devName, err)
 		}
 	}
 	if err := os.MkdirAll(env.Artifacts, 0o755); err != nil {

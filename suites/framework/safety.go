@@ -17,6 +17,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe/install"
+	"rackdrill.dev/rackdrill/harness/promises"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -47,6 +48,10 @@ type Safety struct {
 	Stdin io.Reader
 	// Out receives the plan and the question (default os.Stdout).
 	Out io.Writer
+	// Derivation, when set, is the rack's matrix as derived from MatrixFile:
+	// the plan says first how its promises differ from the document's.
+	Derivation *promises.Derivation
+	MatrixFile string
 }
 
 func flagSafety() *Safety {
@@ -58,15 +63,19 @@ var ErrDryRun = errors.New("dry run: nothing was run on any machine")
 
 // PlannedRow is a matrix row with what its fault would do to the rack.
 type PlannedRow struct {
+	// Row is the rack's row: the documented promises as this rack keeps
+	// them (harness/promises).
 	Row  matrix.Row `json:"row"`
 	Plan fault.Plan `json:"plan"`
+	// Derived says how and why the row differs from the document's.
+	Derived *promises.Row `json:"derived,omitempty"`
 }
 
-// PlanRows plans the rows of m whose faults are listed (every row when none
-// is) on rack r under provider p.
-func PlanRows(m *matrix.Matrix, matrixFile string, r *topology.Rack, p topology.ProviderName, faults []string) ([]PlannedRow, error) {
+// PlanRows plans the rows of the rack's matrix d whose faults are listed
+// (every row when none is) on rack r under provider p.
+func PlanRows(d *promises.Derivation, matrixFile string, r *topology.Rack, p topology.ProviderName, faults []string) ([]PlannedRow, error) {
 	var rows []PlannedRow
-	for _, row := range m.Rows {
+	for _, row := range d.Matrix.Rows {
 		if len(faults) > 0 && !slices.Contains(faults, row.Fault) {
 			continue
 		}
@@ -74,7 +83,7 @@ func PlanRows(m *matrix.Matrix, matrixFile string, r *topology.Rack, p topology.
 		if err != nil {
 			return nil, fmt.Errorf("%s: rows[%s]: %w", matrixFile, row.Fault, err)
 		}
-		rows = append(rows, PlannedRow{Row: row, Plan: pl})
+		rows = append(rows, PlannedRow{Row: row, Plan: pl, Derived: d.Row(row.Fault)})
 	}
 	return rows, nil
 }
@@ -133,12 +142,15 @@ func (e *Env) guardRealRack(s *Safety, sc types.SuiteConfig, rc types.ReporterCo
 	rows := []PlannedRow{}
 	if len(selected) > 0 {
 		var err error
-		if rows, err = PlanRows(e.Matrix, e.MatrixFile, e.Rack, e.Provider, selected); err != nil {
+		if rows, err = PlanRows(e.Derivation, e.MatrixFile, e.Rack, e.Provider, selected); err != nil {
 			return err
 		}
 	}
 	if err := s.Gate(e.Rack, rows); err != nil {
 		return err
+	}
+	if s.Derivation == nil {
+		s.Derivation, s.MatrixFile = e.Derivation, e.MatrixFile
 	}
 	if err := s.Confirm(e.Rack, rows); err != nil {
 		return err
@@ -242,6 +254,9 @@ func (s Safety) Confirm(r *topology.Rack, rows []PlannedRow) error {
 	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
 		fmt.Fprintf(w, "K3s ships no etcdctl: rackdrill copies its own to %s on each server that has none, to read etcd's members and leader.\n", rackstate.OwnEtcdctl)
 	}
+	if s.Derivation != nil {
+		PrintDerivation(w, s.MatrixFile, s.Derivation)
+	}
 	PrintPlanRows(w, rows)
 	fmt.Fprintln(w)
 	if s.DryRun {
@@ -266,6 +281,34 @@ func (s Safety) Confirm(r *topology.Rack, rows []PlannedRow) error {
 	return nil
 }
 
+// PrintDerivation says, before the rows, whether this rack's promises differ
+// from the document's, and which promises of the document it cannot keep.
+func PrintDerivation(w io.Writer, matrixFile string, d *promises.Derivation) {
+	if !d.Differs() {
+		fmt.Fprintf(w, "Promises: this rack's are the documented ones (%s).\n", matrixFile)
+		return
+	}
+	n := 0
+	for _, r := range d.Rows {
+		if r.NotApplicable != "" || len(r.Changes) > 0 {
+			n++
+		}
+	}
+	fmt.Fprintf(w, "Promises: derived from %s and this rack's topology; %d row(s) differ (\"on this rack\", \"differs\" and NOT APPLICABLE below).\n", matrixFile, n)
+	if bad := d.Unkeepable(); len(bad) > 0 {
+		fmt.Fprintln(w, "Promises of the document this rack cannot keep:")
+		for _, r := range bad {
+			var cells []string
+			for _, c := range r.Changes {
+				if c.Unkeepable {
+					cells = append(cells, c.Probe+" "+c.Derived)
+				}
+			}
+			fmt.Fprintf(w, "  - %s (%s): %s\n", r.Fault, r.Source, strings.Join(cells, ", "))
+		}
+	}
+}
+
 // PrintPlanRows prints each row's targets, every step with where it runs, and
 // what each cell expects.
 func PrintPlanRows(w io.Writer, rows []PlannedRow) {
@@ -281,6 +324,21 @@ func PrintPlanRows(w io.Writer, rows []PlannedRow) {
 		if !pl.Applicable {
 			fmt.Fprintf(w, "    NOT APPLICABLE: %s\n", pl.Why)
 			continue
+		}
+		if d := pr.Derived; d != nil {
+			for _, why := range d.Reasons {
+				fmt.Fprintf(w, "    on this rack: %s\n", why)
+			}
+			for _, c := range d.Changes {
+				what, mark := c.Probe, ""
+				if what == "" {
+					what = c.What
+				}
+				if c.Unkeepable {
+					mark = "  (the document's promise, which this rack cannot keep)"
+				}
+				fmt.Fprintf(w, "    differs: %-9s documented %s, this rack %s%s\n", what, c.Documented, c.Derived, mark)
+			}
 		}
 		fmt.Fprintf(w, "    targets: %s\n", strings.Join(pl.Targets, ", "))
 		if pl.LosesQuorum {
@@ -301,15 +359,7 @@ func PrintPlanRows(w io.Writer, rows []PlannedRow) {
 		fmt.Fprintf(w, "    budgets: settle %s, observe %s, recovery %s\n", row.Settle.Duration, row.Observe.Duration, row.Recovery.Duration)
 		fmt.Fprintf(w, "    expects:")
 		for _, probe := range matrix.Probes {
-			c := row.Cells[probe]
-			switch c.During {
-			case matrix.Up:
-				fmt.Fprintf(w, " %s=up(blip<=%s, failing<=%s)", probe, c.Within.Duration, c.Downtime.Duration)
-			case matrix.Down:
-				fmt.Fprintf(w, " %s=down(<=%s)", probe, c.Within.Duration)
-			default:
-				fmt.Fprintf(w, " %s=any", probe)
-			}
+			fmt.Fprintf(w, " %s=%s", probe, promises.Describe(row.Cells[probe]))
 		}
 		fmt.Fprintln(w)
 	}
