@@ -66,7 +66,7 @@ func TestValidateShippedTopologies(t *testing.T) {
 		args = append(args, strings.TrimPrefix(f, "../../"))
 	}
 	out, errOut, code := rackdrill(t, append([]string{"validate"}, args...)...)
-	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 4 {
+	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 7 {
 		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
@@ -139,6 +139,73 @@ func TestPlanListsEveryRow(t *testing.T) {
 	k3d, _, _ := rackdrill(t, "plan", "-t", "kind-configs/k3d-ha.yaml", "--fault", "lb-master-lost")
 	if !strings.Contains(k3d, "NOT APPLICABLE") {
 		t.Errorf("k3d lb-master-lost:\n%s", k3d)
+	}
+}
+
+// TestPlanDerivesEachExampleRack: the example racks written from the seeds
+// plan with their own promises, each difference from the document said with
+// its reason before anything runs.
+func TestPlanDerivesEachExampleRack(t *testing.T) {
+	row := func(out, fault string) string {
+		_, after, ok := strings.Cut(out, ". "+fault+": ")
+		if !ok {
+			t.Fatalf("plan lacks %s:\n%s", fault, out)
+		}
+		block, _, _ := strings.Cut(after, "\n\n")
+		return block
+	}
+	seed000, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed000.example.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"Promises of the document this rack cannot keep:",
+		"  - server-kill-1 (seed 004",
+		"  - cp-lb-lost (seed 001",
+	} {
+		if !strings.Contains(seed000, want) {
+			t.Errorf("seed 000 plan lacks %q:\n%s", want, seed000)
+		}
+	}
+	// The quorum noted and the API down: never "quorum lost" with the API
+	// expected up.
+	kill := row(seed000, "server-kill-1")
+	for _, want := range []string{"labels:  disruptive, quorum", "below the quorum of 2", "QUORUM:", "expects: api=down", "differs: api"} {
+		if !strings.Contains(kill, want) {
+			t.Errorf("seed 000 server-kill-1 lacks %q:\n%s", want, kill)
+		}
+	}
+	if lan := row(seed000, "cp-lb-lost"); !strings.Contains(lan, "lan=down") || !strings.Contains(lan, "lan is gone with the VIP") {
+		t.Errorf("seed 000 cp-lb-lost:\n%s", lan)
+	}
+	if w := row(seed000, "worker-lost"); !strings.Contains(w, "NOT APPLICABLE: the rack has 1 worker") {
+		t.Errorf("seed 000 worker-lost:\n%s", w)
+	}
+
+	seed002, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed002.example.yaml", "-o", "json")
+	var rows []struct {
+		Row     struct{ Fault string }
+		Plan    struct{ Applicable bool }
+		Derived *struct{ NotApplicable string }
+	}
+	if err := json.Unmarshal([]byte(seed002), &rows); err != nil || code != 0 {
+		t.Fatalf("seed 002: exit %d, %v: %s", code, err, errOut)
+	}
+	var applicable []string
+	for _, r := range rows {
+		if r.Plan.Applicable {
+			applicable = append(applicable, r.Row.Fault)
+		} else if r.Derived == nil || r.Derived.NotApplicable == "" {
+			t.Errorf("seed 002 %s: not applicable without a reason", r.Row.Fault)
+		}
+	}
+	if got := strings.Join(applicable, ","); got != "nfs-lost,worker-lost,ups-power-loss" {
+		t.Errorf("seed 002 applicable rows %s", got)
+	}
+
+	seed004, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed004.example.yaml", "--fault", "server-kill-1")
+	if code != 0 || !strings.Contains(seed004, "worker-lost's promises apply") || !strings.Contains(seed004, "apps=up(blip<=1m30s") || strings.Contains(seed004, "QUORUM") {
+		t.Errorf("seed 004 server-kill-1: exit %d %s\n%s", code, errOut, seed004)
 	}
 }
 
