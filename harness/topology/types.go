@@ -51,6 +51,12 @@ type RackSpec struct {
 	UPS          *UPS         `json:"ups,omitempty"`
 	SSH          *SSH         `json:"ssh,omitempty"`
 	Probes       Probes       `json:"probes,omitempty"`
+	// Matrix is the rack's own impact matrix file, for promises its
+	// architecture document makes differently from rackdrill's; relative to
+	// the topology file. Empty: the documented matrix built into rackdrill.
+	// Either way rackdrill derives the rack's promises from it (rackdrill
+	// plan prints them), and the --matrix flag overrides it.
+	Matrix string `json:"matrix,omitempty"`
 }
 
 // AnnotationLab marks a topology of rackdrill's own lab (lab.yaml, and
