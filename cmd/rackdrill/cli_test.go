@@ -258,3 +258,45 @@ func TestProbesImageFollowsTheTopology(t *testing.T) {
 		t.Errorf("--arch sparc: exit %d\n%s", code, errOut)
 	}
 }
+
+// TestStandaloneFromAnyDirectory: an installed rackdrill (go install) has no
+// repository around it. validate, plan and a real rack's dry run work from
+// any directory: the documented matrix and overlays are built in.
+func TestStandaloneFromAnyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	seed, err := os.ReadFile("../../kind-configs/rack-seed001.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rack.yaml"), seed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(buildRackdrill(t), args...)
+		cmd.Dir = dir
+		var o, e bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return o.String(), e.String(), ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return o.String(), e.String(), 0
+	}
+	if out, errOut, code := run("validate", "rack.yaml"); code != 0 || !strings.Contains(out, "rack.yaml: ok") {
+		t.Errorf("validate: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code := run("plan", "-t", "rack.yaml")
+	if code != 0 || !strings.Contains(out, "scenarios/impact-matrix.yaml (built in)") || strings.Count(out, "    expects: ") != 9 {
+		t.Errorf("plan: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run("run", "-t", "rack.yaml", "--dry-run", "--scenario", "nfs-lost", "--artifacts", filepath.Join(dir, "artifacts"))
+	if code != 0 || !strings.Contains(out, "nfs-lost") || !strings.Contains(out, "dry run") {
+		t.Errorf("run --dry-run: exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out+errOut, "run rackdrill from its repository") {
+		t.Errorf("needs the repository:\n%s%s", out, errOut)
+	}
+}

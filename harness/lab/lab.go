@@ -400,13 +400,14 @@ func RepoRoot() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	wd := dir
 	for {
 		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.HasPrefix(data, []byte("module rackdrill.dev/rackdrill\n")) {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("run rackdrill from its repository: no go.mod of rackdrill.dev/rackdrill above the working directory")
+			return "", fmt.Errorf("the lab is built from rackdrill's source: run this from a clone of rackdrill's repository (no go.mod of rackdrill.dev/rackdrill in %s or above it); validate, plan, run, preflight and recover on an ssh rack work from anywhere", wd)
 		}
 		dir = parent
 	}

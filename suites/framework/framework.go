@@ -118,9 +118,14 @@ func flagOptions() Options {
 // Load reads and checks every input of a suite. A bad input is an error naming
 // the file and field, before any spec runs.
 func Load(log logr.Logger, o Options) (*Env, error) {
+	// Relative paths are the repository's when run from it (ginkgo runs the
+	// suites from their own folder); a rackdrill installed on its own reads
+	// them from the working directory.
 	root, err := lab.RepoRoot()
 	if err != nil {
-		return nil, err
+		if root, err = os.Getwd(); err != nil {
+			return nil, err
+		}
 	}
 	def := func(v, d string) string {
 		if v == "" {
