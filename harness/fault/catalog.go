@@ -207,7 +207,7 @@ func init() {
 				}
 				pl := Plan{Applicable: true, Targets: s,
 					Choice:      "the server holding the etcd leader (so that an election happens)",
-					LosesQuorum: len(s)-count < len(s)/2+1,
+					LosesQuorum: len(s)-count < topology.Quorum(len(s)),
 					Loses:       Loss{Of: s, Count: count, Whole: whole(p), Roles: []topology.Role{topology.RoleServer}}}
 				if count == 2 {
 					pl.Choice += ", and the next server in topology order"
@@ -434,11 +434,23 @@ func init() {
 
 	actions["worker-lost"] = Action{
 		scope: func(r *topology.Rack, p topology.ProviderName) Plan {
-			workers := r.NodesWithRole(topology.RoleWorker)
-			if len(workers) < 2 {
-				return Plan{Why: fmt.Sprintf("the rack has %d worker: losing it is not a failover", len(workers))}
+			// A failover needs somewhere for the apps to go: two nodes
+			// that run them, one of them a worker to lose. A worker tainted
+			// for one purpose (a storage node) runs no apps.
+			apps := r.AppNodes()
+			i := slices.IndexFunc(apps, func(n *topology.Node) bool { return n.HasRole(topology.RoleWorker) })
+			if len(apps) < 2 || i < 0 {
+				why := fmt.Sprintf("the rack has %d node(s) that run the apps: losing one is not a failover", len(apps))
+				if i < 0 {
+					why = "no worker runs the apps: there is no worker to lose"
+				}
+				if tainted := len(r.NodesWithRole(topology.RoleWorker)) - len(slices.DeleteFunc(slices.Clone(apps),
+					func(n *topology.Node) bool { return !n.HasRole(topology.RoleWorker) })); tainted > 0 {
+					why += fmt.Sprintf(" (%d tainted worker(s) run only what tolerates their taint)", tainted)
+				}
+				return Plan{Why: why}
 			}
-			w := workers[0].Name
+			w := apps[i].Name
 			return Plan{Applicable: true, Targets: []string{w}, Loses: Loss{Of: []string{w}, Whole: whole(p), Roles: []topology.Role{topology.RoleWorker}}}
 		},
 		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {

@@ -58,14 +58,13 @@ type Derivation struct {
 	Rows   []Row          `json:"rows"`
 }
 
+// Differs reports whether the row differs from the document's on this rack:
+// not applicable, or with a promise or setting changed.
+func (r *Row) Differs() bool { return r.NotApplicable != "" || len(r.Changes) > 0 }
+
 // Differs reports whether any row differs from the document.
 func (d *Derivation) Differs() bool {
-	for _, r := range d.Rows {
-		if r.NotApplicable != "" || len(r.Changes) > 0 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(d.Rows, func(r Row) bool { return r.Differs() })
 }
 
 // Unkeepable lists the rows that hold a promise of the document this rack
@@ -207,7 +206,7 @@ func deriveChoice(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.P
 		}
 	}
 	if len(gone) > 0 {
-		quorum := len(servers)/2 + 1
+		quorum := topology.Quorum(len(servers))
 		left := len(servers) - len(gone)
 		kind, why := oneServer, fmt.Sprintf("%d of %d servers lost: %d etcd members keep the quorum of %d", len(gone), len(servers), left, quorum)
 		if left < quorum {
@@ -256,9 +255,13 @@ func deriveChoice(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.P
 			add(vpsGone, fmt.Sprintf("%s is the tunnel's VPS", name))
 		}
 		switch {
+		case !r.RunsApps(n):
+			if has(name, topology.RoleWorker) {
+				o.reasons = append(o.reasons, fmt.Sprintf("%s is a worker tainted %s: the apps do not run there, so none go with it", name, taintList(n.Taints)))
+			}
 		case has(name, topology.RoleWorker):
 			add(workerGone, fmt.Sprintf("%s is also a worker: its pods go with it", name))
-		case has(name, topology.RoleServer) && runsWorkloads(r, n):
+		case has(name, topology.RoleServer):
 			add(workerGone, fmt.Sprintf("%s is a K3s server with no NoSchedule taint, so it runs workloads: its pods go with it", name))
 		}
 	}
@@ -321,15 +324,6 @@ const (
 	vipMoved
 	vipGone
 )
-
-// runsWorkloads: a K3s server is schedulable unless tainted; kubeadm taints
-// its control-plane nodes.
-func runsWorkloads(r *topology.Rack, n *topology.Node) bool {
-	if r.Spec.Kubernetes.Distribution != topology.DistributionK3s {
-		return false
-	}
-	return !slices.ContainsFunc(n.Taints, func(t topology.Taint) bool { return t.Effect == "NoSchedule" || t.Effect == "NoExecute" })
-}
 
 // combine is the promise of one path under two losses at once: down if
 // either takes it down (within the sooner), up if both keep it up (the
@@ -473,4 +467,14 @@ func memberList(k *topology.Keepalived) string {
 		s = append(s, m.Node)
 	}
 	return strings.Join(s, ", ")
+}
+
+func taintList(ts []topology.Taint) string {
+	var out []string
+	for _, t := range ts {
+		if t.Effect == "NoSchedule" || t.Effect == "NoExecute" {
+			out = append(out, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
+		}
+	}
+	return strings.Join(out, ", ")
 }

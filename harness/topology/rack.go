@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -53,6 +54,34 @@ func (r *Rack) NodesWithRole(role Role) []*Node {
 	}
 	return out
 }
+
+// RunsApps says whether the rack's apps may be scheduled on n: a worker, or
+// a K3s server (K3s does not taint its servers; kubeadm does), with no
+// NoSchedule or NoExecute taint. A node tainted for one purpose (seed 000's
+// storage=only) runs only what tolerates it, not the apps.
+func (r *Rack) RunsApps(n *Node) bool {
+	switch {
+	case n.HasRole(RoleWorker):
+	case n.HasRole(RoleServer) && r.Spec.Kubernetes.Distribution == DistributionK3s:
+	default:
+		return false
+	}
+	return !slices.ContainsFunc(n.Taints, func(t Taint) bool { return t.Effect == "NoSchedule" || t.Effect == "NoExecute" })
+}
+
+// AppNodes are the nodes that run the apps (RunsApps), in file order.
+func (r *Rack) AppNodes() []*Node {
+	var out []*Node
+	for i := range r.Spec.Nodes {
+		if r.RunsApps(&r.Spec.Nodes[i]) {
+			out = append(out, &r.Spec.Nodes[i])
+		}
+	}
+	return out
+}
+
+// Quorum is etcd's quorum among n members: a majority.
+func Quorum(members int) int { return members/2 + 1 }
 
 // Prefix is the parsed CIDR of the network; the zero Prefix if it does not parse.
 func (n *Network) Prefix() netip.Prefix {

@@ -215,7 +215,7 @@ func (v *validator) nodes() {
 		v.add(field.Required(p, "no node has role server"))
 	case len(servers)%2 == 0:
 		n := len(servers)
-		quorum := n/2 + 1
+		quorum := Quorum(n)
 		v.warn(p, "%d servers: etcd quorum is %d, so the rack survives the loss of %d server(s), no more than with %d; use an odd number",
 			n, quorum, n-quorum, n-1)
 	}

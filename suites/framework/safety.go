@@ -290,7 +290,7 @@ func PrintDerivation(w io.Writer, matrixFile string, d *promises.Derivation) {
 	}
 	n := 0
 	for _, r := range d.Rows {
-		if r.NotApplicable != "" || len(r.Changes) > 0 {
+		if r.Differs() {
 			n++
 		}
 	}
