@@ -315,7 +315,7 @@ func healthChecks() []Check {
 			return fmt.Sprintf("%d nodes, %d pods", len(nodes), len(pods)), p.err()
 		},
 	}, {
-		Name: "CoreDNS resolves Services, with its replicas on distinct workers", Family: "health", Field: "spec.nodes[roles=worker]",
+		Name: "CoreDNS resolves Services, with its replicas where the apps run (on distinct workers when several run them)", Family: "health", Field: "spec.nodes[roles=worker]",
 		Run: func(ctx context.Context, t *Target) (string, error) {
 			pods, err := t.Kube.CoreV1().Pods("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "k8s-app=kube-dns"})
 			if err != nil {
@@ -326,20 +326,25 @@ func healthChecks() []Check {
 			for _, pod := range pods.Items {
 				where[pod.Spec.NodeName]++
 			}
+			// The workers that run the apps: a storage node tainted
+			// storage=only is not one. With a single one, DNS belongs there
+			// with the apps it serves, every replica of it.
 			workers := map[string]bool{}
-			for _, w := range t.Rack.NodesWithRole(topology.RoleWorker) {
-				workers[w.Name] = true
+			for _, w := range t.Rack.AppNodes() {
+				if w.HasRole(topology.RoleWorker) {
+					workers[w.Name] = true
+				}
 			}
 			var placed []string
 			for _, n := range slices.Sorted(maps.Keys(where)) {
 				placed = append(placed, fmt.Sprintf("%s×%d", n, where[n]))
-				if where[n] > 1 {
+				if where[n] > 1 && len(workers) != 1 {
 					p.add("spec.nodes[roles=worker]", "%d CoreDNS replicas on %s: losing it loses them all", where[n], n)
 				}
 				// A replica on a server is a DNS outage when that server dies,
 				// until the node grace takes its endpoint out (seen in the
 				// server-kill drills).
-				if len(workers) >= 2 && !workers[n] {
+				if len(workers) >= 1 && !workers[n] {
 					p.add(nodeField(t.Rack, n), "a CoreDNS replica runs on %s, not on a worker: a server's loss breaks in-cluster DNS until the node grace period", n)
 				}
 			}

@@ -55,6 +55,26 @@ func LoadDeviations(path string, m *Matrix) (*Deviations, error) {
 	return ParseDeviations(data, path, m)
 }
 
+// Promised removes the deviations that matrix m (a rack's derived matrix)
+// already promises: the observation they declare is m's cell itself (seed
+// 000's shape promises lan down when the VIP is gone, which the lab's overlay
+// declared as a deviation of the documented "up"). It returns them, so that
+// the run can say so. The overlay is validated against the documented matrix
+// it was written for; on a rack whose promises differ, a deviation must not
+// excuse what is now the promise, nor be refused for it.
+func (d *Deviations) Promised(m *Matrix) []Deviation {
+	var promised []Deviation
+	d.Deviations = slices.DeleteFunc(d.Deviations, func(dv Deviation) bool {
+		row := m.Row(dv.Fault)
+		if row != nil && string(row.Cells[dv.Probe].During) == dv.Observed {
+			promised = append(promised, dv)
+			return true
+		}
+		return false
+	})
+	return promised
+}
+
 // ParseDeviations is LoadDeviations for bytes.
 func ParseDeviations(data []byte, name string, m *Matrix) (*Deviations, error) {
 	var d Deviations

@@ -285,7 +285,7 @@ func deriveChoice(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.P
 
 	// An ingress on the API's VIP: the LAN (and the tunnel, which forwards
 	// to it) follows the VIP.
-	if in := r.Spec.Ingress; in != nil && in.IP == cp.Endpoint.Host && vip != vipNone {
+	if in := r.Spec.Ingress; r.IngressOnVIP() && vip != vipNone {
 		paths := []string{"lan"}
 		if t := r.Spec.Tunnel; t != nil && (t.Target == "" || t.Target == in.IP) {
 			paths = append(paths, "internet")

@@ -80,6 +80,15 @@ func (r *Rack) AppNodes() []*Node {
 	return out
 }
 
+// IngressOnVIP says whether the ingress answers on the API's VIP (seed 000:
+// ports 80/443 forwarded to the floating IP): the ingress then runs on the
+// host network of the VIP's holders, with no load-balancer Service, and the
+// LAN follows the VIP.
+func (r *Rack) IngressOnVIP() bool {
+	in := r.Spec.Ingress
+	return in != nil && in.IP != "" && in.IP == r.Spec.ControlPlane.Endpoint.Host
+}
+
 // Quorum is etcd's quorum among n members: a majority.
 func Quorum(members int) int { return members/2 + 1 }
 

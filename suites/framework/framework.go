@@ -172,12 +172,17 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 		devFile = def(devFile, "")
 	}
 	var devName string
-	if env.Deviations, devName, err = scenarios.DeviationsFor(devFile, env.Provider, env.Matrix); err != nil {
+	// The overlay is written against the documented matrix; what this rack's
+	// derived matrix already promises is no deviation here.
+	if env.Deviations, devName, err = scenarios.DeviationsFor(devFile, env.Provider, documented); err != nil {
 		return nil, err
 	}
 	if env.Deviations != nil {
 		if err := env.Deviations.For(string(env.Provider), r.Metadata.Name); err != nil {
 			return nil, fmt.Errorf("%s: %w", devName, err)
+		}
+		for _, dv := range env.Deviations.Promised(env.Matrix) {
+			log.Info("deviation not needed: this rack's derived matrix promises it", "overlay", devName, "fault", dv.Fault, "probe", dv.Probe, "observed", dv.Observed)
 		}
 	}
 	if err := os.MkdirAll(env.Artifacts, 0o755); err != nil {

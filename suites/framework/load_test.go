@@ -27,3 +27,31 @@ func TestDeviationsOfAnotherEnvironmentAreRefused(t *testing.T) {
 		t.Errorf("the default overlay of the provider: %v", err)
 	}
 }
+
+// The converged lab's derived matrix promises lan and internet down when the
+// VIP is gone (cp-lb-lost): the lab's overlay, written against the documented
+// matrix, declares that as a deviation. The run loads, and the deviation that
+// is now the promise is dropped, not applied or refused.
+func TestDeviationsTheDerivedMatrixPromises(t *testing.T) {
+	env, err := framework.Load(logr.Discard(), framework.Options{
+		Topology: "kind-configs/lab-converged.yaml", Artifacts: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatalf("the converged lab with the lab's overlay: %v", err)
+	}
+	for _, dv := range env.Deviations.Deviations {
+		row := env.Matrix.Row(dv.Fault)
+		if string(row.Cells[dv.Probe].During) == dv.Observed {
+			t.Errorf("deviation %s %s %s is the derived promise itself", dv.Fault, dv.Probe, dv.Observed)
+		}
+	}
+	var flapping int
+	for _, dv := range env.Deviations.Deviations {
+		if dv.Fault == "cp-lb-lost" && dv.Observed == "flapping" {
+			flapping++
+		}
+	}
+	if flapping != 2 {
+		t.Errorf("cp-lb-lost's flapping deviations (lan, internet) must stay: %d", flapping)
+	}
+}

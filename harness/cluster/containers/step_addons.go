@@ -16,18 +16,26 @@ import (
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// spreadDNS runs CoreDNS's replicas on the workers, one per node. Where they
-// land is otherwise left to chance (the order in which nodes became Ready),
-// and a replica on a server makes that server's loss an in-cluster DNS outage:
-// half the queries go to the dead pod until the node grace (50 s) takes its
-// endpoint out, and every call to a Service by name fails meanwhile. The
-// drills found it; the lab keeps DNS with the apps it serves.
+// spreadDNS runs CoreDNS's replicas on the workers that run the apps, one
+// per node when there are two or more. Where they land is otherwise left to
+// chance (the order in which nodes became Ready), and a replica on a server
+// makes that server's loss an in-cluster DNS outage: half the queries go to
+// the dead pod until the node grace (50 s) takes its endpoint out, or for the
+// whole loss when it takes etcd's quorum (seed 000's two servers), and every
+// call to a Service by name fails meanwhile. The drills found it; the lab
+// keeps DNS with the apps it serves.
 func (u *upRun) spreadDNS(ctx context.Context) error {
-	if len(u.withRole(topology.RoleWorker)) < 2 {
+	workers := 0
+	for _, n := range u.r.AppNodes() {
+		if n.HasRole(topology.RoleWorker) {
+			workers++
+		}
+	}
+	if workers == 0 {
 		return nil
 	}
 	first := u.withRole(topology.RoleServer)[0]
-	patch, err := tmpl.Render("coredns-spread.json", nil)
+	patch, err := tmpl.Render("coredns-spread.json", map[string]any{"Spread": workers >= 2})
 	if err != nil {
 		return err
 	}
@@ -119,13 +127,22 @@ func (u *upRun) ingress(ctx context.Context) error {
 	if in.Controller != "traefik" {
 		return fmt.Errorf("spec.ingress.controller: the lab runs traefik (ingress-nginx cannot be built offline), not %s", in.Controller)
 	}
+	onVIP := u.r.IngressOnVIP()
 	man, err := tmpl.Render("traefik.yaml.tmpl", map[string]any{"Rack": u.r.Metadata.Name, "Namespace": in.Namespace,
-		"Service": in.Service, "IP": in.IP, "Image": "docker.io/library/traefik:" + lab.TraefikVersion})
+		"Service": in.Service, "IP": in.IP, "Image": "docker.io/library/traefik:" + lab.TraefikVersion, "HostNetwork": onVIP})
 	if err != nil {
 		return err
 	}
 	if err := u.apply(ctx, "traefik.yaml", man); err != nil {
 		return err
+	}
+	if onVIP {
+		// Every node's traefik on its host network; the VIP's holder answers.
+		_, err := u.kubectl(ctx, "", "-n", in.Namespace, "rollout", "status", "daemonset/traefik", "--timeout", u.p.limit(IntervalAddOn).String())
+		if err != nil {
+			return u.fail(ctx, "traefik on every node", u.withRole(topology.RoleServer)[0], err)
+		}
+		return nil
 	}
 	return u.wait(ctx, IntervalAddOn, func() error {
 		out, err := u.kubectl(ctx, "", "-n", in.Namespace, "get", "service", in.Service, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")

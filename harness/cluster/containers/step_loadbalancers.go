@@ -44,7 +44,10 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 				sum := sha(u.r.Metadata.Name)
 				cfg, err := tmpl.Render("keepalived.conf.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
 					"Master": ka.Master() == n.name, "Interface": ka.Interface, "RouterID": ka.VirtualRouterID,
-					"Priority": m.Priority, "Password": sum[:8], "VIP": cp.Endpoint.Host, "Bits": admin.Bits()})
+					"Priority": m.Priority, "Password": sum[:8], "VIP": cp.Endpoint.Host, "Bits": admin.Bits(),
+					// A node without HAProxy (seed 000's servers) holds the VIP
+					// for as long as it is up: the API server answers there.
+					"TrackHAProxy": slices.Contains(units, "haproxy")})
 				if err != nil {
 					return err
 				}

@@ -47,12 +47,17 @@ func TestPodNetworkTemplates(t *testing.T) {
 			t.Errorf("routes.sh lacks %q:\n%s", want, script)
 		}
 	}
-	patch, err := tmpl.Render("coredns-spread.json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !json.Valid([]byte(patch)) {
-		t.Errorf("coredns-spread.json is not JSON:\n%s", patch)
+	for _, spread := range []bool{true, false} {
+		patch, err := tmpl.Render("coredns-spread.json", map[string]any{"Spread": spread})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid([]byte(patch)) {
+			t.Errorf("coredns-spread.json is not JSON:\n%s", patch)
+		}
+		if strings.Contains(patch, "podAntiAffinity") != spread {
+			t.Errorf("coredns-spread.json with Spread=%v:\n%s", spread, patch)
+		}
 	}
 }
 
