@@ -130,3 +130,26 @@ func TestFaultThatDidNotTakeEffectIsBroken(t *testing.T) {
 		t.Errorf("seen effect: err %v, failed %v, effect %+v", err, out.Failed(), out.Effect)
 	}
 }
+
+// A fault whose machines are chosen at injection is judged against the row
+// of that choice. Here the rack stays green throughout: the merged row (any)
+// holds, the chosen row's promise (the API down) is broken, as it must be
+// when the fault did not do what that choice promises.
+func TestJudgedAgainstTheChosenRow(t *testing.T) {
+	held, err := scenarios.Run(context.Background(), quickInput(t, &brokenFault{}))
+	if err != nil || held.Result.Verdict != matrix.Held {
+		t.Fatalf("without a chosen row: %s, %v", held.Result.Verdict, err)
+	}
+	in := quickInput(t, &brokenFault{})
+	chosen := quickRow()
+	chosen.Cells["api"] = matrix.Cell{During: matrix.Down, Within: d(100 * time.Millisecond)}
+	var asked fault.Recordable
+	in.Chosen = func(f fault.Recordable) *matrix.Row { asked = f; return chosen }
+	out, err := scenarios.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked == nil || out.Result.Verdict != matrix.Broken {
+		t.Errorf("judged against the chosen row: verdict %s (asked with %v)", out.Result.Verdict, asked)
+	}
+}

@@ -38,6 +38,11 @@ type ScenarioInput struct {
 	// is green, so that targets that depend on the rack's state (the etcd
 	// leader) are chosen then.
 	Build func(ctx context.Context) (fault.Recordable, error)
+	// Chosen, when set, gives the row to judge against once the fault is
+	// built and its machines chosen: the derived promises of that choice
+	// (promises.Derivation.ForTargets), stricter than Row, which holds for
+	// every choice. nil keeps Row.
+	Chosen func(f fault.Recordable) *matrix.Row
 	// Effect, when set, gives the effect the built fault must be seen to
 	// have once injected (fault.EffectOf): not seen within its budget, the
 	// drill is broken ("the fault did not take effect"), whatever the probes
@@ -248,6 +253,12 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	f, err := in.Build(ctx)
 	if err != nil {
 		return out, fmt.Errorf("build fault %s: %w", row.Fault, err)
+	}
+	if in.Chosen != nil {
+		if r := in.Chosen(f); r != nil {
+			log.Info("judged against the derived promises of the machines chosen at injection")
+			row = r
+		}
 	}
 	var effect *fault.Effect
 	if in.Effect != nil {

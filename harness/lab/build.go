@@ -288,3 +288,13 @@ func (b *Builder) Etcdutl(ctx context.Context) (string, error) {
 	}
 	return filepath.Join(dir, "etcdutl"), nil
 }
+
+// FRPS returns the path of frps (the frpc image's build), built on first use
+// and cached: the lab puts it on the VPS, as a rack's owner installs it there.
+func (b *Builder) FRPS(ctx context.Context) (string, error) {
+	dir, err := b.binaries(ctx, "frpc", frpBuild)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "frps"), nil
+}

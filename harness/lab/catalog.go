@@ -17,6 +17,7 @@ const (
 	PauseVersion      = "3.10"
 	MetalLBVersion    = "v0.15.2"
 	TraefikVersion    = "v3.6.12" // v3.7 needs modules the proxy refuses (DNS-provider SDKs, a containous fork)
+	FRPVersion        = "v0.70.1" // not on every module proxy: docs/lab.md, "FRP"
 	debianSuite       = "bookworm"
 	debianMirror      = "http://deb.debian.org/debian"
 )
@@ -40,6 +41,9 @@ type Image struct {
 	Deps []string
 	// Preload: the node image carries it, imported into containerd at boot.
 	Preload bool
+	// OnDemand: built only when named (a topology needs it, `rackdrill
+	// images NAME`), never by default: FRP's module is not on every proxy.
+	OnDemand bool
 	// Entrypoint of a FROM scratch image; Collect lists files of the rootfs
 	// (with their libraries) the image needs beside its binaries.
 	Entrypoint []string
@@ -154,6 +158,20 @@ var iptablesFiles = []string{"/usr/sbin/xtables-nft-multi", "/usr/sbin/iptables"
 	"/usr/sbin/iptables-restore", "/usr/sbin/ip6tables", "/usr/sbin/ip6tables-save", "/usr/sbin/ip6tables-restore",
 	"/usr/lib/x86_64-linux-gnu/xtables", "/usr/sbin/conntrack", "/usr/sbin/ip"}
 
+// frpBuild is FRP's frps and frpc. Its module is not on every Go module
+// proxy (not on the one these machines reach): GOPROXY then names a file
+// proxy that serves it, before the usual one.
+var frpBuild = &GoBuild{
+	Name: "frp", GoDirective: "1.25.0",
+	Require: []string{"github.com/fatedier/frp " + FRPVersion},
+	// The replace line of FRP's own go.mod (its yamux fork).
+	Replace:  []string{"github.com/hashicorp/yamux => github.com/fatedier/yamux v0.0.0-20250825093530-d0154be01cd6"},
+	Packages: []string{"github.com/fatedier/frp/cmd/frps", "github.com/fatedier/frp/cmd/frpc"},
+	Tags:     "noweb", LDFlags: "-s -w",
+	Hint: "FRP " + FRPVersion + " is not on this machine's Go module proxy: put a proxy that serves it first in GOPROXY, " +
+		"e.g. GOPROXY=file:///path/to/goproxy,$(go env GOPROXY) (docs/lab.md, \"FRP\")",
+}
+
 // catalog is every image of the lab.
 var catalog = map[string]*Image{}
 
@@ -196,6 +214,9 @@ func init() {
 		Aliases: []string{"rackdrill.dev/tunnel-client:latest"}, Deps: []string{"rootfs"},
 		Collect:    []string{"/usr/bin/ssh", "/etc/ssh/ssh_config", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"},
 		Entrypoint: []string{"/usr/bin/ssh"}, Preload: true, build: buildScratch})
+	add(&Image{Name: "frpc", Summary: "FRP " + FRPVersion + " client (frpc), built with the noweb tag",
+		Aliases: []string{"docker.io/fatedier/frpc:" + FRPVersion}, Go: frpBuild,
+		Bins: map[string]string{"frpc": "/frpc"}, Entrypoint: []string{"/frpc"}, OnDemand: true, build: buildScratch})
 	var preload []string
 	for _, img := range catalog {
 		if img.Preload {
@@ -219,9 +240,10 @@ func Names() []string {
 }
 
 // Alias is the name the cluster knows image name by (what the node image
-// preloads into containerd), or "" for an image that is not preloaded.
+// preloads into containerd, or what Up imports there for an image built on
+// demand), or "" for an image the cluster does not run.
 func Alias(name string) string {
-	if img, ok := catalog[name]; ok && img.Preload && len(img.Aliases) > 0 {
+	if img, ok := catalog[name]; ok && (img.Preload || img.OnDemand) && len(img.Aliases) > 0 {
 		return img.Aliases[0]
 	}
 	return ""
@@ -245,8 +267,10 @@ func Preloaded() []string {
 // are fresh in the cache.
 func buildOrder(names []string) ([]*Image, error) {
 	if len(names) == 0 {
-		for n := range catalog {
-			names = append(names, n)
+		for n, img := range catalog {
+			if !img.OnDemand {
+				names = append(names, n)
+			}
 		}
 	}
 	sort.Strings(names)

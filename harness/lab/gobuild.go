@@ -31,6 +31,11 @@ type GoBuild struct {
 	// Packages to build; each binary is named by the last path element.
 	Packages []string
 	LDFlags  string
+	// Hint is said when the build fails: what this machine may lack.
+	Hint string
+	// Tags are build tags (FRP's noweb: no dashboard, whose files its
+	// module leaves out).
+	Tags string
 	// Local builds a package of this repository instead of a build module.
 	Local bool
 }
@@ -45,6 +50,9 @@ func (g *GoBuild) fingerprint() string {
 		fmt.Fprintf(&b, "main %s\n%s\n", k, g.Mains[k])
 	}
 	fmt.Fprintf(&b, "ldflags %s\n", g.LDFlags)
+	if g.Tags != "" {
+		fmt.Fprintf(&b, "tags %s\n", g.Tags)
+	}
 	return b.String()
 }
 
@@ -112,6 +120,9 @@ func (b *Builder) binariesFor(ctx context.Context, image string, g *GoBuild, arc
 	if g.LDFlags != "" {
 		args = append(args, "-ldflags", g.LDFlags)
 	}
+	if g.Tags != "" {
+		args = append(args, "-tags", g.Tags)
+	}
 	args = append(args, g.Packages...)
 	cmd := b.cmdr.Command(ctx, "go", args...)
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + arch, "GOFLAGS=", "GOWORK=off"}
@@ -121,6 +132,9 @@ func (b *Builder) binariesFor(ctx context.Context, image string, g *GoBuild, arc
 	cmd.SetEnv(env...)
 	if err := exec.Run(cmd.SetDir(dir)); err != nil {
 		_ = os.RemoveAll(tmp)
+		if g.Hint != "" {
+			err = fmt.Errorf("%w\n%s", err, g.Hint)
+		}
 		return "", &StepError{Image: image, Step: "go build " + strings.Join(g.Packages, " "), Err: err}
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".done"), nil, 0o644); err != nil {

@@ -56,6 +56,30 @@ type Derivation struct {
 	// promises this rack can keep. Drills are judged against it.
 	Matrix *matrix.Matrix `json:"-"`
 	Rows   []Row          `json:"rows"`
+	// choices are, for a row whose machines are chosen at injection (the
+	// etcd leader), the row each choice promises; Matrix holds what every
+	// choice keeps.
+	choices map[string][]choice
+}
+
+type choice struct {
+	machines []string
+	row      matrix.Row
+}
+
+// ForTargets is the row of fault when the drill took exactly the machines
+// given (in any order): stricter than the Matrix's row, which must hold
+// whichever machines are chosen. nil when the row's promises do not depend
+// on the choice, or no choice took those machines.
+func (d *Derivation) ForTargets(fault string, machines []string) *matrix.Row {
+	want := slices.Sorted(slices.Values(machines))
+	for _, c := range d.choices[fault] {
+		if slices.Equal(c.machines, want) {
+			row := copyRow(c.row)
+			return &row
+		}
+	}
+	return nil
 }
 
 // Differs reports whether the row differs from the document's on this rack:
@@ -109,7 +133,13 @@ func Derive(m *matrix.Matrix, r *topology.Rack, p topology.ProviderName) (*Deriv
 			// The power drill promises an order of halts, not cells; a
 			// fault on cluster objects takes no machine with it.
 		default:
-			row, reasons := deriveRow(m, r, doc, pl)
+			row, reasons, chosen := deriveRow(m, r, doc, pl)
+			if len(chosen) > 1 {
+				if d.choices == nil {
+					d.choices = map[string][]choice{}
+				}
+				d.choices[doc.Fault] = chosen
+			}
 			dr.Reasons = reasons
 			dr.Changes = changes(doc, row)
 			out.Rows[i] = row
@@ -125,11 +155,14 @@ type outcome struct {
 	reasons []string
 }
 
-func deriveRow(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.Plan) (matrix.Row, []string) {
+func deriveRow(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.Plan) (matrix.Row, []string, []choice) {
 	var outs []outcome
+	var chosen []choice
 	choices := combinations(pl.Loses.Of, pl.Loses.Count)
-	for _, choice := range choices {
-		outs = append(outs, deriveChoice(m, r, doc, pl, choice))
+	for _, c := range choices {
+		o := deriveChoice(m, r, doc, pl, c)
+		outs = append(outs, o)
+		chosen = append(chosen, choice{machines: slices.Sorted(slices.Values(c)), row: o.row})
 	}
 	row := outs[0].row
 	for _, o := range outs[1:] {
@@ -155,7 +188,7 @@ func deriveRow(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.Plan
 			row.Cells[p] = c
 		}
 	}
-	return row, reasons
+	return row, reasons, chosen
 }
 
 // deriveChoice derives the row when the fault takes the machines of choice.

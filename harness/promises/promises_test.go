@@ -220,3 +220,37 @@ func TestSeed004(t *testing.T) {
 		t.Errorf("unkeepable %+v", d.Unkeepable())
 	}
 }
+
+// The converged lab (seed 000's shape): server-kill-1 takes the etcd leader,
+// either server. Whichever it is, the quorum goes; only server-1's loss also
+// moves the VIP, and the LAN with it. The matrix's row must hold for both
+// (the LAN's looser blip); each choice is judged by its own, stricter row.
+func TestConvergedLabJudgesEachChoice(t *testing.T) {
+	m, d := derive(t, "lab-converged.yaml", "")
+	doc := m.Row("server-kill-1").Cells["lan"]
+	moved := d.ForTargets("server-kill-1", []string{"server-1"})
+	stays := d.ForTargets("server-kill-1", []string{"server-2"})
+	if moved == nil || stays == nil {
+		t.Fatalf("server-kill-1: no row per choice (%v, %v)", moved, stays)
+	}
+	merged := cell(t, d, "server-kill-1", "lan")
+	if c := stays.Cells["lan"]; c.During != matrix.Up || c.Within.Duration != doc.Within.Duration {
+		t.Errorf("server-2 lost, the VIP stays: lan %s, want the documented %s", promises.Describe(c), promises.Describe(doc))
+	}
+	if c := moved.Cells["lan"]; c.During != matrix.Up || c.Within.Duration <= doc.Within.Duration || c.Within != merged.Within {
+		t.Errorf("server-1 lost, the VIP moves: lan %s, want the VIP's failover %s", promises.Describe(c), promises.Describe(merged))
+	}
+	for _, row := range []*matrix.Row{moved, stays} {
+		if c := row.Cells["api"]; c.During != matrix.Down {
+			t.Errorf("either server lost loses the quorum: api %s", promises.Describe(c))
+		}
+	}
+	if d.ForTargets("server-kill-1", []string{"worker-1"}) != nil || d.ForTargets("nfs-lost", []string{"storage-1"}) != nil {
+		t.Error("a row per choice only for the machines a choice takes, and only where the fault chooses")
+	}
+
+	// worker-lost: worker-1 is the one worker that runs the apps.
+	if na := d.Row("worker-lost").NotApplicable; !strings.Contains(na, "1 node(s) that run the apps") {
+		t.Errorf("worker-lost: %q", na)
+	}
+}

@@ -49,6 +49,23 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	in.Build = func(ctx context.Context) (fault.Recordable, error) {
 		return fault.Build(ctx, row.Fault, runBinder{e}, e.Rack, e.Provider)
 	}
+	// A fault whose machines are chosen at injection (the etcd leader) is
+	// judged against that choice's derived promises, not the looser ones
+	// every choice keeps.
+	in.Chosen = func(f fault.Recordable) *matrix.Row {
+		ds, ok := f.(fault.Described)
+		if !ok || e.Derivation == nil {
+			return nil
+		}
+		inject, _ := ds.Steps()
+		var machines []string
+		for _, s := range inject {
+			if e.Rack.Node(s.Where) != nil && !slices.Contains(machines, s.Where) {
+				machines = append(machines, s.Where)
+			}
+		}
+		return e.Derivation.ForTargets(row.Fault, machines)
+	}
 	in.Effect = func(f fault.Recordable) (fault.Effect, error) {
 		return fault.EffectOf(f, runBinder{e}, e.Rack, e.Provider)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -46,6 +47,23 @@ func (u *upRun) preflight(ctx context.Context) error {
 	}
 	if u.r.Spec.Kubernetes.Version != lab.KubernetesVersion {
 		return fmt.Errorf("spec.kubernetes.version: the lab's images are %s, not %s", lab.KubernetesVersion, u.r.Spec.Kubernetes.Version)
+	}
+	if t := u.r.Spec.Tunnel; t != nil && t.Type == topology.TunnelFRP {
+		// FRP is built only for a rack that runs it (seconds once cached).
+		out := u.p.progress
+		if out == nil {
+			out = io.Discard
+		}
+		b, err := lab.NewRepoBuilder(out)
+		if err != nil {
+			return err
+		}
+		if _, err := b.Build(ctx, "frpc"); err != nil {
+			return fmt.Errorf("spec.tunnel.type frp: %w", err)
+		}
+		if u.frps, err = b.FRPS(ctx); err != nil {
+			return fmt.Errorf("spec.tunnel.type frp: %w", err)
+		}
 	}
 	if err := os.MkdirAll(u.p.artifacts, 0o755); err != nil {
 		return err

@@ -107,7 +107,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"install MetalLB (layer 2)", u.metallb},
 		{"install the ingress controller", u.ingress},
 		{"deploy the probe workloads and the demo app", u.workloads},
-		{"start the tunnel to the VPS (ssh -R)", u.tunnel},
+		{"start the tunnel to the VPS (frps and frpc, or ssh -R)", u.tunnel},
 		{"start the UPS (NUT, dummy-ups, upsmon with the rack's shutdown)", u.ups},
 	}
 	for i, s := range steps {
@@ -171,6 +171,7 @@ type upRun struct {
 	knownHosts string              // sshAccess: every machine's host key
 	podCIDRs   map[string]string   // podNetwork: each node's pod range
 	ap         *rackclient.Applier // the first step that applies a manifest
+	frps       string              // preflight: frps's binary, for an FRP tunnel
 }
 
 // each runs fn on the nodes in parallel and joins their errors.

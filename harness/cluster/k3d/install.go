@@ -2,13 +2,10 @@ package k3d
 
 import (
 	"context"
-	"crypto/rand"
 	"embed"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,7 +14,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/cluster/frp"
 	"rackdrill.dev/rackdrill/harness/internal/render"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/rackclient"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -25,15 +24,12 @@ import (
 
 // The images a k3d rack pulls from the Internet, pinned.
 const (
-	FRPVersion          = "v0.61.0"
-	FRPSImage           = "docker.io/fatedier/frps:" + FRPVersion
-	FRPCImage           = "docker.io/fatedier/frpc:" + FRPVersion
+	FRPSImage           = "docker.io/fatedier/frps:" + lab.FRPVersion
+	FRPCImage           = "docker.io/fatedier/frpc:" + lab.FRPVersion
 	NFSServerImage      = "docker.io/erichough/nfs-server:2.2.1"
 	CSINFSImage         = "registry.k8s.io/sig-storage/nfsplugin:v4.11.0"
 	CSIProvisionerImage = "registry.k8s.io/sig-storage/csi-provisioner:v5.2.0"
 	CSIRegistrarImage   = "registry.k8s.io/sig-storage/csi-node-driver-registrar:v2.13.0"
-	// FRPSPort is where frps takes frpc's connection.
-	FRPSPort = 7000
 )
 
 //go:embed templates
@@ -105,38 +101,17 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 		if err != nil {
 			return nil, err
 		}
-		type port struct {
-			Name           string
-			Public, Target int
-		}
-		var ports []port
-		for _, p := range t.Ports {
-			name := p.Name
-			if name == "" {
-				name = "port-" + strconv.Itoa(p.Public)
-			}
-			ports = append(ports, port{name, p.Public, p.Target})
-		}
-		target := t.Target
-		if target == "" && r.Spec.Ingress != nil {
-			target = r.Spec.Ingress.IP
-		}
-		m, err := tmpl.Render("frpc.yaml.tmpl", map[string]any{"Namespace": t.Client.Namespace, "Deployment": t.Client.Deployment,
-			"Server": server.String(), "ServerPort": FRPSPort, "Token": token, "Ports": ports, "Target": target, "Image": FRPCImage})
+		m, err := frp.ClientManifest(r, server.String(), token, FRPCImage)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Manifest{Name: "frpc", YAML: m})
+		out = append(out, m)
 	}
 	return out, nil
 }
 
 // NewToken is a fresh secret shared by frpc and frps.
-func NewToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func NewToken() string { return frp.NewToken() }
 
 // Install applies the manifests (server-side apply), gives K3s's Traefik the
 // documented ingress IP and deploys the probe workloads on the NFS

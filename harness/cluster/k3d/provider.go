@@ -16,6 +16,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
+	"rackdrill.dev/rackdrill/harness/cluster/frp"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -244,7 +245,7 @@ func (p *Provider) machines(ctx context.Context, r *topology.Rack, token string)
 			return err
 		}
 		conf := filepath.Join(p.artifacts, "frps.toml")
-		if err := os.WriteFile(conf, []byte(fmt.Sprintf("bindPort = %d\nauth.method = \"token\"\nauth.token = %q\n", FRPSPort, token)), 0o600); err != nil {
+		if err := os.WriteFile(conf, []byte(frp.ServerConfig(token)), 0o600); err != nil {
 			return err
 		}
 		abs, err := filepath.Abs(conf)
