@@ -1,6 +1,8 @@
 package topology_test
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -187,5 +189,41 @@ func TestMergeKeysAndInferredDistribution(t *testing.T) {
 	}
 	if d := r.Spec.Kubernetes.Distribution; d != topology.DistributionK3s {
 		t.Errorf("distribution %q for version %s, want k3s", d, r.Spec.Kubernetes.Version)
+	}
+}
+
+// An alias bomb: a 9 KB topology whose tlsSANs repeat, 1,500 times, an alias
+// of nested lists (a billion strings, were they expanded). It is refused
+// without expanding them, and the error prints a bounded number of lines,
+// the first problems first, with how many more there are.
+func TestAliasBombIsRefusedBriefly(t *testing.T) {
+	lab, err := os.ReadFile("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bomb strings.Builder
+	bomb.WriteString("x-anchors:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n")
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&bomb, "  a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d,", i-1), 10), ","))
+	}
+	s := strings.Replace(string(lab), "spec:\n", bomb.String()+"spec:\n", 1)
+	s = strings.Replace(s, "tlsSANs: [api.lab.rackdrill.local]", "tlsSANs: ["+strings.TrimSuffix(strings.Repeat("*a8,", 1500), ",")+"]", 1)
+	if len(s) > 10_000 {
+		t.Fatalf("the bomb is %d bytes, want a file under 10 KB", len(s))
+	}
+	path := filepath.Join(t.TempDir(), "bomb.yaml")
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = topology.Load(path)
+	var fe *topology.FileError
+	if !errors.As(err, &fe) {
+		t.Fatalf("the alias bomb: %v", err)
+	}
+	msg := err.Error()
+	if lines := strings.Count(msg, "\n") + 1; lines > 30 || len(fe.Errors) < 1500 ||
+		!strings.Contains(msg, fmt.Sprintf("and %d more problems", len(fe.Errors)-25)) ||
+		!strings.Contains(msg, "spec.controlPlane.tlsSANs[0]: Invalid value: must be a string, not a list") {
+		t.Errorf("%d problems, printed in %d lines:\n%s", len(fe.Errors), lines, msg)
 	}
 }
