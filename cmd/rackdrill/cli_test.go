@@ -209,6 +209,13 @@ func TestPlanDerivesEachExampleRack(t *testing.T) {
 		t.Errorf("seed 002 applicable rows %s", got)
 	}
 
+	// Its NAS is an appliance without systemd: the plan says its dead-man
+	// timer is a shell timer.
+	nfs, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed002.example.yaml", "--fault", "nfs-lost")
+	if code != 0 || !strings.Contains(nfs, "mycloud-ex2  dead-man timer (a detached shell timer, setsid sleep 2m0s, for a machine without systemd") {
+		t.Errorf("seed 002 nfs-lost: exit %d %s\n%s", code, errOut, nfs)
+	}
+
 	seed004, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed004.example.yaml", "--fault", "server-kill-1")
 	if code != 0 || !strings.Contains(seed004, "worker-lost's promises apply") || !strings.Contains(seed004, "apps=up(blip<=1m30s") || strings.Contains(seed004, "QUORUM") {
 		t.Errorf("seed 004 server-kill-1: exit %d %s\n%s", code, errOut, seed004)

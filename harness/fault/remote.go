@@ -27,6 +27,9 @@ type RemoteStep struct {
 	Revert string `json:"revert"`
 	// DeadMan is the delay of the machine's dead-man timer.
 	DeadMan time.Duration `json:"deadMan"`
+	// Timer is how that timer runs: systemd-run (empty: the default) or a
+	// detached shell timer, for a machine without systemd.
+	Timer topology.DeadManTimer `json:"timer,omitempty"`
 }
 
 // ServiceSteps are the steps that take service svc down on each node, with the
@@ -35,7 +38,7 @@ func ServiceSteps(r *topology.Rack, svc topology.Service, nodes ...string) []Rem
 	var out []RemoteStep
 	for _, n := range nodes {
 		c := r.ServiceCommands(svc, n)
-		out = append(out, RemoteStep{Node: n, Inject: c.Stop, Revert: c.Start, DeadMan: r.DeadMan(n)})
+		out = append(out, RemoteStep{Node: n, Inject: c.Stop, Revert: c.Start, DeadMan: r.DeadMan(n), Timer: r.DeadManTimer(n)})
 	}
 	return out
 }
@@ -132,21 +135,56 @@ func machines(steps []RemoteStep) []string {
 	return out
 }
 
+// timer is how a machine's dead-man timer runs (its first step's).
+func timer(steps []RemoteStep, node string) topology.DeadManTimer {
+	for _, s := range steps {
+		if s.Node == node && s.Timer != "" {
+			return s.Timer
+		}
+	}
+	return topology.TimerSystemdRun
+}
+
+// ShellTimerDir is where a shell dead-man timer keeps its script and the
+// process group to cancel: on disk, not /run, since a NAS appliance may not
+// have it. A variable for the tests, which run the timer on this machine.
+var ShellTimerDir = "/var/tmp/rackdrill-deadman"
+
 // armCommand is the command that puts generation gen of a machine's
 // dead-man timer on it.
 func (f *Remote) armCommand(node string, gen int) []string {
+	secs := int(deadMan(f.Cmds, node).Round(time.Second) / time.Second)
+	if timer(f.Cmds, node) == topology.TimerShell {
+		// A session of its own (setsid), so that the SSH session's end does
+		// not take it along and its cancel kills the sleep with it; the
+		// script is a file, so that no quoting is nested.
+		unit := f.unit(gen)
+		return []string{"sh", "-c", fmt.Sprintf(`set -e; d=%s; mkdir -p "$d"; printf '%%s
+' %s > "$d/%s.sh"
+nohup setsid sh -c 'sleep %d; sh "$1"; rm -f "$1" "$1.pid"' deadman "$d/%s.sh" </dev/null >/dev/null 2>&1 &
+echo $! > "$d/%s.sh.pid"`, ShellTimerDir, exec.Quote(DeadManScript(f.Cmds, node)), unit, secs, unit, unit)}
+	}
 	return []string{"systemd-run", "--quiet", "--unit=" + f.unit(gen),
 		"--description=rackdrill dead-man timer: reverts " + f.name + " if the harness is gone",
-		fmt.Sprintf("--on-active=%ds", int(deadMan(f.Cmds, node).Round(time.Second)/time.Second)),
+		fmt.Sprintf("--on-active=%ds", secs),
 		"--timer-property=AccuracySec=1s",
 		"/bin/sh", "-c", DeadManScript(f.Cmds, node)}
 }
 
 // disarmCommand cancels every dead-man timer of the fault on a machine (and
 // forgets a timer that already fired).
-func (f *Remote) disarmCommand() []string {
+func (f *Remote) disarmCommand(node string) []string {
 	u := DeadManUnit(f.ID)
+	if timer(f.Cmds, node) == topology.TimerShell {
+		return []string{"sh", "-c", cancelShell(u + "-*")}
+	}
 	return []string{"sh", "-c", fmt.Sprintf("systemctl stop '%s-*.timer' '%s-*.service'; systemctl reset-failed '%s-*' 2>/dev/null; true", u, u, u)}
+}
+
+// cancelShell kills the shell timers matching glob (their whole session:
+// the sleep goes too) and removes their files.
+func cancelShell(glob string) string {
+	return fmt.Sprintf(`for p in %s/%s.sh.pid; do [ -f "$p" ] || continue; kill -TERM -- "-$(cat "$p")" 2>/dev/null; rm -f "$p" "${p%%.pid}"; done; true`, ShellTimerDir, glob)
 }
 
 // arm puts the next generation of a machine's timer on it, then cancels the
@@ -159,13 +197,17 @@ func (f *Remote) arm(ctx context.Context, n cluster.Node) error {
 	f.mu.Unlock()
 	argv := f.armCommand(node, next)
 	if err := exec.Run(n.Command(ctx, argv[0], argv[1:]...)); err != nil {
-		return fmt.Errorf("node %s: put the dead-man timer (systemd-run): %w", node, err)
+		return fmt.Errorf("node %s: put the dead-man timer (%s): %w", node, timer(f.Cmds, node), err)
 	}
 	f.mu.Lock()
 	f.gen[node] = next
 	f.mu.Unlock()
 	if prev > 0 {
-		if err := exec.Run(n.Command(ctx, "systemctl", "stop", f.unit(prev)+".timer")); err != nil {
+		cancel := []string{"systemctl", "stop", f.unit(prev) + ".timer"}
+		if timer(f.Cmds, node) == topology.TimerShell {
+			cancel = []string{"sh", "-c", cancelShell(f.unit(prev))}
+		}
+		if err := exec.Run(n.Command(ctx, cancel[0], cancel[1:]...)); err != nil {
 			f.log.Info("could not cancel the previous dead-man timer (it reverts nothing the next one would not)", "node", node, "unit", f.unit(prev), "err", err.Error())
 		}
 	}
@@ -260,7 +302,7 @@ func (f *Remote) Revert(ctx context.Context) error {
 		}
 		n, err := f.node(ctx, node)
 		if err == nil {
-			argv := f.disarmCommand()
+			argv := f.disarmCommand(node)
 			err = exec.Run(n.Command(ctx, argv[0], argv[1:]...))
 		}
 		if err != nil {

@@ -155,3 +155,75 @@ func TestNodePowerRevertOutlastsAnInFlightKill(t *testing.T) {
 		t.Errorf("running %v after %d starts; want running after a second start", up, n.starts)
 	}
 }
+
+// localNode runs its commands on this machine: the shell dead-man timer
+// needs only sh, setsid and sleep, as on a machine without systemd.
+type localNode struct{ recordingNode }
+
+func (n localNode) Command(ctx context.Context, name string, args ...string) rexec.Cmd {
+	return rexec.Local{}.Command(ctx, name, args...)
+}
+
+// A machine without systemd (a NAS appliance) gets a detached shell timer:
+// armed, it reverts by itself when the harness is gone; cancelled, it
+// reverts nothing and leaves no process or file; the plan says which timer.
+func TestShellDeadManTimer(t *testing.T) {
+	ShellTimerDir = t.TempDir()
+	defer func() { ShellTimerDir = "/var/tmp/rackdrill-deadman" }()
+	out := filepath.Join(t.TempDir(), "reverted")
+	steps := []RemoteStep{{Node: "nas", Inject: "true", Revert: "echo reverted >> " + out, DeadMan: time.Second, Timer: topology.TimerShell}}
+	node := localNode{recordingNode{name: "nas"}}
+	f := NewRemote("nfs-lost", nodeList{node}, logr.Discard(), steps...)
+	ctx := context.Background()
+
+	inject, _ := f.Steps()
+	if !strings.Contains(inject[0].Action, "a detached shell timer, setsid sleep 1s, for a machine without systemd") {
+		t.Errorf("the plan says %q", inject[0].Action)
+	}
+
+	// The harness dies after arming: the timer fires and reverts.
+	if err := f.arm(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { b, _ := os.ReadFile(out); return string(b) == "reverted\n" })
+	waitFor(t, 5*time.Second, func() bool { m, _ := filepath.Glob(filepath.Join(ShellTimerDir, "*")); return len(m) == 0 })
+
+	// Re-armed then cancelled (a revert that succeeded): nothing fires, the
+	// sleeping session is killed, the files are gone.
+	os.Remove(out)
+	if err := f.arm(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	pids, _ := filepath.Glob(filepath.Join(ShellTimerDir, "*.pid"))
+	if len(pids) != 1 {
+		t.Fatalf("armed: %v", pids)
+	}
+	pid, _ := os.ReadFile(pids[0])
+	argv := f.disarmCommand("nas")
+	if err := rexec.Run(node.Command(ctx, argv[0], argv[1:]...)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // past the delay: a live timer would have fired
+	if b, err := os.ReadFile(out); err == nil {
+		t.Errorf("a cancelled timer reverted: %q", b)
+	}
+	if left, _ := filepath.Glob(filepath.Join(ShellTimerDir, "*")); len(left) != 0 {
+		t.Errorf("files left: %v", left)
+	}
+	// Gone, or a zombie its new parent has not reaped yet: not running.
+	if stat, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/stat"); err == nil {
+		if f := strings.Fields(string(stat)); len(f) > 2 && f[2] != "Z" {
+			t.Errorf("the timer's session %s still runs: %s", strings.TrimSpace(string(pid)), stat)
+		}
+	}
+}
+
+func waitFor(t *testing.T, limit time.Duration, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("not within %s", limit)
+}

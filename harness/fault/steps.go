@@ -59,7 +59,11 @@ func (f *Remote) Steps() (inject, revert []Step) {
 	for _, s := range f.Cmds {
 		if !armed[s.Node] {
 			armed[s.Node] = true
-			inject = append(inject, Step{s.Node, fmt.Sprintf("dead-man timer (systemd-run --on-active=%s, re-armed while rackdrill runs) that runs every revert of this machine below by itself, last step first", deadMan(f.Cmds, s.Node))})
+			how := fmt.Sprintf("systemd-run --on-active=%s", deadMan(f.Cmds, s.Node))
+			if timer(f.Cmds, s.Node) == topology.TimerShell {
+				how = fmt.Sprintf("a detached shell timer, setsid sleep %s, for a machine without systemd", deadMan(f.Cmds, s.Node))
+			}
+			inject = append(inject, Step{s.Node, fmt.Sprintf("dead-man timer (%s, re-armed while rackdrill runs) that runs every revert of this machine below by itself, last step first", how)})
 		}
 		inject = append(inject, Step{s.Node, "sh -c " + exec.Quote(s.Inject)})
 	}

@@ -136,6 +136,19 @@ func (r *Rack) DeadMan(node string) time.Duration {
 	return d
 }
 
+// DeadManTimer is how node's dead-man timer runs: its own, the rack's, or
+// systemd-run.
+func (r *Rack) DeadManTimer(node string) DeadManTimer {
+	t := TimerSystemdRun
+	if r.Spec.SSH != nil && r.Spec.SSH.DeadManTimer != "" {
+		t = r.Spec.SSH.DeadManTimer
+	}
+	if n := r.Node(node); n != nil && n.SSH != nil && n.SSH.DeadManTimer != "" {
+		t = n.SSH.DeadManTimer
+	}
+	return t
+}
+
 func (r *Rack) tunnelType() TunnelType {
 	if r.Spec.Tunnel == nil {
 		return TunnelFRP

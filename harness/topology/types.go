@@ -345,10 +345,24 @@ type SSH struct {
 	// re-arms the timer; if the harness disappears the timer reverts the
 	// fault by itself within this delay. Default 2m.
 	DeadMan metav1.Duration `json:"deadMan,omitempty"`
+	// DeadManTimer is how the dead-man timer runs on the machine:
+	// "systemd-run" (the default: a transient systemd timer) or "shell" (a
+	// detached `sleep` in a session of its own, for a machine without
+	// systemd, such as a NAS appliance). The plan says which.
+	DeadManTimer DeadManTimer `json:"deadManTimer,omitempty"`
 	// Services are the commands that take a machine's services down and up
 	// again; what is left out takes the defaults of the distribution.
 	Services *Services `json:"services,omitempty"`
 }
+
+// DeadManTimer is how a machine's dead-man timer runs.
+type DeadManTimer string
+
+// The dead-man timers.
+const (
+	TimerSystemdRun DeadManTimer = "systemd-run"
+	TimerShell      DeadManTimer = "shell"
+)
 
 // Services are the shell commands (run with sh -c, through sudo when the
 // inventory says so) that faults run on a real machine, per service.

@@ -238,6 +238,9 @@ func (v *validator) ssh() {
 		if s.Port < 0 || s.Port > 65535 {
 			v.add(field.Invalid(p.Child("port"), s.Port, "must be a TCP port"))
 		}
+		if t := s.DeadManTimer; t != "" && t != TimerSystemdRun && t != TimerShell {
+			v.add(field.NotSupported(p.Child("deadManTimer"), t, []DeadManTimer{TimerSystemdRun, TimerShell}))
+		}
 	}
 	check(field.NewPath("spec", "ssh"), v.r.Spec.SSH)
 	for i := range v.r.Spec.Nodes {
