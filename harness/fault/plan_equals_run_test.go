@@ -55,8 +55,8 @@ type opNode struct {
 func (n opNode) Command(ctx context.Context, name string, args ...string) rexec.Cmd {
 	argv := append([]string{name}, args...)
 	switch {
-	case name == "systemd-run":
-		n.log.add(n.name, "arm")
+	case name == "systemd-run", name == "sh" && len(args) == 2 && strings.Contains(args[1], "nohup setsid"):
+		n.log.add(n.name, "arm") // systemd-run's timer, or the shell timer of a machine without systemd
 	case name == "sh" && len(args) == 2 && strings.Contains(args[1], "rackdrill-deadman"):
 		n.log.add(n.name, "disarm")
 	case name == "sh" && len(args) == 2 && args[0] == "-c":
