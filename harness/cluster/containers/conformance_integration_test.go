@@ -83,7 +83,7 @@ func conformanceOnLab(ctx context.Context, t *testing.T, env *framework.Env) {
 		r.Spec.Ingress = &in
 		tg := *target
 		tg.Rack = &r
-		fails(&tg, "the ingress Service holds", "spec.ingress.ip: documented "+in.IP, `holds "`+env.Rack.Spec.Ingress.IP+`"`)
+		fails(&tg, "the ingress Service", "spec.ingress.ip: documented "+in.IP, `holds "`+env.Rack.Spec.Ingress.IP+`"`)
 	})
 
 	t.Run("a missing taint", func(t *testing.T) {
