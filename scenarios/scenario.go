@@ -256,7 +256,6 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	}
 	if in.Chosen != nil {
 		if r := in.Chosen(f); r != nil {
-			log.Info("judged against the derived promises of the machines chosen at injection")
 			row = r
 		}
 	}

@@ -444,8 +444,13 @@ func init() {
 				if i < 0 {
 					why = "no worker runs the apps: there is no worker to lose"
 				}
-				if tainted := len(r.NodesWithRole(topology.RoleWorker)) - len(slices.DeleteFunc(slices.Clone(apps),
-					func(n *topology.Node) bool { return !n.HasRole(topology.RoleWorker) })); tainted > 0 {
+				tainted := 0
+				for _, n := range r.NodesWithRole(topology.RoleWorker) {
+					if !r.RunsApps(n) {
+						tainted++
+					}
+				}
+				if tainted > 0 {
 					why += fmt.Sprintf(" (%d tainted worker(s) run only what tolerates their taint)", tainted)
 				}
 				return Plan{Why: why}

@@ -505,8 +505,8 @@ func memberList(k *topology.Keepalived) string {
 func taintList(ts []topology.Taint) string {
 	var out []string
 	for _, t := range ts {
-		if t.Effect == "NoSchedule" || t.Effect == "NoExecute" {
-			out = append(out, fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect))
+		if t.KeepsAppsOff() {
+			out = append(out, t.String())
 		}
 	}
 	return strings.Join(out, ", ")

@@ -66,7 +66,7 @@ func (r *Rack) RunsApps(n *Node) bool {
 	default:
 		return false
 	}
-	return !slices.ContainsFunc(n.Taints, func(t Taint) bool { return t.Effect == "NoSchedule" || t.Effect == "NoExecute" })
+	return !slices.ContainsFunc(n.Taints, Taint.KeepsAppsOff)
 }
 
 // AppNodes are the nodes that run the apps (RunsApps), in file order.

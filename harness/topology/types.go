@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 
@@ -175,6 +176,13 @@ type Taint struct {
 	Value  string `json:"value,omitempty"`
 	Effect string `json:"effect"`
 }
+
+// KeepsAppsOff says whether the taint keeps untolerating pods, the rack's
+// apps among them, off its node (NoSchedule, NoExecute), unlike
+// PreferNoSchedule.
+func (t Taint) KeepsAppsOff() bool { return t.Effect == "NoSchedule" || t.Effect == "NoExecute" }
+
+func (t Taint) String() string { return fmt.Sprintf("%s=%s:%s", t.Key, t.Value, t.Effect) }
 
 // ControlPlane is the API endpoint and how it is kept available.
 type ControlPlane struct {

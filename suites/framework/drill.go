@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -64,7 +65,11 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 				machines = append(machines, s.Where)
 			}
 		}
-		return e.Derivation.ForTargets(row.Fault, machines)
+		chosen := e.Derivation.ForTargets(row.Fault, machines)
+		if chosen != nil && !reflect.DeepEqual(*chosen, *row) {
+			e.Log.Info("judged against the derived promises of the machines chosen at injection", "fault", row.Fault, "machines", machines)
+		}
+		return chosen
 	}
 	in.Effect = func(f fault.Recordable) (fault.Effect, error) {
 		return fault.EffectOf(f, runBinder{e}, e.Rack, e.Provider)

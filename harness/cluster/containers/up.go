@@ -85,33 +85,53 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 			}
 		}
 	}()
+	// skip, when set, says why the rack has nothing for a step to do.
+	skip := func(absent bool, why string) string {
+		if absent {
+			return why
+		}
+		return ""
+	}
+	cp := r.Spec.ControlPlane
+	var lbParts []string
+	if cp.Keepalived != nil {
+		lbParts = append(lbParts, "keepalived")
+	}
+	if cp.HAProxy != nil {
+		lbParts = append(lbParts, "HAProxy")
+	}
 	steps := []struct {
 		name string
 		fn   func(context.Context) error
+		skip string
 	}{
-		{"check images and Docker", u.preflight},
-		{"create networks", u.networks},
-		{"start the Internet vantage point", u.vantage},
-		{"start machines", u.machines},
-		{"wait for systemd on every machine", u.boot},
-		{"SSH access: the rack's key, known_hosts, checked", u.sshAccess},
-		{"start the API load balancers (keepalived + HAProxy)", u.loadBalancers},
-		{"start the NAS (nfs-ganesha)", u.nas},
-		{"start containerd and import the preloaded images", u.runtimes},
-		{"kubeadm init on the first server", u.kubeadmInit},
-		{"join the other servers (stacked etcd)", u.joinServers},
-		{"join the workers", u.joinWorkers},
-		{"configure pod networking (ptp, routes)", u.podNetwork},
-		{"wait for every node Ready", u.nodesReady},
-		{"run CoreDNS on the workers, one per node", u.spreadDNS},
-		{"install MetalLB (layer 2)", u.metallb},
-		{"install the ingress controller", u.ingress},
-		{"deploy the probe workloads and the demo app", u.workloads},
-		{"start the tunnel to the VPS (frps and frpc, or ssh -R)", u.tunnel},
-		{"start the UPS (NUT, dummy-ups, upsmon with the rack's shutdown)", u.ups},
+		{"check images and Docker", u.preflight, ""},
+		{"create networks", u.networks, ""},
+		{"start the Internet vantage point", u.vantage, ""},
+		{"start machines", u.machines, ""},
+		{"wait for systemd on every machine", u.boot, ""},
+		{"SSH access: the rack's key, known_hosts, checked", u.sshAccess, ""},
+		{"start the API load balancers (" + strings.Join(lbParts, " + ") + ")", u.loadBalancers, skip(len(lbParts) == 0, "the API endpoint has no keepalived or HAProxy")},
+		{"start the NAS (nfs-ganesha)", u.nas, ""},
+		{"start containerd and import the preloaded images", u.runtimes, ""},
+		{"kubeadm init on the first server", u.kubeadmInit, ""},
+		{"join the other servers (stacked etcd)", u.joinServers, ""},
+		{"join the workers", u.joinWorkers, ""},
+		{"configure pod networking (ptp, routes)", u.podNetwork, ""},
+		{"wait for every node Ready", u.nodesReady, ""},
+		{"run CoreDNS on the workers, one per node", u.spreadDNS, ""},
+		{"install MetalLB (layer 2)", u.metallb, skip(r.Spec.MetalLB == nil, "the rack has no MetalLB")},
+		{"install the ingress controller", u.ingress, ""},
+		{"deploy the probe workloads and the demo app", u.workloads, ""},
+		{"start the tunnel to the VPS (frps and frpc, or ssh -R)", u.tunnel, skip(r.Spec.Tunnel == nil, "the rack has no tunnel")},
+		{"start the UPS (NUT, dummy-ups, upsmon with the rack's shutdown)", u.ups, ""},
 	}
 	for i, s := range steps {
 		t0 := time.Now()
+		if s.skip != "" {
+			p.step(fmt.Sprintf("[%2d/%d] %s: nothing to do, %s", i+1, len(steps), s.name, s.skip))
+			continue
+		}
 		p.step(fmt.Sprintf("[%2d/%d] %s", i+1, len(steps), s.name))
 		if err := s.fn(ctx); err != nil {
 			var ue *UpError
