@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/willscott/go-nfs-client/nfs"
@@ -82,14 +83,8 @@ func (s *NFSStore) do(ctx context.Context, fn func(*nfs.Target) error) error {
 	go func() {
 		if t == nil {
 			var err error
-			if m, err = nfs.DialMount(s.Server, time.Second); err != nil {
-				done <- result{err: fmt.Errorf("nfs %s: %w", s.Server, err)}
-				return
-			}
-			host, _ := os.Hostname()
-			if t, err = m.Mount(s.Export, rpc.NewAuthUnix(host, 0, 0).Auth()); err != nil {
-				m.Close()
-				done <- result{err: fmt.Errorf("mount %s:%s: %w", s.Server, s.Export, err)}
+			if m, t, err = s.dial(); err != nil {
+				done <- result{err: err}
 				return
 			}
 		}
@@ -107,6 +102,39 @@ func (s *NFSStore) do(ctx context.Context, fn func(*nfs.Target) error) error {
 		s.drop(m)
 		return fmt.Errorf("nfs %s:%s: %w", s.Server, s.Export, ctx.Err())
 	}
+}
+
+// dialMount is nfs.DialMount; a test stands in for it.
+var dialMount = nfs.DialMount
+
+// dialAttempts bounds the dials of one mount.
+const dialAttempts = 3
+
+// dial mounts the export. The library binds each connection to a random
+// source port (49152-65535) and, unlike for reserved ports, does not pick
+// another when that one is taken (a connection of an earlier mount still in
+// TIME_WAIT): the mount is tried again, up to dialAttempts times.
+func (s *NFSStore) dial() (*nfs.Mount, *nfs.Target, error) {
+	for attempt := 1; ; attempt++ {
+		m, t, err := s.dialOnce()
+		if err == nil || attempt == dialAttempts || !errors.Is(err, syscall.EADDRINUSE) {
+			return m, t, err
+		}
+	}
+}
+
+func (s *NFSStore) dialOnce() (*nfs.Mount, *nfs.Target, error) {
+	m, err := dialMount(s.Server, time.Second)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nfs %s: %w", s.Server, err)
+	}
+	host, _ := os.Hostname()
+	t, err := m.Mount(s.Export, rpc.NewAuthUnix(host, 0, 0).Auth())
+	if err != nil {
+		m.Close()
+		return nil, nil, fmt.Errorf("mount %s:%s: %w", s.Server, s.Export, err)
+	}
+	return m, t, nil
 }
 
 // drop forgets the mount; the next operation mounts afresh.
