@@ -234,7 +234,7 @@ func storageChecks() []Check {
 			st := t.Rack.Spec.Storage
 			where := "the rack's NFS"
 			if st.NFS != nil {
-				where = st.NFS.Node + ":" + strings.Join(st.NFS.Exports, ",")
+				where = fmt.Sprintf("%s (%s on network %s):%s", st.NFS.Node, t.Rack.NFSAddress(), st.NFS.Network, strings.Join(st.NFS.Exports, ","))
 			}
 			if r := sample(ctx, t, "storage"); !r.OK {
 				return "", fieldError("spec.storage.nfs", "%s does not answer the storage probe: %v", where, r.Err)

@@ -159,7 +159,7 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 		return Effect{What: "the tunnel server's public ports (" + strings.Join(eps, ", ") + ") are closed", Within: 15 * time.Second,
 			Check: portsClosed(eps...)}, nil
 	case "nfs-lost":
-		addr := r.Node(r.Spec.Storage.NFS.Node).Address
+		addr := r.NFSAddress()
 		return Effect{What: "the NFS server " + addr + " refuses NFS (:2049) and the portmapper (:111)", Within: 15 * time.Second,
 			Check: portsClosed(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111"))}, nil
 	case "worker-lost":

@@ -64,6 +64,17 @@ func SetDefaults(r *Rack) {
 			n.Arch = DefaultArch
 		}
 	}
+	if st := s.Storage; st != nil && st.NFS != nil && st.NFS.Network == "" {
+		if n := r.Node(st.NFS.Node); n != nil {
+			st.NFS.Network = n.Network
+			for _, a := range n.Addresses {
+				if net := r.Network(a.Network); net != nil && net.Purpose == PurposeStorage {
+					st.NFS.Network = a.Network
+					break
+				}
+			}
+		}
+	}
 	cp := &s.ControlPlane
 	if cp.Endpoint.Port == 0 {
 		cp.Endpoint.Port = DefaultAPIPort

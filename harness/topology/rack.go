@@ -55,6 +55,20 @@ func (r *Rack) NodesWithRole(role Role) []*Node {
 	return out
 }
 
+// NFSAddress is the address the NFS server is reached at: the NAS's address
+// on spec.storage.nfs.network. "" when the rack has no NFS server.
+func (r *Rack) NFSAddress() string {
+	st := r.Spec.Storage
+	if st == nil || st.NFS == nil {
+		return ""
+	}
+	n := r.Node(st.NFS.Node)
+	if n == nil {
+		return ""
+	}
+	return n.AddressOn(st.NFS.Network)
+}
+
 // RunsApps says whether the rack's apps may be scheduled on n: a worker, or
 // a K3s server (K3s does not taint its servers; kubeadm does), with no
 // NoSchedule or NoExecute taint. A node tainted for one purpose (seed 000's

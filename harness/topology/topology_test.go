@@ -227,3 +227,22 @@ func TestAliasBombIsRefusedBriefly(t *testing.T) {
 		t.Errorf("%d problems, printed in %d lines:\n%s", len(fe.Errors), lines, msg)
 	}
 }
+
+// Seed 000's NAS serves NFS on the storage VLAN: with no
+// spec.storage.nfs.network, the clients reach it there, not on the admin
+// network; a rack with one network reaches it on its own address.
+func TestNFSReachedOnTheStorageNetwork(t *testing.T) {
+	for file, want := range map[string][2]string{
+		"testdata/valid-seed000.yaml":        {"storage", "192.168.3.3"},
+		"../../kind-configs/lab.yaml":        {"lan", "172.29.10.41"},
+		"testdata/valid-nfs-on-storage.yaml": {"storage", "10.3.0.3"},
+	} {
+		r, _, err := topology.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := [2]string{r.Spec.Storage.NFS.Network, r.NFSAddress()}; got != want {
+			t.Errorf("%s: NFS reached on %v, want %v", file, got, want)
+		}
+	}
+}

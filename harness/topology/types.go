@@ -139,6 +139,9 @@ type Node struct {
 	// Network names the network Address lives on; default the admin network,
 	// or the Internet network for a node whose only role is vps.
 	Network string `json:"network,omitempty"`
+	// Addresses are the machine's addresses on the rack's other networks
+	// (seed 000: its storage and internode VLANs), one per network.
+	Addresses []NodeAddress `json:"addresses,omitempty"`
 	// Arch is the CPU architecture as Kubernetes names it: amd64, arm64, arm.
 	Arch   string            `json:"arch,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
@@ -158,6 +161,26 @@ type Power struct {
 	Command string `json:"command,omitempty"`
 	// Manual: a person powers it on; the harness asks and waits.
 	Manual bool `json:"manual,omitempty"`
+}
+
+// NodeAddress is a machine's address on one more of the rack's networks.
+type NodeAddress struct {
+	Network string `json:"network"`
+	Address string `json:"address"`
+}
+
+// AddressOn is the node's address on the named network, or "" when it has
+// none there.
+func (n *Node) AddressOn(network string) string {
+	if n.Network == network {
+		return n.Address
+	}
+	for _, a := range n.Addresses {
+		if a.Network == network {
+			return a.Address
+		}
+	}
+	return ""
 }
 
 // HasRole reports whether the node holds r.
@@ -310,6 +333,10 @@ type NFS struct {
 	// Node is the node serving NFS.
 	Node    string   `json:"node"`
 	Exports []string `json:"exports"`
+	// Network is the network its clients reach it on. Default: a network
+	// with purpose storage the node has an address on (seed 000's storage
+	// VLAN), else the node's own network.
+	Network string `json:"network,omitempty"`
 }
 
 // StorageClass is one documented StorageClass.

@@ -185,6 +185,7 @@ func (v *validator) nodes() {
 			v.add(field.Invalid(np.Child("roles"), n.Roles, "a node is a server or a worker, not both (servers run workloads unless tainted)"))
 		}
 		v.nodeAddress(np, n, addrs)
+		v.moreAddresses(np, n, addrs)
 		if !slices.Contains(knownArches, n.Arch) {
 			v.add(field.NotSupported(np.Child("arch"), n.Arch, knownArches))
 		}
@@ -246,6 +247,44 @@ func (v *validator) nodeAddress(np *field.Path, n Node, seen map[netip.Addr]stri
 	}
 	if net.Purpose == PurposeInternet && !(len(n.Roles) == 1 && n.Roles[0] == RoleVPS) {
 		v.add(field.Invalid(np.Child("network"), n.Network, "only a vps node lives on the internet network"))
+	}
+}
+
+// moreAddresses checks a node's addresses on the rack's other networks: one
+// per network, each a host of its network, none another machine's.
+func (v *validator) moreAddresses(np *field.Path, n Node, seen map[netip.Addr]string) {
+	on := map[string]bool{n.Network: true}
+	for i, extra := range n.Addresses {
+		ap := np.Child("addresses").Index(i)
+		net := v.r.Network(extra.Network)
+		switch {
+		case extra.Network == "":
+			v.add(field.Required(ap.Child("network"), "the network this address is on"))
+		case net == nil:
+			v.add(field.NotFound(ap.Child("network"), extra.Network))
+		case on[extra.Network]:
+			v.add(field.Duplicate(ap.Child("network"), fmt.Sprintf("%s (a node has one address per network)", extra.Network)))
+		case net.Purpose == PurposeInternet:
+			v.add(field.Invalid(ap.Child("network"), extra.Network, "only a vps node lives on the internet network"))
+		}
+		on[extra.Network] = true
+		a, err := netip.ParseAddr(extra.Address)
+		if err != nil {
+			v.add(field.Invalid(ap.Child("address"), extra.Address, "must be an IP address"))
+			continue
+		}
+		if other, dup := seen[a]; dup {
+			v.add(field.Duplicate(ap.Child("address"), fmt.Sprintf("%s (also node %s)", extra.Address, other)))
+		}
+		seen[a] = n.Name
+		if net == nil {
+			continue
+		}
+		if pre := net.Prefix(); pre.IsValid() && !pre.Contains(a) {
+			v.add(field.Invalid(ap.Child("address"), extra.Address, fmt.Sprintf("outside its network %s (%s)", net.Name, net.CIDR)))
+		} else if why := notAHost(a, pre); why != "" {
+			v.add(field.Invalid(ap.Child("address"), extra.Address, why))
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -123,6 +124,44 @@ func (v *validator) tunnel() {
 	}
 }
 
+// nfsNetwork checks the network the NFS server is reached on: the NAS has
+// an address there, and the nodes that run the apps (whose pods write to
+// it) should have one too, unless the network is routed to theirs.
+func (v *validator) nfsNetwork(p *field.Path, nas *Node) {
+	name := v.r.Spec.Storage.NFS.Network
+	net := v.r.Network(name)
+	if net == nil {
+		v.add(field.NotFound(p, name))
+		return
+	}
+	if nas.AddressOn(name) == "" {
+		v.add(field.Invalid(p, name, fmt.Sprintf("node %s has no address on it (spec.nodes[].addresses)", nas.Name)))
+		return
+	}
+	if net.Gateway != "" {
+		return // routed: the nodes reach it through the gateway
+	}
+	var missing []string
+	for _, n := range v.r.AppNodes() {
+		if n.Network != name && n.AddressOn(name) == "" {
+			missing = append(missing, n.Name)
+		}
+	}
+	if len(missing) > 0 {
+		v.warn(p, "the NFS server is reached on network %s, which has no gateway and no address of these nodes that run the apps: %s; their pods may not reach it",
+			name, strings.Join(missing, ", "))
+	}
+}
+
+// nasAddress says whether addr is one of the NFS server's addresses.
+func (v *validator) nasAddress(addr string) bool {
+	n := v.r.Node(v.r.Spec.Storage.NFS.Node)
+	if n == nil {
+		return false
+	}
+	return n.Address == addr || slices.ContainsFunc(n.Addresses, func(a NodeAddress) bool { return a.Address == addr })
+}
+
 func (v *validator) storage() {
 	s := v.r.Spec.Storage
 	if s == nil {
@@ -130,7 +169,9 @@ func (v *validator) storage() {
 	}
 	p := field.NewPath("spec", "storage")
 	if s.NFS != nil {
-		v.nodeRef(p.Child("nfs", "node"), s.NFS.Node, RoleNAS)
+		if nas := v.nodeRef(p.Child("nfs", "node"), s.NFS.Node, RoleNAS); nas != nil {
+			v.nfsNetwork(p.Child("nfs", "network"), nas)
+		}
 		if len(s.NFS.Exports) == 0 {
 			v.add(field.Required(p.Child("nfs", "exports"), "the exported directories"))
 		}
@@ -156,6 +197,10 @@ func (v *validator) storage() {
 		}
 		if sc.ReclaimPolicy != "" && sc.ReclaimPolicy != "Delete" && sc.ReclaimPolicy != "Retain" {
 			v.add(field.NotSupported(sp.Child("reclaimPolicy"), sc.ReclaimPolicy, []string{"Delete", "Retain"}))
+		}
+		if nfs := v.r.NFSAddress(); sc.Server != "" && nfs != "" && sc.Server != nfs && v.nasAddress(sc.Server) {
+			v.warn(sp.Child("server"), "%s is the NFS server's address on another network than %s, where it is reached (%s)",
+				sc.Server, s.NFS.Network, nfs)
 		}
 		if sc.Share != "" && !path.IsAbs(sc.Share) {
 			v.add(field.Invalid(sp.Child("share"), sc.Share, "must be an absolute path"))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -101,6 +102,14 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 	netName := u.nets[tn.Network]
 	addr := tn.Addr()
 	networks := []string{netName}
+	// The machine's addresses on the rack's other networks (seed 000's
+	// storage and internode VLANs), each at its documented address.
+	fixed := map[string]netip.Addr{}
+	for _, a := range tn.Addresses {
+		name := u.nets[a.Network]
+		networks = append(networks, name)
+		fixed[name], _ = netip.ParseAddr(a.Address)
+	}
 	if t := u.r.Spec.Tunnel; t != nil && t.Server.Node == tn.Name && tn.Network != u.r.AdminNetwork().Name {
 		// The VPS has a leg on the LAN too: a LAN client reaches a VPS through
 		// its router's NAT in real life, and Docker isolates bridges. Nothing on
@@ -167,7 +176,11 @@ func (u *upRun) machine(ctx context.Context, tn topology.Node) error {
 		if err != nil {
 			return err
 		}
-		if _, err := dc.NetworkConnect(ctx, extra, client.NetworkConnectOptions{Container: c.GetContainerID()}); err != nil {
+		opts := client.NetworkConnectOptions{Container: c.GetContainerID()}
+		if a, ok := fixed[extra]; ok {
+			opts.EndpointConfig = &mobynet.EndpointSettings{IPAMConfig: &mobynet.EndpointIPAMConfig{IPv4Address: a}}
+		}
+		if _, err := dc.NetworkConnect(ctx, extra, opts); err != nil {
 			return &UpError{Step: "connect machine to network " + extra, Node: tn.Name, Err: err}
 		}
 	}

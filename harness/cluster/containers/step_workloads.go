@@ -23,7 +23,7 @@ func (u *upRun) workloads(ctx context.Context) error {
 	wc := probe.WorkloadConfig{Namespace: u.r.Spec.Probes.Namespace, Image: lab.Alias("agent"), IngressHost: u.r.Spec.Probes.Host, IngressClass: "traefik"}
 	if st := u.r.Spec.Storage; st != nil && st.NFS != nil {
 		// The lab's pods cannot mount NFS: the agents speak it from user space.
-		wc.NFSServer, wc.NFSExport = u.r.Node(st.NFS.Node).Address, st.NFS.Exports[0]
+		wc.NFSServer, wc.NFSExport = u.r.NFSAddress(), st.NFS.Exports[0]
 	}
 	if err := probe.Deploy(ctx, ap, wc); err != nil {
 		return err

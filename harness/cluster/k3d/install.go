@@ -79,7 +79,7 @@ func Manifests(ctx context.Context, r *topology.Rack, token string) ([]Manifest,
 		var classes []topology.StorageClass
 		for _, sc := range st.StorageClasses {
 			if sc.Server == "" {
-				sc.Server = r.Node(st.NFS.Node).Address
+				sc.Server = r.NFSAddress()
 			}
 			if sc.Share == "" {
 				sc.Share = st.NFS.Exports[0]

@@ -60,7 +60,7 @@ func Config(r *topology.Rack, image string) probe.WorkloadConfig {
 	}
 	if r.Metadata.Annotations[topology.AnnotationLab] == "true" && st.NFS != nil && len(st.NFS.Exports) > 0 {
 		if n := r.Node(st.NFS.Node); n != nil {
-			wc.NFSServer, wc.NFSExport = n.Address, st.NFS.Exports[0]
+			wc.NFSServer, wc.NFSExport = r.NFSAddress(), st.NFS.Exports[0]
 		}
 		return wc
 	}
