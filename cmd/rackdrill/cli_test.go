@@ -299,4 +299,53 @@ func TestStandaloneFromAnyDirectory(t *testing.T) {
 	if strings.Contains(out+errOut, "run rackdrill from its repository") {
 		t.Errorf("needs the repository:\n%s%s", out, errOut)
 	}
+
+	// preflight and recover against an ssh rack: a rack on loopback, where
+	// nothing listens on its SSH port, so that preflight goes as far as a
+	// real rack takes it before its first connection, and names the host.
+	key := filepath.Join(dir, "key")
+	if b, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, b)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loopback := `apiVersion: rackdrill.dev/v1alpha1
+kind: Rack
+metadata: {name: loopback}
+spec:
+  provider: ssh
+  kubernetes: {distribution: k3s, version: v1.33.5+k3s1}
+  networks: [{name: lan, cidr: 127.77.0.0/24, purpose: admin}]
+  nodes:
+    - {name: s1, roles: [server], address: 127.77.0.10}
+    - {name: w1, roles: [worker], address: 127.77.0.21}
+  controlPlane: {endpoint: {host: 127.77.0.10}}
+  ssh: {user: nobody, port: 1, identityFile: key, knownHosts: known_hosts}
+`
+	if err := os.WriteFile(filepath.Join(dir, "loopback.yaml"), []byte(loopback), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	art := filepath.Join(dir, "artifacts-loopback")
+	out, errOut, code = run("preflight", "--to", "v1.34.x", "-t", "loopback.yaml", "--artifacts", art)
+	if code != 2 || !strings.Contains(errOut, "node s1 (127.77.0.10:1) is unreachable over SSH") || strings.Contains(out+errOut, "repository") {
+		t.Errorf("preflight: exit %d, want 2 naming the unreachable host\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run("recover", "-t", "loopback.yaml", "--artifacts", art)
+	if code != 0 || !strings.Contains(out+errOut, "nothing to recover") {
+		t.Errorf("recover: exit %d\n%s%s", code, out, errOut)
+	}
+	// up builds the lab from rackdrill's source: outside the repository it
+	// says so, and what works from anywhere.
+	lab, err := os.ReadFile("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lab.yaml"), lab, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = run("up", "-t", "lab.yaml", "--artifacts", filepath.Join(dir, "artifacts-lab"))
+	if code != 2 || !strings.Contains(errOut, "run this from a clone of rackdrill's repository") || !strings.Contains(errOut, "work from anywhere") {
+		t.Errorf("up outside the repository: exit %d\n%s%s", code, out, errOut)
+	}
 }

@@ -77,8 +77,12 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 	}
 	start := time.Now()
 	u := &upRun{p: p, r: r, nodes: map[string]*node{}}
+	// building: past the first step's checks, which create nothing. A rack
+	// refused there (one is up already, an image is missing) is not this
+	// up's to remove.
+	building := false
 	defer func() {
-		if err != nil && !p.keepOnFailure {
+		if err != nil && building && !p.keepOnFailure {
 			p.step("removing the half-built rack (--keep-on-failure keeps it)")
 			if derr := p.Down(context.WithoutCancel(ctx)); derr != nil {
 				err = errors.Join(err, fmt.Errorf("clean up: %w", derr))
@@ -128,6 +132,7 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 	}
 	for i, s := range steps {
 		t0 := time.Now()
+		building = i > 0
 		if s.skip != "" {
 			p.step(fmt.Sprintf("[%2d/%d] %s: nothing to do, %s", i+1, len(steps), s.name, s.skip))
 			continue
