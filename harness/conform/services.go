@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -252,7 +253,7 @@ func storageChecks() []Check {
 
 func upsChecks() []Check {
 	return []Check{{
-		Name: "the NUT server answers, the UPS is online with enough charge, and upsmon's shutdown command exists", Family: "ups", Field: "spec.ups",
+		Name: "the UPS answers (NUT, or spec.ups.commands), is online with enough charge, and the rack's shutdown command exists", Family: "ups", Field: "spec.ups",
 		Skip: func(t *Target) string {
 			if t.Rack.Spec.UPS == nil {
 				return "the topology has no UPS (spec.ups)"
@@ -265,20 +266,37 @@ func upsChecks() []Check {
 			if n == nil {
 				return "", fieldError("spec.ups.node", "%s is not a machine of the rack", u.Node)
 			}
-			out, err := exec.Output(n.Command(ctx, "upsc", u.Name+"@localhost"))
-			if err != nil {
-				return "", fieldError("spec.ups.name", "the NUT server on %s does not answer for UPS %s: %v", u.Node, u.Name, err)
+			var out []byte
+			var err error
+			if u.NUT() {
+				out, err = exec.Output(n.Command(ctx, "upsc", u.Name+"@localhost"))
+				if err != nil {
+					return "", fieldError("spec.ups.name", "the NUT server on %s does not answer for UPS %s: %v", u.Node, u.Name, err)
+				}
+			} else {
+				out, err = exec.Output(n.Command(ctx, "sh", "-c", u.Commands.Status))
+				if err != nil {
+					return "", fieldError("spec.ups.commands.status", "on %s, %q: %v", u.Node, u.Commands.Status, err)
+				}
 			}
 			vars := map[string]string{}
 			for _, line := range strings.Split(string(out), "\n") {
-				if k, v, ok := strings.Cut(line, ": "); ok {
-					vars[k] = strings.TrimSpace(v)
+				if k, v, ok := strings.Cut(line, ":"); ok {
+					vars[strings.TrimSpace(k)] = strings.TrimSpace(v)
+				}
+			}
+			statusField := "spec.ups"
+			if !u.NUT() {
+				statusField = "spec.ups.commands.status"
+				if _, ok := vars["ups.status"]; !ok {
+					return "", fieldError(statusField, "on %s, %q printed no \"ups.status: ...\" line (upsc's format, one \"variable: value\" per line): %q",
+						u.Node, u.Commands.Status, strings.TrimSpace(string(out)))
 				}
 			}
 			var p problems
 			status := strings.Fields(vars["ups.status"])
 			if !slices.Contains(status, "OL") || slices.Contains(status, "OB") || slices.Contains(status, "LB") {
-				p.add("spec.ups", "UPS %s on %s reports status %q: not online (OL)", u.Name, u.Node, vars["ups.status"])
+				p.add(statusField, "UPS %s on %s reports status %q: not online (OL)", u.Name, u.Node, vars["ups.status"])
 			}
 			charge, err := strconv.ParseFloat(vars["battery.charge"], 64)
 			switch {
@@ -287,13 +305,34 @@ func upsChecks() []Check {
 			case charge < float64(u.MinCharge):
 				p.add("spec.ups.minCharge", "UPS %s's battery is at %.0f%%, under the documented %d%%", u.Name, charge, u.MinCharge)
 			}
-			cmd, err := shutdownCommand(ctx, t, u.Node)
-			if err != nil {
-				p.add("spec.ups.node", "%v", err)
+			var cmd string
+			if u.NUT() {
+				cmd, err = shutdownCommand(ctx, t, u.Node)
+				if err != nil {
+					p.add("spec.ups.node", "%v", err)
+				}
+			} else {
+				cmd = u.Commands.ForcedShutdown
+				if err := executable(ctx, n, cmd); err != nil {
+					p.add("spec.ups.commands.forcedShutdown", "%q: %v", cmd, err)
+				}
 			}
 			return fmt.Sprintf("status %s, charge %s%%, shutdown command %s", vars["ups.status"], vars["battery.charge"], cmd), p.err()
 		},
 	}}
+}
+
+// executable checks that the program of command line cmd is an executable
+// on machine n (found on its PATH, or at its path).
+func executable(ctx context.Context, n cluster.Node, cmd string) error {
+	prog := strings.Fields(cmd)
+	if len(prog) == 0 {
+		return fmt.Errorf("empty")
+	}
+	if err := exec.Run(n.Command(ctx, "sh", "-c", `p=$(command -v "$1") && test -x "$p"`, "sh", prog[0])); err != nil {
+		return fmt.Errorf("%s is not an executable on %s", prog[0], n.Name())
+	}
+	return nil
 }
 
 // shutdownCommand reads upsmon's SHUTDOWNCMD on the master and checks that
@@ -308,12 +347,11 @@ func shutdownCommand(ctx context.Context, t *Target, node string) (string, error
 		line = strings.TrimSpace(line)
 		if rest, ok := strings.CutPrefix(line, "SHUTDOWNCMD"); ok {
 			cmd := strings.Trim(strings.TrimSpace(rest), `"`)
-			prog := strings.Fields(cmd)
-			if len(prog) == 0 {
+			if strings.TrimSpace(cmd) == "" {
 				return "", fmt.Errorf("upsmon.conf on %s has an empty SHUTDOWNCMD", node)
 			}
-			if err := exec.Run(n.Command(ctx, "sh", "-c", `p=$(command -v "$1") && test -x "$p"`, "sh", prog[0])); err != nil {
-				return cmd, fmt.Errorf("upsmon's SHUTDOWNCMD %q: %s is not an executable on %s", cmd, prog[0], node)
+			if err := executable(ctx, n, cmd); err != nil {
+				return cmd, fmt.Errorf("upsmon's SHUTDOWNCMD %q: %w", cmd, err)
 			}
 			return cmd, nil
 		}

@@ -500,6 +500,9 @@ func init() {
 				// A real UPS is not played with: upsmon forces the shutdown,
 				// and each machine comes back by its spec.nodes[].power.
 				f.WithForcedShutdown(r.ServiceCommands(topology.ServiceUPS, u.Node).Stop)
+				if !u.NUT() {
+					f.WithCommands()
+				}
 				f.powerOn = map[string]string{}
 				for _, n := range pl.Targets {
 					how := "no way documented (spec.nodes[].power): the drill refuses"

@@ -189,9 +189,13 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 		// The drill's injection itself waits for the UPS to report OB (30 s
 		// at most), then upsmon's FSD after OB LB (60 s at most), and fails
 		// when it does not: the effect is seen once Inject returned (7 s on
-		// the lab). On a real rack, upsmon -c fsd is the effect.
-		return Effect{What: "the UPS reported on battery, then low battery, and upsmon forced the shutdown (the injection waits for each)",
-			Within: 90*time.Second + time.Second, Check: func(context.Context) error { return nil }}, nil
+		// the lab). On a real rack, the forced shutdown is the effect: its
+		// command succeeded when Inject returned.
+		what := "the UPS reported on battery, then low battery, and upsmon forced the shutdown (the injection waits for each)"
+		if p == topology.ProviderSSH {
+			what = "the forced shutdown began: " + r.ServiceCommands(topology.ServiceUPS, r.Spec.UPS.Node).Stop + " succeeded on " + r.Spec.UPS.Node
+		}
+		return Effect{What: what, Within: 90*time.Second + time.Second, Check: func(context.Context) error { return nil }}, nil
 	}
 	return Effect{}, fmt.Errorf("fault %s has no effect check", name)
 }

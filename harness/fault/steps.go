@@ -104,12 +104,18 @@ func (f *All) Steps() (inject, revert []Step) {
 // Steps implements Described.
 func (f *UPSPowerLoss) Steps() (inject, revert []Step) {
 	master := f.params.Master
-	shutdown := Step{master, fmt.Sprintf("upsmon shuts the rack down in %d stages, then itself, within %s", len(f.params.Stages), f.params.Budget)}
-	// upsmon cannot be stopped once it began: power that returns before
+	who, underway, forces := "upsmon", "upsd reports FSD, SHUTDOWNCMD running, systemd stopping", "upsmon forces the shutdown"
+	if f.params.Commands {
+		who = "the rack's shutdown script"
+		underway = "the forced-shutdown command " + firstWord(f.params.FSD) + " running, systemd stopping"
+		forces = "spec.ups.commands.forcedShutdown: the UPS is not NUT's"
+	}
+	shutdown := Step{master, fmt.Sprintf("%s shuts the rack down in %d stages, then itself, within %s", who, len(f.params.Stages), f.params.Budget)}
+	// A shutdown cannot be stopped once it began: power that returns before
 	// the master halted would be taken away again.
-	wait := Step{master, fmt.Sprintf("if the shutdown is under way (upsd reports FSD, SHUTDOWNCMD running, systemd stopping): wait for this machine to halt, %s at most", f.params.Budget+upsHaltMargin)}
+	wait := Step{master, fmt.Sprintf("if the shutdown is under way (%s): wait for this machine to halt, %s at most", underway, f.params.Budget+upsHaltMargin)}
 	if f.params.FSD != "" {
-		inject = []Step{{master, "sh -c " + exec.Quote(f.params.FSD) + " (upsmon forces the shutdown)"}, shutdown}
+		inject = []Step{{master, "sh -c " + exec.Quote(f.params.FSD) + " (" + forces + ")"}, shutdown}
 		revert = append(revert, wait, Step{master, f.powerOn[master]})
 		for _, st := range f.params.Stages {
 			for _, n := range st {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ type upsParams struct {
 	// FSD, on a real rack, is the command that makes upsmon on the master
 	// force the shutdown (upsmon -c fsd): the UPS itself is not touched.
 	FSD string `json:"fsd,omitempty"`
+	// Commands: the UPS is not NUT's (spec.ups.commands), and FSD is the
+	// rack's own forced-shutdown command.
+	Commands bool `json:"commands,omitempty"`
 }
 
 // HaltRecord is one machine's halt as the UPS drill saw it.
@@ -101,6 +105,14 @@ func (f *UPSPowerLoss) devFile() string { return "/etc/nut/" + f.params.UPS + ".
 func (f *UPSPowerLoss) setStatus(ctx context.Context, status string, charge int) error {
 	script := fmt.Sprintf(`sed -i -e 's/^ups.status:.*/ups.status: %s/' -e 's/^battery.charge:.*/battery.charge: %d/' %s`, status, charge, f.devFile())
 	return exec.Run(f.master.Command(ctx, "sh", "-c", script))
+}
+
+// WithCommands says the UPS is not NUT's: FSD is the rack's own
+// forced-shutdown command (spec.ups.commands.forcedShutdown), and the revert
+// asks whether it runs instead of asking upsd and upsmon.
+func (f *UPSPowerLoss) WithCommands() *UPSPowerLoss {
+	f.params.Commands = true
+	return f
 }
 
 // upsStatus is what upsd reports, as upsmon sees it.
@@ -273,6 +285,14 @@ var (
 // the shutdown; upsd forgets it only when it restarts, i.e. once the master
 // was off), upsmon's SHUTDOWNCMD is running, or systemd is stopping the machine.
 func (f *UPSPowerLoss) underwayScript() string {
+	if f.params.Commands {
+		// The program's name appears in this script only as the pattern,
+		// bracketed so that it does not match the script's own shell (and
+		// its subshells), whose command line carries it.
+		return fmt.Sprintf(`if pgrep -f -- %s >/dev/null 2>&1; then echo "the forced-shutdown command (spec.ups.commands) is running"; exit 0; fi
+if [ "$(systemctl is-system-running 2>/dev/null)" = stopping ]; then echo "systemd is stopping the machine"; exit 0; fi
+exit 0`, exec.Quote(selfless(firstWord(f.params.FSD))))
+	}
 	return fmt.Sprintf(`st=$(upsc %s@localhost ups.status 2>/dev/null)
 case " $st " in *" FSD "*) echo "upsd reports $st: upsmon forced the shutdown"; exit 0;; esac
 cmd=$(sed -n 's/^[[:space:]]*SHUTDOWNCMD[[:space:]]*//p' /etc/nut/upsmon.conf 2>/dev/null | head -n1 | tr -d '"')
@@ -280,6 +300,27 @@ prog=${cmd%%%% *}
 if [ -n "$prog" ] && pgrep -f -- "$prog" >/dev/null 2>&1; then echo "upsmon's SHUTDOWNCMD $prog is running"; exit 0; fi
 if [ "$(systemctl is-system-running 2>/dev/null)" = stopping ]; then echo "systemd is stopping the machine"; exit 0; fi
 exit 0`, f.params.UPS)
+}
+
+func firstWord(cmd string) string {
+	if w := strings.Fields(cmd); len(w) > 0 {
+		return w[0]
+	}
+	return ""
+}
+
+// selfless is the extended regular expression that matches s literally but
+// not itself: its first character bracketed, so that a shell whose command
+// line carries the pattern is not taken for the program.
+func selfless(s string) string {
+	if s == "" {
+		return s
+	}
+	first, rest := s[:1], regexp.QuoteMeta(s[1:])
+	if strings.ContainsAny(first, `]^\-`) {
+		return regexp.QuoteMeta(s)
+	}
+	return "[" + first + "]" + rest
 }
 
 // shutdownUnderway asks the UPS master whether the rack's shutdown has begun.
@@ -415,6 +456,8 @@ func init() {
 			}
 			stages = append(stages, ns)
 		}
-		return NewUPSPowerLoss(name, masters[0], p.UPS, stages, p.Budget).WithForcedShutdown(p.FSD), nil
+		f := NewUPSPowerLoss(name, masters[0], p.UPS, stages, p.Budget).WithForcedShutdown(p.FSD)
+		f.params.Commands = p.Commands
+		return f, nil
 	})
 }

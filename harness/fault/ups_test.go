@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"os"
+	osexec "os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -171,5 +173,42 @@ func TestUPSHaltRecordUnknownIsNotUnclean(t *testing.T) {
 	known, _ := json.Marshal(HaltRecord{Node: "worker-1", Stage: 1, Halt: &cluster.Halt{Clean: true, Detail: "systemd poweroff"}})
 	if !strings.Contains(string(known), `"clean":true`) {
 		t.Errorf("a clean halt is recorded as %s", known)
+	}
+}
+
+// A UPS not run by NUT (spec.ups.commands): the revert knows the shutdown is
+// under way while the rack's forced-shutdown command runs, and only then. The
+// script is run by a real shell beside a real process of that name: the
+// shell's own command line, which carries the program's name, must not count.
+func TestUPSCommandsShutdownUnderwayIsTheScriptRunning(t *testing.T) {
+	dir := t.TempDir()
+	script := dir + "/rackshutdown" // no regexp metacharacter: only the bracket keeps the pattern from matching itself
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nsleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var log [][]string
+	f := NewUPSPowerLoss("ups-power-loss", recordingNode{"itx", &mu, &log}, "riello", nil, time.Minute).WithForcedShutdown(script + " --now").WithCommands()
+	underway := func() string {
+		out, err := rexec.Output(rexec.Local{}.Command(context.Background(), "sh", "-c", f.underwayScript()))
+		if err != nil {
+			t.Fatalf("underway script: %v", err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := underway(); got != "" {
+		t.Fatalf("nothing runs %s, yet the script says %q", script, got)
+	}
+	cmd := osexec.Command(script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	if got := underway(); !strings.Contains(got, "forced-shutdown command (spec.ups.commands) is running") {
+		t.Errorf("with %s running the script says %q", script, got)
+	}
+	in, _ := f.Steps()
+	if len(in) == 0 || !strings.Contains(in[0].Action, "spec.ups.commands.forcedShutdown") || strings.Contains(in[1].Action, "upsmon") {
+		t.Errorf("the plan's injection steps %+v do not say the UPS is driven by its own commands", in)
 	}
 }

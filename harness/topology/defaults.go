@@ -129,7 +129,7 @@ func SetDefaults(r *Rack) {
 		}
 	}
 	if u := s.UPS; u != nil {
-		if u.Driver == "" {
+		if u.Driver == "" && u.NUT() {
 			u.Driver = "usbhid-ups"
 		}
 		if u.MinCharge == 0 {

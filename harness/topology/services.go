@@ -104,6 +104,9 @@ func (s *Services) get(svc Service) *ServiceCommands {
 func (r *Rack) ServiceCommands(svc Service, node string) ServiceCommands {
 	def := DefaultServices(r.Spec.Kubernetes.Distribution, r.tunnelType())
 	out := *def.get(svc)
+	if u := r.Spec.UPS; svc == ServiceUPS && u != nil && !u.NUT() {
+		out.Stop = u.Commands.ForcedShutdown
+	}
 	var layers []*Services
 	if r.Spec.SSH != nil {
 		layers = append(layers, r.Spec.SSH.Services)

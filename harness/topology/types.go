@@ -351,11 +351,19 @@ type StorageClass struct {
 
 // UPS is the uninterruptible power supply and the shutdown it drives (seed 002).
 type UPS struct {
-	// Node runs the NUT server and upsmon as master.
+	// Node is the UPS master: the machine the UPS is connected to, which runs
+	// the NUT server and upsmon as primary (or, with Commands, the UPS's own
+	// software) and halts last.
 	Node string `json:"node"`
-	// Name is the UPS's name in NUT (ups.conf section).
-	Name   string `json:"name"`
+	// Name is the UPS's name in NUT (ups.conf section); with Commands, the
+	// rack's own name for it.
+	Name string `json:"name"`
+	// Driver is NUT's driver for the UPS (usbhid-ups); none with Commands.
 	Driver string `json:"driver,omitempty"`
+	// Commands, for a UPS not run by NUT (seed 002's Riello, watched by its
+	// vendor's software and the rack's own shutdown script): how rackdrill
+	// reads the UPS and forces the shutdown. Without it, NUT runs the UPS.
+	Commands *UPSCommands `json:"commands,omitempty"`
 	// ShutdownOrder lists stages; the machines of a stage halt together, each
 	// stage after the previous one has halted. The UPS master's own node halts
 	// last and need not be listed.
@@ -366,6 +374,22 @@ type UPS struct {
 	// MinCharge is the battery charge (percent) below which conformance fails.
 	MinCharge int `json:"minCharge,omitempty"`
 }
+
+// UPSCommands read and drive a UPS that NUT does not run. Both run with sh -c
+// on the UPS master.
+type UPSCommands struct {
+	// Status prints the UPS's state as NUT's upsc does, one "variable: value"
+	// per line: ups.status (OL online, OB on battery, LB low battery) and
+	// battery.charge (percent). Conformance reads it.
+	Status string `json:"status"`
+	// ForcedShutdown begins the rack's shutdown now, as the mains failing
+	// would (the script the UPS's software runs then). The power drill of a
+	// real rack runs it.
+	ForcedShutdown string `json:"forcedShutdown"`
+}
+
+// NUT says whether NUT runs the UPS (upsd, upsc, upsmon on its master).
+func (u *UPS) NUT() bool { return u.Commands == nil }
 
 // SSH is how the harness reaches a machine of a real rack.
 type SSH struct {

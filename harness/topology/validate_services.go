@@ -222,7 +222,22 @@ func (v *validator) ups() {
 	p := field.NewPath("spec", "ups")
 	v.nodeRef(p.Child("node"), u.Node, "")
 	if u.Name == "" {
-		v.add(field.Required(p.Child("name"), "the UPS's name in NUT's ups.conf"))
+		v.add(field.Required(p.Child("name"), "the UPS's name in NUT's ups.conf (with commands, the rack's own name for it)"))
+	}
+	if c := u.Commands; c != nil {
+		cp := p.Child("commands")
+		if strings.TrimSpace(c.Status) == "" {
+			v.add(field.Required(cp.Child("status"), "the command that prints the UPS's state as upsc does (ups.status, battery.charge)"))
+		}
+		if strings.TrimSpace(c.ForcedShutdown) == "" {
+			v.add(field.Required(cp.Child("forcedShutdown"), "the command that begins the rack's shutdown, as the mains failing would"))
+		}
+		if u.Driver != "" {
+			v.add(field.Invalid(p.Child("driver"), u.Driver, "a driver is NUT's: a UPS read through spec.ups.commands has none"))
+		}
+		for _, at := range v.upsStopOverrides() {
+			v.add(field.Invalid(at, "(set)", "spec.ups.commands.forcedShutdown already says how the UPS's shutdown is forced; keep one of the two"))
+		}
 	}
 	if u.BatteryBudget.Duration <= 0 {
 		v.add(field.Required(p.Child("batteryBudget"), "how long the battery lasts, e.g. 5m"))
@@ -252,6 +267,21 @@ func (v *validator) ups() {
 			seen[name] = true
 		}
 	}
+}
+
+// upsStopOverrides are the spec.ssh.services.ups.stop fields the topology
+// sets, rack-wide and per node.
+func (v *validator) upsStopOverrides() []*field.Path {
+	var out []*field.Path
+	if s := v.r.Spec.SSH; s != nil && s.Services != nil && s.Services.UPS != nil && s.Services.UPS.Stop != "" {
+		out = append(out, field.NewPath("spec", "ssh", "services", "ups", "stop"))
+	}
+	for i, n := range v.r.Spec.Nodes {
+		if s := n.SSH; s != nil && s.Services != nil && s.Services.UPS != nil && s.Services.UPS.Stop != "" {
+			out = append(out, field.NewPath("spec", "nodes").Index(i).Child("ssh", "services", "ups", "stop"))
+		}
+	}
+	return out
 }
 
 func (v *validator) probes() {

@@ -37,7 +37,7 @@ func TestSuiteWiring(t *testing.T) {
 		{"power", "chaos", 1, 10, []string{"ups-power-loss"}},
 		{"disruptive && !quorum && !power", "chaos", 8, 10, []string{"nfs-lost"}},
 		{"conformance", "conformance", 23, 23, []string{"every machine of spec.nodes", "[spec.ingress.ip]", "[spec.controlPlane.tlsSANs]"}},
-		{"ups", "conformance", 1, 23, []string{"the NUT server answers"}},
+		{"ups", "conformance", 1, 23, []string{"the UPS answers"}},
 		{"preupgrade", "preupgrade", 5, 5, []string{"every node can be drained [spec.nodes]", "an etcd snapshot is saved"}},
 	} {
 		// A dry run runs no spec; the topology of a rack that is never up makes

@@ -145,9 +145,26 @@ func conformanceOnLab(ctx context.Context, t *testing.T, env *framework.Env) {
 			}
 			t.Fatalf("the UPS never reported %s", st)
 		}
+		// The same UPS read as a rack whose UPS NUT does not run would
+		// declare it (spec.ups.commands), on the real machine: its status
+		// command here wraps upsc, and its forced shutdown is upsmon's.
+		r := *env.Rack
+		u := *r.Spec.UPS
+		u.Driver = ""
+		u.Commands = &topology.UPSCommands{Status: "upsc " + u.Name + "@localhost", ForcedShutdown: "upsmon -c fsd"}
+		r.Spec.UPS = &u
+		byCommands := *target
+		byCommands.Rack = &r
+		i := slices.IndexFunc(conform.Checks(), func(c conform.Check) bool { return strings.HasPrefix(c.Name, "the UPS answers") })
+		if res := conform.Run(ctx, &byCommands, conform.Checks()[i], framework.CheckLimit); !res.Passed {
+			t.Errorf("the UPS online, read through spec.ups.commands: %+v", res)
+		} else {
+			t.Logf("ok through spec.ups.commands: %s", res.Observed)
+		}
 		upsStatus("OB")
 		defer upsStatus("OL")
-		fails(target, "the NUT server answers", `spec.ups: UPS rackups on server-1 reports status "OB": not online (OL)`)
+		fails(target, "the UPS answers", `spec.ups: UPS rackups on server-1 reports status "OB": not online (OL)`)
+		fails(&byCommands, "the UPS answers", `spec.ups.commands.status: UPS rackups on server-1 reports status "OB": not online (OL)`)
 	})
 
 	// The pre-upgrade reports `rackdrill preflight` writes: an etcd snapshot

@@ -75,6 +75,9 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 	if r.Metadata.Name != p.rack {
 		return fmt.Errorf("up: provider of rack %s asked to build rack %s", p.rack, r.Metadata.Name)
 	}
+	if ups := r.Spec.UPS; ups != nil && !ups.NUT() {
+		return fmt.Errorf("up: spec.ups.commands: the lab's UPS is NUT's dummy-ups, drilled through its battery; commands are for a real rack's UPS that NUT does not run (provider ssh): leave them out of a lab topology")
+	}
 	start := time.Now()
 	u := &upRun{p: p, r: r, nodes: map[string]*node{}}
 	// building: past the first step's checks, which create nothing. A rack

@@ -27,11 +27,33 @@ func WithLines(data []byte, errs field.ErrorList) field.ErrorList {
 				c := *e
 				c.Detail = strings.TrimSpace(fmt.Sprintf("%s (line %d)", c.Detail, n.Line))
 				e = &c
+			} else if e.Type == field.ErrorTypeRequired {
+				// A required field left out: where it belongs.
+				if at, n := writtenParent(doc.Content[0], e.Field); n != nil {
+					c := *e
+					c.Detail = strings.TrimSpace(fmt.Sprintf("%s (missing from %s, line %d)", c.Detail, at, n.Line))
+					e = &c
+				}
 			}
 		}
 		out = append(out, e)
 	}
 	return out
+}
+
+// writtenParent is the nearest field above path p that the file writes, and
+// its node.
+func writtenParent(root *yaml3.Node, p string) (string, *yaml3.Node) {
+	for {
+		i := strings.LastIndexAny(p, ".[")
+		if i <= 0 {
+			return "", nil
+		}
+		p = p[:i]
+		if n := lookup(root, p); n != nil {
+			return p, n
+		}
+	}
 }
 
 // segment is one step of a field path: a key, then any indexes or map keys.
