@@ -226,24 +226,13 @@ func (v *validator) nodeAddress(np *field.Path, n Node, seen map[netip.Addr]stri
 	if n.Address == "" && v.r.Spec.Provider == ProviderK3d {
 		return // Docker assigns k3d's node addresses; the provider reads them
 	}
-	a, err := netip.ParseAddr(n.Address)
-	if err != nil {
-		v.add(field.Invalid(np.Child("address"), n.Address, "must be an IP address"))
-		return
-	}
-	if other, dup := seen[a]; dup {
-		v.add(field.Duplicate(np.Child("address"), fmt.Sprintf("%s (also node %s)", n.Address, other)))
-	}
-	seen[a] = n.Name
 	net := v.r.Network(n.Network)
 	if net == nil {
 		v.add(field.NotFound(np.Child("network"), n.Network))
-		return
 	}
-	if pre := net.Prefix(); pre.IsValid() && !pre.Contains(a) {
-		v.add(field.Invalid(np.Child("address"), n.Address, fmt.Sprintf("outside its network %s (%s)", net.Name, net.CIDR)))
-	} else if why := notAHost(a, pre); why != "" {
-		v.add(field.Invalid(np.Child("address"), n.Address, why))
+	v.hostAddress(np.Child("address"), n.Address, n.Name, net, seen)
+	if net == nil {
+		return
 	}
 	if net.Purpose == PurposeInternet && !(len(n.Roles) == 1 && n.Roles[0] == RoleVPS) {
 		v.add(field.Invalid(np.Child("network"), n.Network, "only a vps node lives on the internet network"))
@@ -268,23 +257,29 @@ func (v *validator) moreAddresses(np *field.Path, n Node, seen map[netip.Addr]st
 			v.add(field.Invalid(ap.Child("network"), extra.Network, "only a vps node lives on the internet network"))
 		}
 		on[extra.Network] = true
-		a, err := netip.ParseAddr(extra.Address)
-		if err != nil {
-			v.add(field.Invalid(ap.Child("address"), extra.Address, "must be an IP address"))
-			continue
-		}
-		if other, dup := seen[a]; dup {
-			v.add(field.Duplicate(ap.Child("address"), fmt.Sprintf("%s (also node %s)", extra.Address, other)))
-		}
-		seen[a] = n.Name
-		if net == nil {
-			continue
-		}
-		if pre := net.Prefix(); pre.IsValid() && !pre.Contains(a) {
-			v.add(field.Invalid(ap.Child("address"), extra.Address, fmt.Sprintf("outside its network %s (%s)", net.Name, net.CIDR)))
-		} else if why := notAHost(a, pre); why != "" {
-			v.add(field.Invalid(ap.Child("address"), extra.Address, why))
-		}
+		v.hostAddress(ap.Child("address"), extra.Address, n.Name, net, seen)
+	}
+}
+
+// hostAddress checks address, node's at field p: an IP address, no other
+// machine's, and a host of net (when the network is known).
+func (v *validator) hostAddress(p *field.Path, address, node string, net *Network, seen map[netip.Addr]string) {
+	a, err := netip.ParseAddr(address)
+	if err != nil {
+		v.add(field.Invalid(p, address, "must be an IP address"))
+		return
+	}
+	if other, dup := seen[a]; dup {
+		v.add(field.Duplicate(p, fmt.Sprintf("%s (also node %s)", address, other)))
+	}
+	seen[a] = node
+	if net == nil {
+		return
+	}
+	if pre := net.Prefix(); pre.IsValid() && !pre.Contains(a) {
+		v.add(field.Invalid(p, address, fmt.Sprintf("outside its network %s (%s)", net.Name, net.CIDR)))
+	} else if why := notAHost(a, pre); why != "" {
+		v.add(field.Invalid(p, address, why))
 	}
 }
 
