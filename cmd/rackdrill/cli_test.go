@@ -349,3 +349,28 @@ spec:
 		t.Errorf("up outside the repository: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+// preflight --runbook prints a rack's upgrade, step by step, and writes it to
+// the artifacts, connecting nowhere: the seeds' racks are never contacted
+// from here, yet their runbooks are made.
+func TestPreflightRunbook(t *testing.T) {
+	for _, tc := range []struct{ topology, to, want string }{
+		{"kind-configs/rack-seed001.example.yaml", "v1.33.13", "sudo kubeadm upgrade apply -y v1.33.13"},
+		{"kind-configs/rack-seed002.example.yaml", "v1.33.6+k3s1", "sudo systemctl restart k3s-agent"},
+	} {
+		art := t.TempDir()
+		out, errOut, code := rackdrill(t, "preflight", "--to", tc.to, "--runbook", "-t", tc.topology, "--artifacts", art)
+		if code != 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d\n%s%s", tc.topology, code, out, errOut)
+			continue
+		}
+		written, err := os.ReadFile(filepath.Join(art, "preflight", "runbook.txt"))
+		if err != nil || !strings.Contains(out, string(written)) {
+			t.Errorf("%s: runbook.txt is not what was printed: %v", tc.topology, err)
+		}
+	}
+	_, errOut, code := rackdrill(t, "preflight", "--to", "v1.35.0", "--runbook", "-t", "kind-configs/rack-seed001.example.yaml", "--artifacts", t.TempDir())
+	if code != 2 || !strings.Contains(errOut, "skips a minor") {
+		t.Errorf("a target the skew policy refuses: exit %d\n%s", code, errOut)
+	}
+}
