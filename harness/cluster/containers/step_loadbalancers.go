@@ -54,6 +54,13 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 				if err := write(ctx, n, "/etc/keepalived/keepalived.conf", cfg); err != nil {
 					return u.fail(ctx, "write keepalived.conf", n, err)
 				}
+				if err := write(ctx, n, keepalivedInterfaceScriptPath, keepalivedInterfaceScript(u.r.Node(n.name).Address, "/etc/keepalived/keepalived.conf")); err != nil {
+					return u.fail(ctx, "write keepalived's interface script", n, err)
+				}
+				if err := write(ctx, n, "/etc/systemd/system/keepalived.service.d/rackdrill-interface.conf",
+					"[Service]\nExecStartPre=/bin/sh "+keepalivedInterfaceScriptPath+"\n"); err != nil {
+					return u.fail(ctx, "write keepalived's drop-in", n, err)
+				}
 				units = append(units, "keepalived")
 			}
 		}
@@ -76,4 +83,25 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 		}
 		return fmt.Errorf("the VIP %s is not on the MASTER %s", cp.Endpoint.Host, master.name)
 	})
+}
+
+const keepalivedInterfaceScriptPath = "/usr/local/sbin/rackdrill-keepalived-interface"
+
+// keepalivedInterfaceScript points keepalived's instance in conf (its
+// interface, and the VIP's dev) at the interface that holds addr, the
+// machine's address on the admin network, before each start. A machine on
+// several networks (the converged lab's storage network) gets its interfaces
+// from Docker in a new order at every start: after a restart its eth0 may be
+// the storage network, and keepalived on it would neither hear the other
+// members nor put the VIP where the LAN is (two MASTERs were seen, after
+// server-kill-1 on the converged lab). A real rack's interface names are
+// stable, and its spec.controlPlane.keepalived.interface is used as written.
+func keepalivedInterfaceScript(addr, conf string) string {
+	return fmt.Sprintf(`#!/bin/sh
+# Written by rackdrill: keepalived's interface is the one holding %[1]s.
+set -eu
+ifc=$(ip -4 -o addr show to %[1]s/32 | awk '{print $2; exit}')
+if [ -z "$ifc" ]; then echo "no interface holds %[1]s" >&2; exit 1; fi
+sed -i -e "s/^\( *interface \).*/\1$ifc/" -e "s/\( dev \)[^ ]*\$/\1$ifc/" %[2]s
+`, addr, conf)
 }
