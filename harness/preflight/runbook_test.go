@@ -97,7 +97,9 @@ func TestRunbookKubeadmSeed001(t *testing.T) {
 		}
 	}
 	for _, n := range []string{"n100-004", "nas-001", "vps"} {
-		if slices.ContainsFunc(rb.Steps, func(st RunbookStep) bool { return st.Where == n || strings.Contains(strings.Join(st.Run, " "), " "+n+" ") }) {
+		if slices.ContainsFunc(rb.Steps, func(st RunbookStep) bool {
+			return st.Where == n || strings.Contains(strings.Join(st.Run, " "), " "+n+" ")
+		}) {
 			t.Errorf("%s is not a Kubernetes node, yet has a step", n)
 		}
 	}
