@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -122,7 +123,7 @@ func buildScratch(ctx context.Context, b *Builder, img *Image, tag string) error
 
 // buildPause compiles pause.c of the kubernetes module statically.
 func buildPause(ctx context.Context, b *Builder, img *Image, tag string) error {
-	src, err := b.moduleDir(ctx, "k8s.io/kubernetes@"+KubernetesVersion)
+	src, err := b.moduleDir(ctx, "k8s.io/kubernetes@"+img.release.Kubernetes)
 	if err != nil {
 		return &StepError{Image: img.Name, Step: "download k8s.io/kubernetes", Err: err}
 	}
@@ -134,7 +135,7 @@ func buildPause(ctx context.Context, b *Builder, img *Image, tag string) error {
 		return err
 	}
 	if err := exec.Run(b.cmdr.Command(ctx, "gcc", "-Os", "-Wall", "-Werror", "-static",
-		"-DVERSION=v"+PauseVersion+"-rackdrill", "-o", filepath.Join(dir, "bin", "pause"),
+		"-DVERSION=v"+img.release.Pause+"-rackdrill", "-o", filepath.Join(dir, "bin", "pause"),
 		filepath.Join(src, "build/pause/linux/pause.c"))); err != nil {
 		return &StepError{Image: img.Name, Step: "gcc -static pause.c (needs gcc and libc6-dev)", Err: err}
 	}
@@ -212,6 +213,53 @@ func buildNode(ctx context.Context, b *Builder, img *Image, tag string) error {
 		return err
 	}
 	f.Close()
+	return b.dockerBuild(ctx, img, dir, tag)
+}
+
+// buildKit makes a release's upgrade kit: what a machine is upgraded with
+// (kubeadm, kubelet, kubectl, etcdctl in /kit/bin) and a docker save of each
+// image of the release in /kit/images, to import into the machine's containerd.
+func buildKit(ctx context.Context, b *Builder, img *Image, tag string) error {
+	dir, err := b.workDir(img.Name)
+	if err != nil {
+		return err
+	}
+	bins, err := b.binaries(ctx, img.Name, img.Go)
+	if err != nil {
+		return err
+	}
+	etcdBins, err := b.binaries(ctx, img.Name, img.release.etcdBuild())
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct{ dir, name string }{{bins, "kubelet"}, {bins, "kubeadm"}, {bins, "kubectl"}, {etcdBins, "etcdctl"}} {
+		if err := copyFile(filepath.Join(f.dir, f.name), filepath.Join(dir, "bin", f.name), 0o755); err != nil {
+			return &StepError{Image: img.Name, Step: "stage " + f.name, Err: err}
+		}
+	}
+	images := filepath.Join(dir, "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		return err
+	}
+	var list []string
+	for _, d := range img.Deps {
+		dep := catalog[d]
+		list = append(list, dep.Aliases...)
+		args := append([]string{"save", "-o", filepath.Join(images, path.Base(d)+".tar")}, dep.Aliases...)
+		if err := b.docker(ctx, args...); err != nil {
+			return &StepError{Image: img.Name, Step: "docker save " + d, Err: err}
+		}
+	}
+	sort.Strings(list)
+	if err := os.WriteFile(filepath.Join(images, "images.txt"), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	// CMD only so that `docker create` accepts the image: the kit is copied
+	// out of it, never run.
+	df := "FROM scratch\nCOPY bin /kit/bin\nCOPY images /kit/images\nCMD [\"/kit/bin/kubectl\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return err
+	}
 	return b.dockerBuild(ctx, img, dir, tag)
 }
 

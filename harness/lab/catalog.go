@@ -49,38 +49,93 @@ type Image struct {
 	Entrypoint []string
 	Collect    []string
 	build      func(ctx context.Context, b *Builder, img *Image, tag string) error
+	// release is the Kubernetes release of the image's components.
+	release Release
 }
 
-var kubernetesBuild = &GoBuild{
-	Name: "kubernetes", GoDirective: "1.24.0", GoDebug: "default=go1.24",
-	Require: []string{"k8s.io/kubernetes " + KubernetesVersion},
-	Replace: stagingReplaces(),
-	Packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
-		"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy", "k8s.io/kubernetes/cmd/kubelet",
-		"k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubectl"},
-	LDFlags: versionLDFlags(),
+// Release is one Kubernetes release the lab builds: its components at the
+// versions kubeadm of that release deploys (its constants.go), built the same way.
+type Release struct {
+	Kubernetes    string // v1.33.13
+	Minor         string // 33
+	Staging       string // v0.33.13: the staging modules' release
+	CodeGenerator string // the code-generator release the proxy serves
+	Etcd          string // 3.5.24 (kubeadm's tag adds -0)
+	Etcdctl       string // etcdctl's module version
+	CoreDNS       string
+	CoreDNSGo     string // the go directive of CoreDNS's go.mod
+	Pause         string
 }
+
+// DefaultRelease is the release the lab's machines run.
+var DefaultRelease = Release{Kubernetes: KubernetesVersion, Minor: "33", Staging: stagingVersion,
+	CodeGenerator: "v0.33.0", Etcd: EtcdVersion, Etcdctl: etcdctlVersion, CoreDNS: CoreDNSVersion, CoreDNSGo: "1.22.7", Pause: PauseVersion}
+
+// Releases are the releases the lab can build: the lab's own, and the targets
+// an upgrade is rehearsed to (their images built on demand, named by release:
+// v1.34.4/kube-apiserver).
+var Releases = map[string]Release{
+	KubernetesVersion: DefaultRelease,
+	"v1.34.4": {Kubernetes: "v1.34.4", Minor: "34", Staging: "v0.34.4", CodeGenerator: "v0.34.0",
+		Etcd: "3.6.5", Etcdctl: "v3.6.5", CoreDNS: "v1.12.1", CoreDNSGo: "1.23.0", Pause: "3.10.1"},
+}
+
+// ReleaseVersions lists the releases the lab can build, oldest first.
+func ReleaseVersions() []string {
+	var out []string
+	for v := range Releases {
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool { return Releases[out[i]].Minor < Releases[out[j]].Minor })
+	return out
+}
+
+// buildName names a Go build of the release: a target's builds have their
+// own build module and outputs (kubernetes-v1.34.4).
+func (r Release) buildName(name string) string {
+	if r == DefaultRelease {
+		return name
+	}
+	return name + "-" + r.Kubernetes
+}
+
+// EtcdTag is the etcd image tag kubeadm of the release deploys.
+func (r Release) EtcdTag() string { return r.Etcd + "-0" }
+
+func (r Release) kubernetesBuild() *GoBuild {
+	return &GoBuild{
+		Name: r.buildName("kubernetes"), GoDirective: "1.24.0", GoDebug: "default=go1.24",
+		Require: []string{"k8s.io/kubernetes " + r.Kubernetes},
+		Replace: r.stagingReplaces(),
+		Packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
+			"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy", "k8s.io/kubernetes/cmd/kubelet",
+			"k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubectl"},
+		LDFlags: r.versionLDFlags(),
+	}
+}
+
+var kubernetesBuild = DefaultRelease.kubernetesBuild()
 
 // stagingReplaces maps every staging module of k8s.io/kubernetes (the
 // ./staging/... replaces of its own go.mod) to its release.
-func stagingReplaces() []string {
+func (r Release) stagingReplaces() []string {
 	var out []string
 	for _, m := range []string{"api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
 		"cloud-provider", "cluster-bootstrap", "component-base", "component-helpers", "controller-manager",
 		"cri-api", "cri-client", "csi-translation-lib", "dynamic-resource-allocation", "endpointslice", "externaljwt",
 		"kms", "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet",
 		"metrics", "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin", "sample-controller"} {
-		out = append(out, fmt.Sprintf("k8s.io/%s => k8s.io/%s %s", m, m, stagingVersion))
+		out = append(out, fmt.Sprintf("k8s.io/%s => k8s.io/%s %s", m, m, r.Staging))
 	}
-	return append(out, "k8s.io/code-generator => k8s.io/code-generator v0.33.0")
+	return append(out, "k8s.io/code-generator => k8s.io/code-generator "+r.CodeGenerator)
 }
 
 // versionLDFlags stamps the version kubeadm's preflight and the nodes report.
 // The build date is fixed so that the flags, and so the build cache, never change.
-func versionLDFlags() string {
+func (r Release) versionLDFlags() string {
 	var parts []string
 	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
-		for k, v := range map[string]string{"gitVersion": KubernetesVersion, "gitMajor": "1", "gitMinor": "33",
+		for k, v := range map[string]string{"gitVersion": r.Kubernetes, "gitMajor": "1", "gitMinor": r.Minor,
 			"gitTreeState": "clean", "gitCommit": "0000000000000000000000000000000000000000", "buildDate": "2026-01-01T00:00:00Z"} {
 			parts = append(parts, fmt.Sprintf("-X %s.%s=%s", pkg, k, v))
 		}
@@ -89,10 +144,11 @@ func versionLDFlags() string {
 	return "-s -w " + strings.Join(parts, " ")
 }
 
-var etcdBuild = &GoBuild{
-	Name: "etcd", GoDirective: "1.24",
-	Require: []string{"go.etcd.io/etcd/server/v3 v" + EtcdVersion, "go.etcd.io/etcd/etcdctl/v3 " + etcdctlVersion},
-	Mains: map[string]string{"etcd": `// etcd as upstream's binary: etcdmain.Main of the pinned server module.
+func (r Release) etcdBuild() *GoBuild {
+	return &GoBuild{
+		Name: r.buildName("etcd"), GoDirective: "1.24",
+		Require: []string{"go.etcd.io/etcd/server/v3 v" + r.Etcd, "go.etcd.io/etcd/etcdctl/v3 " + r.Etcdctl},
+		Mains: map[string]string{"etcd": `// etcd as upstream's binary: etcdmain.Main of the pinned server module.
 package main
 
 import (
@@ -103,14 +159,20 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 `},
-	Packages: []string{"./etcd", "go.etcd.io/etcd/etcdctl/v3"},
-	LDFlags:  "-s -w",
+		Packages: []string{"./etcd", "go.etcd.io/etcd/etcdctl/v3"},
+		LDFlags:  "-s -w",
+	}
 }
 
-var corednsBuild = &GoBuild{
-	Name: "coredns", GoDirective: "1.22.7",
-	Require: []string{"github.com/coredns/coredns " + CoreDNSVersion},
-	Mains: map[string]string{"coredns": `// CoreDNS with upstream's plugin set, as its own main does.
+var etcdBuild = DefaultRelease.etcdBuild()
+
+var corednsBuild = DefaultRelease.corednsBuild()
+
+func (r Release) corednsBuild() *GoBuild {
+	return &GoBuild{
+		Name: r.buildName("coredns"), GoDirective: r.CoreDNSGo,
+		Require: []string{"github.com/coredns/coredns " + r.CoreDNS},
+		Mains: map[string]string{"coredns": `// CoreDNS with upstream's plugin set, as its own main does.
 package main
 
 import (
@@ -120,8 +182,9 @@ import (
 
 func main() { coremain.Run() }
 `},
-	Packages: []string{"./coredns"},
-	LDFlags:  "-s -w",
+		Packages: []string{"./coredns"},
+		LDFlags:  "-s -w",
+	}
 }
 
 var metallbBuild = &GoBuild{
@@ -180,23 +243,7 @@ func add(img *Image) { catalog[img.Name] = img }
 func init() {
 	add(&Image{Name: "rootfs", Summary: "Debian " + debianSuite + " by debootstrap, every package of the lab's machines",
 		Recipes: []string{"rootfs"}, build: buildRootfs})
-	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
-		add(&Image{Name: c, Summary: "FROM scratch, built from k8s.io/kubernetes " + KubernetesVersion,
-			Aliases: []string{"registry.k8s.io/" + c + ":" + KubernetesVersion}, Go: kubernetesBuild,
-			Bins: map[string]string{c: "/usr/local/bin/" + c}, Preload: true, build: buildScratch})
-	}
-	add(&Image{Name: "kube-proxy", Summary: "kube-proxy with iptables (nft) and conntrack",
-		Aliases: []string{"registry.k8s.io/kube-proxy:" + KubernetesVersion}, Go: kubernetesBuild, Deps: []string{"rootfs"},
-		Bins: map[string]string{"kube-proxy": "/usr/local/bin/kube-proxy"}, Collect: iptablesFiles, Preload: true, build: buildScratch})
-	add(&Image{Name: "etcd", Summary: "etcd " + EtcdVersion + " and etcdctl from go.etcd.io",
-		Aliases: []string{"registry.k8s.io/etcd:" + EtcdVersion + "-0"}, Go: etcdBuild,
-		Bins: map[string]string{"etcd": "/usr/local/bin/etcd", "etcdctl": "/usr/local/bin/etcdctl"}, Preload: true, build: buildScratch})
-	add(&Image{Name: "coredns", Summary: "CoreDNS " + CoreDNSVersion,
-		Aliases: []string{"registry.k8s.io/coredns/coredns:" + CoreDNSVersion}, Go: corednsBuild,
-		Bins: map[string]string{"coredns": "/coredns"}, Entrypoint: []string{"/coredns"}, Preload: true, build: buildScratch})
-	add(&Image{Name: "pause", Summary: "pause " + PauseVersion + ", static gcc build of the kubernetes module's pause.c",
-		Aliases:    []string{"registry.k8s.io/pause:" + PauseVersion},
-		Entrypoint: []string{"/pause"}, Preload: true, build: buildPause})
+	addRelease(DefaultRelease, "")
 	add(&Image{Name: "metallb-controller", Summary: "MetalLB " + MetalLBVersion + " controller",
 		Aliases: []string{"quay.io/metallb/controller:" + MetalLBVersion}, Go: metallbBuild,
 		Bins: map[string]string{"controller": "/controller"}, Entrypoint: []string{"/controller"}, Preload: true, build: buildScratch})
@@ -227,6 +274,54 @@ func init() {
 	add(&Image{Name: "node", Summary: "systemd, containerd, kubelet/kubeadm/kubectl " + KubernetesVersion + ", every image preloaded",
 		Aliases: []string{"rackdrill.dev/node:" + KubernetesVersion}, Recipes: []string{"node"}, Go: kubernetesBuild,
 		Deps: append([]string{"rootfs"}, preload...), build: buildNode})
+	for _, v := range ReleaseVersions() {
+		if v != DefaultRelease.Kubernetes {
+			addRelease(Releases[v], v+"/")
+		}
+	}
+}
+
+// addRelease adds the images of release r named with prefix: the lab's own
+// release without one (preloaded into the node image), an upgrade's target
+// with its version (v1.34.4/kube-apiserver), built on demand, and its upgrade
+// kit (v1.34.4/kit): kubeadm, kubelet, kubectl and etcdctl of the release and
+// its images, what a machine is upgraded with.
+func addRelease(r Release, prefix string) {
+	kube, etcd, coredns := r.kubernetesBuild(), r.etcdBuild(), r.corednsBuild()
+	if prefix == "" {
+		kube, etcd, coredns = kubernetesBuild, etcdBuild, corednsBuild
+	}
+	target := prefix != ""
+	var names []string
+	img := func(i *Image) {
+		i.Name = prefix + i.Name
+		i.release = r
+		i.Preload, i.OnDemand = !target, target
+		names = append(names, i.Name)
+		add(i)
+	}
+	for _, c := range []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler"} {
+		img(&Image{Name: c, Summary: "FROM scratch, built from k8s.io/kubernetes " + r.Kubernetes,
+			Aliases: []string{"registry.k8s.io/" + c + ":" + r.Kubernetes}, Go: kube,
+			Bins: map[string]string{c: "/usr/local/bin/" + c}, build: buildScratch})
+	}
+	img(&Image{Name: "kube-proxy", Summary: "kube-proxy with iptables (nft) and conntrack",
+		Aliases: []string{"registry.k8s.io/kube-proxy:" + r.Kubernetes}, Go: kube, Deps: []string{"rootfs"},
+		Bins: map[string]string{"kube-proxy": "/usr/local/bin/kube-proxy"}, Collect: iptablesFiles, build: buildScratch})
+	img(&Image{Name: "etcd", Summary: "etcd " + r.Etcd + " and etcdctl from go.etcd.io",
+		Aliases: []string{"registry.k8s.io/etcd:" + r.EtcdTag()}, Go: etcd,
+		Bins: map[string]string{"etcd": "/usr/local/bin/etcd", "etcdctl": "/usr/local/bin/etcdctl"}, build: buildScratch})
+	img(&Image{Name: "coredns", Summary: "CoreDNS " + r.CoreDNS,
+		Aliases: []string{"registry.k8s.io/coredns/coredns:" + r.CoreDNS}, Go: coredns,
+		Bins: map[string]string{"coredns": "/coredns"}, Entrypoint: []string{"/coredns"}, build: buildScratch})
+	img(&Image{Name: "pause", Summary: "pause " + r.Pause + ", static gcc build of the kubernetes module's pause.c",
+		Aliases:    []string{"registry.k8s.io/pause:" + r.Pause},
+		Entrypoint: []string{"/pause"}, build: buildPause})
+	if !target {
+		return
+	}
+	add(&Image{Name: prefix + "kit", Summary: "kubeadm, kubelet, kubectl and etcdctl " + r.Kubernetes + " and the release's images: a machine's upgrade",
+		Go: kube, Deps: names, OnDemand: true, release: r, build: buildKit})
 }
 
 // Names lists the lab's images in build order.

@@ -53,18 +53,74 @@ func TestPreloaded(t *testing.T) {
 }
 
 func TestVersionLDFlags(t *testing.T) {
-	f := versionLDFlags()
+	f := DefaultRelease.versionLDFlags()
 	for _, want := range []string{"-X k8s.io/component-base/version.gitVersion=v1.33.13", "-X k8s.io/client-go/pkg/version.gitVersion=v1.33.13",
 		"-X k8s.io/component-base/version.gitMinor=33", "-X k8s.io/component-base/version.gitTreeState=clean"} {
 		if !strings.Contains(f, want) {
 			t.Errorf("ldflags lack %q", want)
 		}
 	}
-	if versionLDFlags() != f {
+	if DefaultRelease.versionLDFlags() != f {
 		t.Error("ldflags change between calls: the Go build cache would miss")
 	}
-	if n := len(stagingReplaces()); n != 31 {
+	if n := len(DefaultRelease.stagingReplaces()); n != 31 {
 		t.Errorf("%d staging replaces, want 30 modules + code-generator", n)
+	}
+}
+
+// An upgrade's target is built as the lab's release is, at its own versions
+// (kubeadm v1.34's constants: etcd 3.6.5-0, CoreDNS v1.12.1, pause 3.10.1),
+// on demand, with builds of its own, and an upgrade kit made of its images.
+func TestTargetRelease(t *testing.T) {
+	r, ok := Releases["v1.34.4"]
+	if !ok {
+		t.Fatal("no v1.34.4 release")
+	}
+	if f := r.versionLDFlags(); !strings.Contains(f, "version.gitVersion=v1.34.4") || !strings.Contains(f, "version.gitMinor=34") {
+		t.Errorf("ldflags %s", f)
+	}
+	for _, rep := range r.stagingReplaces() {
+		if !strings.HasSuffix(rep, " v0.34.4") && rep != "k8s.io/code-generator => k8s.io/code-generator v0.34.0" {
+			t.Errorf("replace %q is not of the release", rep)
+		}
+	}
+	if g := r.kubernetesBuild(); g.Name == kubernetesBuild.Name || g.fingerprint() == kubernetesBuild.fingerprint() {
+		t.Errorf("target build %q shares the lab's build", g.Name)
+	}
+	want := map[string]string{
+		"v1.34.4/kube-apiserver": "registry.k8s.io/kube-apiserver:v1.34.4",
+		"v1.34.4/kube-proxy":     "registry.k8s.io/kube-proxy:v1.34.4",
+		"v1.34.4/etcd":           "registry.k8s.io/etcd:3.6.5-0",
+		"v1.34.4/coredns":        "registry.k8s.io/coredns/coredns:v1.12.1",
+		"v1.34.4/pause":          "registry.k8s.io/pause:3.10.1",
+	}
+	for name, alias := range want {
+		img, ok := catalog[name]
+		if !ok {
+			t.Errorf("no image %s", name)
+			continue
+		}
+		if img.Aliases[0] != alias || img.Preload || !img.OnDemand {
+			t.Errorf("%s: alias %s preload %v on demand %v", name, img.Aliases[0], img.Preload, img.OnDemand)
+		}
+	}
+	kit := catalog["v1.34.4/kit"]
+	if kit == nil || len(kit.Deps) != 7 || !kit.OnDemand {
+		t.Fatalf("kit %+v", kit)
+	}
+	if slices.Contains(Names(), "v1.34.4/kit") {
+		t.Error("`rackdrill images` would build the target release")
+	}
+	order, err := buildOrder([]string{"v1.34.4/kit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, img := range order {
+		names = append(names, img.Name)
+	}
+	if len(names) != 9 || names[8] != "v1.34.4/kit" || slices.Index(names, "rootfs") > slices.Index(names, "v1.34.4/kube-proxy") {
+		t.Errorf("kit's build order %v", names)
 	}
 }
 
