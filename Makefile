@@ -7,6 +7,7 @@
 #   make images         build the offline lab's images (cached: a second run takes seconds)
 #   make plan           what each fault would do to the default lab; touches nothing
 #   make preflight TO=v1.34.x   is the running rack safe to upgrade? (conformance + pre-upgrade checks)
+#   make rehearse TO=v1.34.4    upgrade the lab to TO machine by machine, as the rack's operator would
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
 #   make killtest       SIGKILL rackdrill run at random moments on the lab, then recover (TRIALS=2 per fault)
 
@@ -99,6 +100,14 @@ conformance: ## conformance and chaos suites on TOPOLOGY (the lab by default), r
 preflight: ## pre-upgrade checks of the running rack towards TO (e.g. TO=v1.34.x); read-only
 	@test -n "$(TO)" || { echo "preflight: give the target release, e.g. make preflight TO=v1.34.x"; exit 2; }
 	$(RACKDRILL) preflight --to $(TO) --topology $(TOPOLOGY) --artifacts $(ARTIFACTS)
+
+.PHONY: rehearse
+# Not part of make test: builds TO's images and kit (cold, tens of minutes), brings
+# the lab up if it is not, and upgrades it machine by machine; the lab stays up,
+# at TO (rackdrill down removes it).
+rehearse: ## upgrade the lab to TO the way the rack's operator would (e.g. TO=v1.34.4)
+	@test -n "$(TO)" || { echo "rehearse: give the target release, e.g. make rehearse TO=v1.34.4"; exit 2; }
+	$(RACKDRILL) rehearse --to $(TO) --topology $(TOPOLOGY) --artifacts $(ARTIFACTS)
 
 .PHONY: killtest
 # A benchmark of the revert promise, not part of make test: for each fault of

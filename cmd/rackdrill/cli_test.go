@@ -374,3 +374,22 @@ func TestPreflightRunbook(t *testing.T) {
 		t.Errorf("a target the skew policy refuses: exit %d\n%s", code, errOut)
 	}
 }
+
+// rehearse upgrades the lab only: a real rack is refused before anything is
+// built or reached, and so is a release the lab cannot build. (The
+// rehearsal itself is `make rehearse`: it builds a release and upgrades a lab.)
+func TestRehearseRefuses(t *testing.T) {
+	for _, tc := range []struct{ topology, to, want string }{
+		{"kind-configs/rack-seed001.example.yaml", "v1.34.4", "never on a real rack; its runbook: rackdrill preflight --to v1.34.4 --runbook"},
+		{"kind-configs/lab.yaml", "v1.35.0", `--to "v1.35.0": the lab builds v1.33.13 and v1.34.4`},
+	} {
+		art := t.TempDir()
+		_, errOut, code := rackdrill(t, "rehearse", "--to", tc.to, "-t", tc.topology, "--artifacts", art)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s --to %s: exit %d\n%s", tc.topology, tc.to, code, errOut)
+		}
+		if entries, _ := os.ReadDir(art); len(entries) != 0 {
+			t.Errorf("%s --to %s: wrote %v", tc.topology, tc.to, entries)
+		}
+	}
+}

@@ -49,6 +49,7 @@ every path, and reports which promises held.`,
 		newStatusCommand(g),
 		newRunCommand(g),
 		newPreflightCommand(g),
+		newRehearseCommand(g),
 		newProbesCommand(g),
 		newReportCommand(g),
 	)

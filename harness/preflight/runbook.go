@@ -33,7 +33,30 @@ type RunbookStep struct {
 	What  string   `json:"what"`
 	Run   []string `json:"run"`
 	Check []string `json:"check,omitempty"`
+	// Kind is what the step does, whatever the commands that do it on this
+	// rack: the rehearsal performs each kind on the lab its own way.
+	Kind StepKind `json:"kind"`
+	// Node is the machine the step upgrades, drains or uncordons ("" for the
+	// rack-wide steps).
+	Node string `json:"node,omitempty"`
 }
+
+// StepKind is what a runbook step does.
+type StepKind string
+
+// The kinds of step, in the order a machine goes through them.
+const (
+	StepPreflight    StepKind = "preflight"     // the rack conforms and may be upgraded
+	StepSnapshot     StepKind = "snapshot"      // the etcd snapshot
+	StepKubeadm      StepKind = "kubeadm"       // the target's kubeadm installed
+	StepUpgradeApply StepKind = "upgrade-apply" // kubeadm upgrade plan and apply (first server)
+	StepUpgradeNode  StepKind = "upgrade-node"  // kubeadm upgrade node (the others)
+	StepDrain        StepKind = "drain"
+	StepKubelet      StepKind = "kubelet" // the target's kubelet and kubectl, kubelet restarted
+	StepK3sBinary    StepKind = "k3s-binary"
+	StepUncordon     StepKind = "uncordon" // and the node Ready at the target
+	StepAfter        StepKind = "after"    // the rack at the target, as it was
+)
 
 // Operator is where kubectl runs: the operator's machine.
 const Operator = "operator"
@@ -187,24 +210,26 @@ func kubeadmSteps(r *topology.Rack, servers, workers []*topology.Node, from, tar
 	}
 	var steps []RunbookStep
 	steps = append(steps, before(r, to)...)
-	node := func(n *topology.Node, upgrade []string, what string) {
+	node := func(n *topology.Node, upgrade []string, what string, kind StepKind) {
 		steps = append(steps,
-			RunbookStep{Where: n.Name, What: "kubeadm " + to, Run: kubeadm, Check: []string{"kubeadm version -o short prints " + to}},
-			RunbookStep{Where: n.Name, What: what, Run: upgrade, Check: upgradeChecks(r, n, to)},
+			RunbookStep{Where: n.Name, What: "kubeadm " + to, Run: kubeadm, Check: []string{"kubeadm version -o short prints " + to},
+				Kind: StepKubeadm, Node: n.Name},
+			RunbookStep{Where: n.Name, What: what, Run: upgrade, Check: upgradeChecks(r, n, to), Kind: kind, Node: n.Name},
 			drainStep(n),
-			RunbookStep{Where: n.Name, What: "kubelet and kubectl " + to, Run: kubelet, Check: []string{"systemctl is-active kubelet"}},
+			RunbookStep{Where: n.Name, What: "kubelet and kubectl " + to, Run: kubelet, Check: []string{"systemctl is-active kubelet"},
+				Kind: StepKubelet, Node: n.Name},
 			uncordonStep(n, to))
 	}
 	for i, n := range servers {
 		if i == 0 {
 			node(n, []string{"sudo kubeadm upgrade plan " + to, "sudo kubeadm upgrade apply -y " + to},
-				"the control plane, etcd, CoreDNS and kube-proxy (kubeadm upgrade apply, on the first server only)")
+				"the control plane, etcd, CoreDNS and kube-proxy (kubeadm upgrade apply, on the first server only)", StepUpgradeApply)
 		} else {
-			node(n, []string{"sudo kubeadm upgrade node"}, "this server's control plane and etcd (kubeadm upgrade node)")
+			node(n, []string{"sudo kubeadm upgrade node"}, "this server's control plane and etcd (kubeadm upgrade node)", StepUpgradeNode)
 		}
 	}
 	for _, n := range workers {
-		node(n, []string{"sudo kubeadm upgrade node"}, "this node's kubelet configuration (kubeadm upgrade node)")
+		node(n, []string{"sudo kubeadm upgrade node"}, "this node's kubelet configuration (kubeadm upgrade node)", StepUpgradeNode)
 	}
 	return append(steps, after(r, to))
 }
@@ -241,7 +266,7 @@ func k3sSteps(r *topology.Rack, servers, workers []*topology.Node, to string) []
 				fmt.Sprintf("grep ' %s$' %s | sha256sum -c -", bin, sums),
 				fmt.Sprintf("sudo install -m 0755 %s /usr/local/bin/k3s", bin),
 				"sudo systemctl restart " + unit,
-			}, Check: checks},
+			}, Check: checks, Kind: StepK3sBinary, Node: n.Name},
 			uncordonStep(n, to))
 	}
 	for _, n := range servers {
@@ -256,15 +281,15 @@ func k3sSteps(r *topology.Rack, servers, workers []*topology.Node, to string) []
 // before: the rack conforms, the upgrade is allowed, and its data is saved.
 func before(r *topology.Rack, to string) []RunbookStep {
 	snapshot := RunbookStep{Where: Operator, What: "an etcd snapshot, verified, kept outside the rack",
-		Run: []string{"(written by rackdrill preflight: <artifacts>/preflight/etcd-snapshot.db)"}}
+		Run: []string{"(written by rackdrill preflight: <artifacts>/preflight/etcd-snapshot.db)"}, Kind: StepSnapshot}
 	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
 		servers := r.NodesWithRole(topology.RoleServer)
 		snapshot = RunbookStep{Where: servers[0].Name, What: "an etcd snapshot, kept outside the rack (K3s's embedded etcd; with SQLite, copy /var/lib/rancher/k3s/server/db while k3s is stopped)",
-			Run: []string{"sudo k3s etcd-snapshot save --name pre-upgrade", "sudo ls /var/lib/rancher/k3s/server/db/snapshots/"}}
+			Run: []string{"sudo k3s etcd-snapshot save --name pre-upgrade", "sudo ls /var/lib/rancher/k3s/server/db/snapshots/"}, Kind: StepSnapshot}
 	}
 	return []RunbookStep{
 		{Where: Operator, What: "the rack conforms and may be upgraded", Run: []string{"rackdrill preflight --to " + to + " --topology <this rack's file>"},
-			Check: []string{"exit status 0: conformance, version skew, drains, removed APIs"}},
+			Check: []string{"exit status 0: conformance, version skew, drains, removed APIs"}, Kind: StepPreflight},
 		snapshot,
 	}
 }
@@ -272,12 +297,13 @@ func before(r *topology.Rack, to string) []RunbookStep {
 func drainStep(n *topology.Node) RunbookStep {
 	return RunbookStep{Where: Operator, What: "drain " + n.Name + " (PodDisruptionBudgets honoured: drain waits for them)",
 		Run:   []string{"kubectl drain " + n.Name + " --ignore-daemonsets --delete-emptydir-data --timeout=10m"},
-		Check: []string{"every pod but DaemonSets' left " + n.Name}}
+		Check: []string{"every pod but DaemonSets' left " + n.Name}, Kind: StepDrain, Node: n.Name}
 }
 
 func uncordonStep(n *topology.Node, to string) RunbookStep {
 	return RunbookStep{Where: Operator, What: "uncordon " + n.Name, Run: []string{"kubectl uncordon " + n.Name},
-		Check: []string{fmt.Sprintf("kubectl get node %s: Ready, VERSION %s, before the next node", n.Name, strings.SplitN(to, "+", 2)[0])}}
+		Check: []string{fmt.Sprintf("kubectl get node %s: Ready, VERSION %s, before the next node", n.Name, strings.SplitN(to, "+", 2)[0])},
+		Kind:  StepUncordon, Node: n.Name}
 }
 
 // upgradeChecks are what must hold after a server's control plane moved.
@@ -295,7 +321,7 @@ func upgradeChecks(r *topology.Rack, n *topology.Node, to string) []string {
 func after(r *topology.Rack, to string) RunbookStep {
 	return RunbookStep{Where: Operator, What: "the rack at " + to + ", as it was",
 		Run:   []string{"rackdrill run --topology <this rack's file> --label-filter conformance (spec.kubernetes.version set to " + to + ")"},
-		Check: []string{"every conformance check passes: same machines, VIP holder, etcd members and workloads"}}
+		Check: []string{"every conformance check passes: same machines, VIP holder, etcd members and workloads"}, Kind: StepAfter}
 }
 
 // Text is the runbook as the operator reads it, one numbered step per line

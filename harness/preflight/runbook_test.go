@@ -180,3 +180,61 @@ func TestRunbookRefuses(t *testing.T) {
 		}
 	}
 }
+
+// Every step says what it does (its kind), so that the rehearsal performs
+// each one on the lab: per node, kubeadm's order (kubeadm, its upgrade, drain,
+// kubelet, uncordon) or K3s's (drain, binary, uncordon), between the
+// rack-wide steps.
+func TestRunbookStepKinds(t *testing.T) {
+	for _, c := range []struct {
+		file, to string
+		node     []StepKind
+	}{
+		{"rack-seed001.example.yaml", "v1.33.5", []StepKind{StepKubeadm, "", StepDrain, StepKubelet, StepUncordon}},
+		{"lab.yaml", "v1.34.4", []StepKind{StepKubeadm, "", StepDrain, StepKubelet, StepUncordon}},
+		{"rack-seed000.example.yaml", "v1.34.4+k3s1", []StepKind{StepDrain, StepK3sBinary, StepUncordon}},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			r := loadExample(t, c.file)
+			rb, err := NewRunbook(r, c.to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kinds := func(steps []RunbookStep) []StepKind {
+				var out []StepKind
+				for _, s := range steps {
+					out = append(out, s.Kind)
+				}
+				return out
+			}
+			all := kinds(rb.Steps)
+			if !slices.Equal(all[:2], []StepKind{StepPreflight, StepSnapshot}) || all[len(all)-1] != StepAfter {
+				t.Fatalf("rack-wide steps: %v", all)
+			}
+			body := rb.Steps[2 : len(rb.Steps)-1]
+			per := len(c.node)
+			if len(body) != per*len(kubeNodes(r)) {
+				t.Fatalf("%d node steps for %d nodes: %v", len(body), len(kubeNodes(r)), all)
+			}
+			for i := 0; i < len(body); i += per {
+				node := body[i].Node
+				got := kinds(body[i : i+per])
+				want := slices.Clone(c.node)
+				if j := slices.Index(want, ""); j >= 0 {
+					want[j] = StepUpgradeNode
+					if i == 0 {
+						want[j] = StepUpgradeApply
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("%s: kinds %v, want %v", node, got, want)
+				}
+				for _, s := range body[i : i+per] {
+					if s.Node != node || r.Node(node) == nil {
+						t.Errorf("step %q of %s names node %q", s.What, node, s.Node)
+					}
+				}
+			}
+		})
+	}
+}

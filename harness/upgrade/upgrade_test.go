@@ -1,0 +1,255 @@
+package upgrade
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"rackdrill.dev/rackdrill/harness/cluster"
+	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/preflight"
+	"rackdrill.dev/rackdrill/harness/topology"
+)
+
+// The machines here are recordings: what the rehearsal runs on each, in order.
+// A kubelet restart after the kit's kubelet was installed makes the node
+// report the new version, as a real kubelet does once it registers again.
+// (The rehearsal on real lab machines is `make rehearse`.)
+type world struct {
+	mu     sync.Mutex
+	log    []string // "node: command"
+	kube   *fake.Clientset
+	to     string
+	failOn string // a command that fails, "node: command" prefix
+	stuck  string // a node whose kubelet never comes back at the new version
+}
+
+type recCmd struct {
+	exec.Settings
+	w    *world
+	node string
+}
+
+func (c *recCmd) Run() error {
+	line := c.node + ": " + strings.Join(c.Argv, " ")
+	c.w.mu.Lock()
+	c.w.log = append(c.w.log, line)
+	fail := c.w.failOn != "" && strings.HasPrefix(line, c.w.failOn)
+	c.w.mu.Unlock()
+	if c.Stdin != nil {
+		_, _ = io.Copy(io.Discard, c.Stdin)
+	}
+	if fail {
+		if c.Stderr != nil {
+			_, _ = c.Stderr.Write([]byte("[ERROR] something kubeadm refused\n"))
+		}
+		return errors.New("exit status 1")
+	}
+	switch {
+	case slices.Equal(c.Argv, []string{"kubeadm", "version", "-o", "short"}):
+		_, _ = c.Stdout.Write([]byte(c.w.to + "\n"))
+	case slices.Equal(c.Argv, []string{"systemctl", "restart", "kubelet"}) && c.node != c.w.stuck:
+		ctx := context.Background()
+		n, err := c.w.kube.CoreV1().Nodes().Get(ctx, c.node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Status.NodeInfo.KubeletVersion = c.w.to
+		_, err = c.w.kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
+		return err
+	}
+	return nil
+}
+
+type recNode struct {
+	w    *world
+	name string
+}
+
+func (n recNode) Command(_ context.Context, name string, args ...string) exec.Cmd {
+	c := &recCmd{w: n.w, node: n.name}
+	c.Init(c, append([]string{name}, args...))
+	return c
+}
+func (n recNode) Name() string                        { return n.name }
+func (recNode) Roles() []topology.Role                { return nil }
+func (recNode) Addr() netip.Addr                      { return netip.Addr{} }
+func (recNode) Stop(context.Context) error            { return nil }
+func (recNode) Start(context.Context) error           { return nil }
+func (recNode) Kill(context.Context) error            { return nil }
+func (recNode) Running(context.Context) (bool, error) { return true, nil }
+func (n recNode) String() string                      { return n.name }
+func (w *world) Command(_ context.Context, name string, args ...string) exec.Cmd {
+	return recNode{w: w, name: "harness"}.Command(context.Background(), name, args...)
+}
+
+func newLab(t *testing.T, to string) (*Lab, *world, preflight.Runbook) {
+	t.Helper()
+	r, _, err := topology.Load("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := preflight.NewRunbook(r, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{kube: fake.NewClientset(), to: to}
+	var nodes []cluster.Node
+	for _, n := range r.Spec.Nodes {
+		nodes = append(nodes, recNode{w: w, name: n.Name})
+		if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
+			_, err := w.kube.CoreV1().Nodes().Create(context.Background(), &corev1.Node{
+				ObjectMeta: metav1.ObjectMeta{Name: n.Name},
+				Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: r.Spec.Kubernetes.Version},
+					Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l := &Lab{Rack: r, Nodes: nodes, Kube: w.kube, Kit: "rackdrill.dev/lab/" + to + "/kit:0123", Logs: t.TempDir(),
+		Out: io.Discard, DrainTimeout: 10 * time.Second, ReadyTimeout: 3 * time.Second, Local: w}
+	return l, w, rb
+}
+
+// The lab's upgrade from v1.33.13 to v1.34.4 is kubeadm's, machine by
+// machine: the kit copied and its images imported once per machine, kubeadm
+// installed, upgrade plan and apply on the first server only, upgrade node on
+// every other, the kubelet replaced and restarted, every node back at the
+// new version before the next one's first command.
+func TestPerformIsTheRunbook(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	marks, err := l.Perform(context.Background(), rb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(rb.Steps) - 3; len(marks) != want {
+		t.Errorf("%d steps performed, want %d (every step but preflight, snapshot and after)", len(marks), want)
+	}
+	var applied, nodeUpgrades []string
+	last := map[string]int{}
+	for i, l := range w.log {
+		node, cmd, _ := strings.Cut(l, ": ")
+		switch {
+		case cmd == "kubeadm upgrade apply -y v1.34.4":
+			applied = append(applied, node)
+		case cmd == "kubeadm upgrade node":
+			nodeUpgrades = append(nodeUpgrades, node)
+		}
+		last[node] = i
+	}
+	if !slices.Equal(applied, []string{"server-1"}) {
+		t.Errorf("upgrade apply ran on %v, want server-1 only", applied)
+	}
+	if len(nodeUpgrades) != len(kubeNodes(l.Rack))-1 || slices.Contains(nodeUpgrades, "server-1") {
+		t.Errorf("upgrade node ran on %v", nodeUpgrades)
+	}
+	// Per machine: kit, kubeadm, its upgrade, kubelet, in that order, and
+	// each machine done before the next begins.
+	prevEnd := -1
+	for _, n := range kubeNodes(l.Rack) {
+		var mine []string
+		first := -1
+		for i, line := range w.log {
+			if strings.HasPrefix(line, n+": ") {
+				mine = append(mine, strings.TrimPrefix(line, n+": "))
+				if first < 0 {
+					first = i
+				}
+			}
+		}
+		if first <= prevEnd {
+			t.Errorf("%s's first command (%d) ran before the previous machine was done (%d)", n, first, prevEnd)
+		}
+		prevEnd = last[n]
+		want := []string{"mkdir -p /opt/rackdrill", "tar -x -C /opt/rackdrill", "sh -c", "install -m 0755 /opt/rackdrill/kit/bin/kubeadm /usr/bin/kubeadm",
+			"kubeadm version -o short", "kubeadm upgrade", "install -m 0755 /opt/rackdrill/kit/bin/kubelet /usr/bin/kubelet",
+			"install -m 0755 /opt/rackdrill/kit/bin/kubectl /usr/bin/kubectl", "systemctl daemon-reload", "systemctl restart kubelet", "systemctl is-active kubelet"}
+		if n == "server-1" {
+			want = slices.Insert(want, 5, "kubeadm upgrade plan v1.34.4")
+		}
+		if len(mine) != len(want) {
+			t.Errorf("%s ran %q", n, mine)
+			continue
+		}
+		for i := range want {
+			if !strings.HasPrefix(mine[i], want[i]) {
+				t.Errorf("%s: command %d is %q, want %q...", n, i+1, mine[i], want[i])
+			}
+		}
+		node, _ := w.kube.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+		if node.Spec.Unschedulable || node.Status.NodeInfo.KubeletVersion != "v1.34.4" {
+			t.Errorf("%s left cordoned %v at %s", n, node.Spec.Unschedulable, node.Status.NodeInfo.KubeletVersion)
+		}
+	}
+	if !slices.ContainsFunc(w.log, func(s string) bool { return strings.HasPrefix(s, "harness: docker rm -f lab-upgrade-kit") }) {
+		t.Error("the kit's container was not removed")
+	}
+}
+
+func kubeNodes(r *topology.Rack) []string {
+	var out []string
+	for _, n := range r.Spec.Nodes {
+		if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// A step that fails stops the upgrade there: the error names the step, its
+// machine and what the tool said, and nothing after it runs.
+func TestPerformStopsAtTheFailingStep(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	w.failOn = "server-2: kubeadm upgrade node"
+	marks, err := l.Perform(context.Background(), rb, nil)
+	var se *StepError
+	if !errors.As(err, &se) {
+		t.Fatalf("err %v, want a StepError", err)
+	}
+	if se.Mark.Node != "server-2" || se.Mark.Kind != preflight.StepUpgradeNode || !strings.Contains(err.Error(), "something kubeadm refused") {
+		t.Errorf("error %q", err)
+	}
+	if marks[len(marks)-1].Error == "" || marks[len(marks)-1].End.Before(marks[len(marks)-1].Start) {
+		t.Errorf("last mark %+v", marks[len(marks)-1])
+	}
+	if i := slices.IndexFunc(w.log, func(s string) bool { return strings.HasPrefix(s, "server-3:") }); i >= 0 {
+		t.Errorf("server-3 was touched after server-2 failed: %s", w.log[i])
+	}
+}
+
+// A kubelet that does not come back at the new version fails the uncordon
+// step, with what was seen.
+func TestPerformWaitsForTheNewKubelet(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	w.stuck = "server-1"
+	_, err := l.Perform(context.Background(), rb, nil)
+	var se *StepError
+	if !errors.As(err, &se) || se.Mark.Kind != preflight.StepUncordon || !strings.Contains(err.Error(), "kubelet v1.33.13") {
+		t.Fatalf("err %v, want the uncordon of server-1 to fail with the kubelet seen at v1.33.13", err)
+	}
+}
+
+// A real rack is never upgraded, whatever asks.
+func TestPerformRefusesARealRack(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	l.Rack.Spec.Provider = topology.ProviderSSH
+	var out bytes.Buffer
+	l.Out = &out
+	_, err := l.Perform(context.Background(), rb, nil)
+	if err == nil || !strings.Contains(err.Error(), "never upgrades a real rack") || len(w.log) != 0 {
+		t.Fatalf("err %v, commands %v", err, w.log)
+	}
+}
