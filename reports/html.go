@@ -19,6 +19,7 @@ var pageSource string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"short":   short,
+	"inc":     func(i int) int { return i + 1 },
 	"durp":    durp,
 	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"promise": promise,

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
 // TestBaselineMarksWorseRecovery: a recovery that got worse than the
@@ -50,6 +52,34 @@ func TestReportIsSelfContained(t *testing.T) {
 	for _, bad := range []string{"<script", "<link", "@import", "url(", "src=", `href="http`, "<iframe", "<img"} {
 		if strings.Contains(buf.String(), bad) {
 			t.Errorf("report.html contains %q: it must open offline", bad)
+		}
+	}
+}
+
+// TestStepsOnTheTimeline: a drill run in steps (the rehearsed upgrade) has
+// each step marked on its timeline at its start, numbered, the failed one
+// apart, and listed with its span, so that a broken promise is read against
+// the step during which it broke.
+func TestStepsOnTheTimeline(t *testing.T) {
+	run := loadRecorded(t)
+	d := &run.Drills[0]
+	at := d.Result.Window.Inject
+	d.Steps = []runrecord.Step{
+		{Name: "kubeadm upgrade apply on server-1", Start: at.Add(time.Second), End: at.Add(20 * time.Second)},
+		{Name: "drain worker-1", Start: at.Add(21 * time.Second), End: at.Add(30 * time.Second), Error: "drain worker-1: global timeout"},
+	}
+	var buf bytes.Buffer
+	if err := WriteHTML(&buf, run, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		`<line class="step" `, `<title>step 1: kubeadm upgrade apply on server-1, +1s to +20s</title>`,
+		`<line class="step failed" `, `<title>step 2: drain worker-1, +21s to +30s</title>`,
+		`<td>drain worker-1</td>`, `<td>drain worker-1: global timeout</td>`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %s", want)
 		}
 	}
 }

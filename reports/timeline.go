@@ -132,6 +132,21 @@ func timeline(d runrecord.Drill) template.HTML {
 		fmt.Fprintf(&b, `<line class="mark %s" x1="%.1f" y1="%d" x2="%.1f" y2="%d"><title>%s at %s</title></line><text class="marklabel %s" x="%.1f" y="%d" text-anchor="%s">%s</text>`,
 			class, x(t), axisHeight-6, x(t), bottom, label, rel(t, origin), class, lx, bottom+13, anchor, label)
 	}
+	// A fault that runs in steps (the rehearsed upgrade): a thin line at
+	// each step's start, numbered, its name and span in the line's title,
+	// red for the step that failed.
+	for i, st := range d.Steps {
+		if st.Start.Before(start) || st.Start.After(end) {
+			continue
+		}
+		class := "step"
+		if st.Error != "" {
+			class = "step failed"
+		}
+		fmt.Fprintf(&b, `<line class="%s" x1="%.1f" y1="%d" x2="%.1f" y2="%d"><title>step %d: %s, %s to %s</title></line><text class="steplabel" x="%.1f" y="%d" text-anchor="middle">%d</text>`,
+			class, x(st.Start), axisHeight-6, x(st.Start), bottom, i+1, html.EscapeString(st.Name), rel(st.Start, origin), rel(st.End, origin),
+			x(st.Start), axisHeight-8, i+1)
+	}
 	mark("inject", res.Window.Inject, "inject")
 	mark("revert", res.Window.Revert, "revert")
 	if res.Recovery > 0 && !res.Window.Revert.IsZero() {

@@ -15,8 +15,29 @@ import (
 // binary, so that rackdrill works from any directory; a file named by a flag
 // or by the topology's spec.matrix replaces them.
 //
-//go:embed impact-matrix.yaml deviations-*.yaml
+//go:embed impact-matrix.yaml deviations-*.yaml rehearsal-matrix.yaml
 var builtIn embed.FS
+
+// RehearsalMatrix names the rehearsal's matrix built into rackdrill.
+const RehearsalMatrix = "scenarios/rehearsal-matrix.yaml (built in)"
+
+// RehearsalRow is the row a rehearsed upgrade is judged by (rolling-upgrade):
+// the promises of a rack while it is upgraded machine by machine.
+func RehearsalRow() (*matrix.Row, error) {
+	data, err := builtIn.ReadFile("rehearsal-matrix.yaml")
+	if err != nil {
+		return nil, err
+	}
+	m, err := matrix.Parse(data, RehearsalMatrix)
+	if err != nil {
+		return nil, err
+	}
+	row := m.Row("rolling-upgrade")
+	if row == nil {
+		return nil, fmt.Errorf("%s: no row rolling-upgrade", RehearsalMatrix)
+	}
+	return row, nil
+}
 
 // BuiltInMatrix names the documented matrix built into rackdrill in messages.
 const BuiltInMatrix = "scenarios/impact-matrix.yaml (built in)"

@@ -74,3 +74,25 @@ func TestARackNamesItsOwnMatrix(t *testing.T) {
 		t.Errorf("missing matrix: %v", err)
 	}
 }
+
+// The rehearsal's row is built in and judges every probe of the matrix: the
+// API, the apps and the paths up through the upgrade, within their budgets.
+func TestRehearsalRow(t *testing.T) {
+	row, err := scenarios.RehearsalRow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Fault != "rolling-upgrade" || row.Settle.Duration == 0 || row.Recovery.Duration == 0 {
+		t.Fatalf("row %+v", row)
+	}
+	for _, p := range matrix.Probes {
+		c, ok := row.Cells[p]
+		if !ok {
+			t.Errorf("no %s cell", p)
+			continue
+		}
+		if p != "data" && (c.During != matrix.Up || c.Within.Duration == 0) {
+			t.Errorf("%s: %s within %s: every path is promised up, with a budget", p, c.During, c.Within.Duration)
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 // Record is the drill as run.json records it.
 func (o *Outcome) Record() (runrecord.Drill, error) {
 	d := runrecord.Drill{Result: o.Result, SteadyAt: o.SteadyAt, Checks: o.Checks, Effect: o.Effect,
-		Dump: o.Dump, Error: o.Error, RevertError: o.RevertError, Timelines: map[string][]runrecord.Sample{}}
+		Dump: o.Dump, Error: o.Error, RevertError: o.RevertError, Steps: o.Steps, Timelines: map[string][]runrecord.Sample{}}
 	for name, tl := range o.Timelines {
 		samples := make([]runrecord.Sample, len(tl))
 		for i, s := range tl {

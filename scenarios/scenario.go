@@ -56,6 +56,10 @@ type ScenarioInput struct {
 	Unprobed map[string]string
 	// Data, when set, writes its records in the steady state, before the fault.
 	Data *probe.Data
+	// Course is how long the fault may run its course after the
+	// observation (a fault.Awaiter's AwaitLimit: the rehearsed upgrade), for
+	// the sampler's bounds; 0 for a fault held for the observation only.
+	Course time.Duration
 	// Interval and Timeout of the sampler (the topology's spec.probes).
 	Interval time.Duration
 	Timeout  time.Duration
@@ -92,6 +96,9 @@ type Outcome struct {
 	Checks []Check `json:"checks,omitempty"`
 	// Details the fault reports about itself (the UPS drill's halts).
 	Details any `json:"details,omitempty"`
+	// Steps are the steps of a fault that runs its course in steps
+	// (fault.Stepped: the rehearsed upgrade).
+	Steps []runrecord.Step `json:"steps,omitempty"`
 	// Effect is whether the fault was seen to take effect, and when.
 	Effect *fault.EffectResult `json:"effect,omitempty"`
 	// Dump is where the artifacts of a failed drill are.
@@ -203,8 +210,8 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	sampler := probe.NewSampler(in.Probes, probe.WithInterval(in.Interval), probe.WithTimeout(in.Timeout),
 		probe.WithSamplerLogger(log),
 		// Bounded: the longest this drill may take, and a count to match.
-		probe.WithLimits(2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration,
-			int((2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration)/in.Interval)+10))
+		probe.WithLimits(2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration+in.Course,
+			int((2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration+in.Course)/in.Interval)+10))
 	stop := sampler.Start(ctx)
 	stopped := false
 	defer func() {
@@ -325,6 +332,9 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	if d, ok := f.(interface{ Halts() []fault.HaltRecord }); ok {
 		out.Details = d.Halts()
 	}
+	if st, ok := f.(Stepped); ok {
+		out.Steps = st.Steps()
+	}
 	w.Inject = marked.injectedAt
 	if w.Revert.IsZero() {
 		w.Revert = time.Now()
@@ -375,6 +385,12 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		out.Checks = append(out.Checks, c)
 	}
 	return out, errors.Join(holdErr, ctx.Err())
+}
+
+// Stepped is a fault that runs its course in steps (the rehearsed upgrade):
+// the steps it went through, each with its start and end.
+type Stepped interface {
+	Steps() []runrecord.Step
 }
 
 // markedFault records when the injection began: the start of the fault window.

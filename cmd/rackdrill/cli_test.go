@@ -393,3 +393,24 @@ func TestRehearseRefuses(t *testing.T) {
 		}
 	}
 }
+
+// No selection reaches the upgrade rehearsal on a real rack: a label filter
+// that selects it is refused before any machine is dialled (the seed rack's
+// addresses moved to loopback, so that even a broken gate could only knock
+// on this machine's door).
+func TestRunRefusesTheRehearsalOnARealRack(t *testing.T) {
+	seed, err := os.ReadFile("../../kind-configs/rack-seed001.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := filepath.Join(t.TempDir(), "rack.yaml")
+	if err := os.WriteFile(topo, []byte(strings.ReplaceAll(string(seed), "192.168.", "127.77.")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, filter := range []string{"rehearsal", "conformance || rehearsal"} {
+		_, errOut, code := rackdrill(t, "run", "-t", topo, "--label-filter", filter, "--artifacts", t.TempDir())
+		if code != 2 || !strings.Contains(errOut, "includes the upgrade rehearsal (rolling-upgrade)") || strings.Contains(errOut, "unreachable") {
+			t.Errorf("--label-filter %q: exit %d\n%s", filter, code, errOut)
+		}
+	}
+}

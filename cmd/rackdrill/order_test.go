@@ -18,7 +18,7 @@ import (
 
 // `rackdrill run` checks the rack's conformance before it drills it: with any
 // ginkgo seed, every conformance spec comes before every pre-upgrade spec,
-// and those before every chaos drill. Ginkgo runs one tree per process, so
+// and those before every chaos drill, and the rehearsal last. Ginkgo runs one tree per process, so
 // each seed is a dry run (no spec runs, no rack is needed) in a child process.
 func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 	if seed := os.Getenv("RACKDRILL_ORDER_CHILD_SEED"); seed != "" {
@@ -26,7 +26,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 		_, _, err := framework.RunInProcess(framework.RunConfig{
 			Options: framework.Options{Topology: os.Getenv("RACKDRILL_ORDER_TOPOLOGY"), Provider: "containers",
 				Artifacts: os.Getenv("RACKDRILL_ORDER_ARTIFACTS")},
-			Suites: "conformance+chaos", LabelFilter: "conformance || preupgrade || chaos", DryRun: true, Seed: s,
+			Suites: "conformance+chaos", LabelFilter: "conformance || preupgrade || chaos || rehearsal", DryRun: true, Seed: s,
 		}, logr.Discard())
 		if err != nil {
 			t.Fatal(err)
@@ -41,7 +41,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 	if err := os.WriteFile(never, []byte(strings.Replace(string(lab), "name: lab\n", "name: order-never-up\n", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rank := map[string]int{"conformance": 1, "preupgrade": 2, "chaos": 3}
+	rank := map[string]int{"conformance": 1, "preupgrade": 2, "chaos": 3, "rehearsal": 4}
 	for _, seed := range []int64{1, 7, 1234567} {
 		dir := t.TempDir()
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestSuitesRunInOrderWhateverTheSeed$")
@@ -74,7 +74,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 			last, lastSpec = r, s.FullText()
 			seen[suite]++
 		}
-		if seen["conformance"] == 0 || seen["preupgrade"] == 0 || seen["chaos"] == 0 {
+		if seen["conformance"] == 0 || seen["preupgrade"] == 0 || seen["chaos"] == 0 || seen["rehearsal"] != 1 {
 			t.Errorf("seed %d: specs per suite %v, want every suite", seed, seen)
 		}
 	}

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,17 +19,23 @@ import (
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
 	"rackdrill.dev/rackdrill/harness/rackclient"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/harness/upgrade"
+	"rackdrill.dev/rackdrill/suites/framework"
+	"rackdrill.dev/rackdrill/suites/rehearsal"
 )
 
-// rehearsal is what `rackdrill rehearse` writes to <artifacts>/rehearsal/steps.json.
-type rehearsal struct {
-	Rack     string            `json:"rack"`
-	From     string            `json:"from"`
-	To       string            `json:"to"`
-	KitBuild time.Duration     `json:"kitBuild"`
-	Steps    []upgrade.Mark    `json:"steps"`
+// rehearsalSummary is what `rackdrill rehearse` writes to <artifacts>/rehearsal/summary.json.
+type rehearsalSummary struct {
+	Rack     string           `json:"rack"`
+	From     string           `json:"from"`
+	To       string           `json:"to"`
+	KitBuild time.Duration    `json:"kitBuild"`
+	Took     time.Duration    `json:"took"`
+	Verdict  string           `json:"verdict,omitempty"`
+	Steps    []runrecord.Step `json:"steps"`
+	// Kubelets are the nodes' kubelet versions once it ended.
 	Kubelets map[string]string `json:"kubelets,omitempty"`
 	Error    string            `json:"error,omitempty"`
 }
@@ -38,6 +44,7 @@ func newRehearseCommand(g *globalOptions) *cobra.Command {
 	var (
 		to           string
 		drainTimeout time.Duration
+		timeout      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "rehearse --to vX.Y.Z",
@@ -51,12 +58,16 @@ on every other machine, each node drained (PodDisruptionBudgets honoured), its
 kubelet and kubectl replaced and restarted, uncordoned and seen Ready at the new
 version before the next.
 
-Each step's start, end and output are written to <artifacts>/rehearsal/ (steps.json
-and one log per step). An upgrade has no revert: on a failure the lab is left as it
-is for inspection, and rackdrill down then rackdrill up restore it.
+Before the upgrade it runs the conformance suite and the pre-upgrade checks (as
+rackdrill preflight). Every probe samples the rack throughout the upgrade, and the
+rolling-upgrade row (scenarios/rehearsal-matrix.yaml) judges what they saw, then
+the residue check compares the rack with what it was (machines, VIP holder, etcd
+members, workloads). Each step's start and end are marked on the report's timeline
+and kept in run.json; each step's output is in <artifacts>/rehearsal/, with the
+runbook and summary.json.
 
-Not yet: the probes sampled during the upgrade, the rolling-upgrade row judged, and
-the conformance suite before and after (issue 18).
+An upgrade has no revert: on a failure the lab is left as it is for inspection,
+and rackdrill down then rackdrill up restore it.
 
 It refuses a real rack: rackdrill never upgrades one.`,
 		Example: `  rackdrill rehearse --to v1.34.4
@@ -90,8 +101,8 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			if err != nil {
 				return err
 			}
-			rec := rehearsal{Rack: r.Metadata.Name, From: r.Spec.Kubernetes.Version, To: to, KitBuild: time.Since(t0)}
-			kit := results[len(results)-1].Tag
+			rec := rehearsalSummary{Rack: r.Metadata.Name, From: r.Spec.Kubernetes.Version, To: to, KitBuild: time.Since(t0)}
+			fmt.Fprintf(out, "rehearse: the kit %s (%s)\n", results[len(results)-1].Tag, rec.KitBuild.Round(time.Second))
 			p, err := providerFor(cmd, g, r, providers.WithProgress(out))
 			if err != nil {
 				return err
@@ -99,14 +110,11 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			if _, err := providers.Ensure(ctx, p, r, out); err != nil {
 				return err
 			}
-			nodes, err := p.Nodes(ctx)
-			if err != nil {
-				return err
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			cs, err := rackclient.New(p, r.APIServerURL(), rackclient.OperationsTimeout).Clientset(ctx)
-			if err != nil {
-				return err
-			}
+			stop()
+			rehearsal.DrainTimeout = drainTimeout
 			dir := filepath.Join(g.artifacts, "rehearsal")
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
@@ -114,52 +122,71 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			if err := os.WriteFile(filepath.Join(dir, "runbook.txt"), []byte(rb.Text()), 0o644); err != nil {
 				return err
 			}
-			l := &upgrade.Lab{Rack: r, Nodes: nodes, Kube: cs, Kit: kit, Logs: dir, Out: out,
-				DrainTimeout: drainTimeout, ReadyTimeout: 5 * time.Minute}
+			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+			prog := &progress{w: out}
 			start := time.Now()
-			marks, perr := l.Perform(ctx, rb, nil)
-			rec.Steps = marks
-			if perr != nil {
-				rec.Error = perr.Error()
+			env, ok, err := framework.RunInProcess(framework.RunConfig{
+				Options: framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, UpgradeTo: to},
+				Suites:  "conformance+preupgrade+rehearsal",
+				// Before the upgrade: the rack conforms and may be upgraded
+				// (as rackdrill preflight); then the upgrade, judged.
+				LabelFilter: "conformance || preupgrade || rehearsal", Timeout: timeout,
+				Progress: prog.phase, Live: prog.live, Checked: prog.checked,
+			}, log)
+			if err != nil {
+				return err
 			}
-			if list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
-				rec.Kubelets = map[string]string{}
-				for _, n := range list.Items {
-					rec.Kubelets[n.Name] = n.Status.NodeInfo.KubeletVersion
+			writeReports(cmd, env.Artifacts, "run.json", "preflight", "rehearsal")
+			rec.Took = time.Since(start)
+			if run, err := runrecord.Load(filepath.Join(env.Artifacts, "run.json")); err == nil {
+				for _, d := range run.Drills {
+					if d.Result.Fault == upgrade.Kind {
+						rec.Steps = d.Steps
+						rec.Verdict = string(d.Result.Verdict)
+						rec.Error = d.Error
+					}
+				}
+			}
+			if cs, err := rackclient.New(p, r.APIServerURL(), rackclient.OperationsTimeout).Clientset(context.Background()); err == nil {
+				if list, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err == nil {
+					rec.Kubelets = map[string]string{}
+					for _, n := range list.Items {
+						rec.Kubelets[n.Name] = n.Status.NodeInfo.KubeletVersion
+					}
 				}
 			}
 			data, _ := json.MarshalIndent(rec, "", "  ")
-			if err := os.WriteFile(filepath.Join(dir, "steps.json"), data, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "summary.json"), data, 0o644); err != nil {
 				return err
 			}
-			printRehearsal(cmd, rec, time.Since(start))
-			fmt.Fprintf(out, "written to %s\n", dir)
-			if perr != nil {
-				var se *upgrade.StepError
-				if errors.As(perr, &se) {
-					return &failedError{msg: fmt.Sprintf("the upgrade to %s failed at %v\nthe lab is left as it is for inspection; `rackdrill down` then `rackdrill up` restore it", to, perr)}
-				}
-				return perr
+			printRehearsal(cmd, rec)
+			if !ok {
+				return &failedError{msg: fmt.Sprintf("the rehearsal of the upgrade to %s failed: see %s\n"+
+					"the lab is left as it is for inspection; `rackdrill down` then `rackdrill up` restore it", to, filepath.Join(env.Artifacts, "report.html"))}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "the release to upgrade the lab to ("+strings.Join(lab.ReleaseVersions(), ", ")+")")
 	cmd.Flags().DurationVar(&drainTimeout, "drain-timeout", 10*time.Minute, "give up on a drain after this long (the runbook's kubectl drain --timeout)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
 
-func printRehearsal(cmd *cobra.Command, rec rehearsal, took time.Duration) {
+func printRehearsal(cmd *cobra.Command, rec rehearsalSummary) {
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "\nrehearsal of %s's upgrade %s -> %s: %d steps in %s (the kit: %s)\n", rec.Rack, rec.From, rec.To, len(rec.Steps),
-		took.Round(time.Second), rec.KitBuild.Round(time.Second))
-	for _, m := range rec.Steps {
+	fmt.Fprintf(out, "\nrehearsal of %s's upgrade %s -> %s: %s, %d steps, %s in all (the kit: %s)\n", rec.Rack, rec.From, rec.To,
+		orNone(rec.Verdict), len(rec.Steps), rec.Took.Round(time.Second), rec.KitBuild.Round(time.Second))
+	for i, m := range rec.Steps {
 		status := "ok"
 		if m.Error != "" {
 			status = "FAILED"
 		}
-		fmt.Fprintf(out, "  %2d. %-6s %8s  [%s] %s\n", m.Step, status, m.End.Sub(m.Start).Round(100*time.Millisecond), m.Where, m.What)
+		fmt.Fprintf(out, "  %2d. %-6s %8s  %s\n", i+1, status, m.End.Sub(m.Start).Round(100*time.Millisecond), m.Name)
+	}
+	if rec.Error != "" {
+		fmt.Fprintf(out, "error: %s\n", rec.Error)
 	}
 	names := make([]string, 0, len(rec.Kubelets))
 	for n := range rec.Kubelets {
@@ -173,4 +200,11 @@ func printRehearsal(cmd *cobra.Command, rec rehearsal, took time.Duration) {
 	if len(at) > 0 {
 		fmt.Fprintf(out, "kubelets: %s\n", strings.Join(at, ", "))
 	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not judged"
+	}
+	return s
 }

@@ -31,6 +31,7 @@ import (
 	_ "rackdrill.dev/rackdrill/suites/chaos"
 	_ "rackdrill.dev/rackdrill/suites/conformance"
 	_ "rackdrill.dev/rackdrill/suites/preupgrade"
+	_ "rackdrill.dev/rackdrill/suites/rehearsal"
 )
 
 func newRunCommand(g *globalOptions) *cobra.Command {
@@ -121,7 +122,7 @@ broken, 2 bad input or a broken environment.`,
 			}
 			if labels == "" {
 				// The pre-upgrade checks need a target release: rackdrill preflight.
-				labels = "!preupgrade"
+				labels = "!preupgrade && !rehearsal"
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()

@@ -41,6 +41,10 @@ type Drill struct {
 	Checks []DrillCheck `json:"checks,omitempty"`
 	// Details the fault reports about itself (the UPS drill's halts).
 	Details json.RawMessage `json:"details,omitempty"`
+	// Steps are the steps of a fault that runs its course in steps (the
+	// rehearsed upgrade's), each with its start and end: the report marks
+	// them on the timeline, so that a promise broken names its step.
+	Steps []Step `json:"steps,omitempty"`
 	// Effect is whether the fault was seen to take effect, and when.
 	Effect *Effect `json:"effect,omitempty"`
 	// Dump is where the artifacts of a failed drill are.
@@ -49,6 +53,14 @@ type Drill struct {
 	// verdict is then matrix.Errored).
 	Error       string `json:"error,omitempty"`
 	RevertError string `json:"revertError,omitempty"`
+}
+
+// Step is one step of a drill's fault.
+type Step struct {
+	Name  string    `json:"name"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Error string    `json:"error,omitempty"`
 }
 
 // Sample is one probe sample of a timeline.

@@ -17,6 +17,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/harness/upgrade"
 	"rackdrill.dev/rackdrill/scenarios"
 )
 
@@ -24,12 +25,7 @@ import (
 // row applies (fault.PlanFor), the fault bound to the plan's targets, the guard
 // journaling into the run's ledger, the probes, the residue check and the dump.
 func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
-	in := scenarios.ScenarioInput{
-		Row: row, Deviations: e.Deviations, Log: e.Log,
-		Interval: e.Rack.Spec.Probes.Interval.Duration, Timeout: e.Rack.Spec.Probes.Timeout.Duration,
-		Guard: fault.NewGuard(e.Ledger, fault.WithRack(e.Rack.Metadata.Name, string(e.Provider)),
-			fault.WithTopology(e.TopologyFile), fault.WithLogger(e.Log)),
-	}
+	in := e.drillBase(row)
 	plan, err := fault.PlanFor(row.Fault, e.Rack, e.Provider)
 	if err != nil {
 		return in, err
@@ -74,6 +70,44 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	in.Effect = func(f fault.Recordable) (fault.Effect, error) {
 		return fault.EffectOf(f, runBinder{e}, e.Rack, e.Provider)
 	}
+	e.observe(&in)
+	return in, nil
+}
+
+// RehearsalInput is the drill of a rehearsed upgrade: build makes the
+// upgrade (upgrade.Rolling), judged by row with the probes, the residue
+// check and the dump of every drill. Only the lab is upgraded: the upgrade
+// itself refuses any other rack.
+func (e *Env) RehearsalInput(row *matrix.Row, build func(ctx context.Context) (fault.Recordable, error)) (scenarios.ScenarioInput, error) {
+	in := e.drillBase(row)
+	if e.Provider != topology.ProviderContainers {
+		return in, fmt.Errorf("rack %s (provider %s): an upgrade is rehearsed on the lab only, never on a real rack", e.Rack.Metadata.Name, e.Provider)
+	}
+	var err error
+	if in.Probes, in.Unprobed, in.Data, err = e.probes(); err != nil {
+		return in, fmt.Errorf("drill %s: %w", row.Fault, err)
+	}
+	in.Build = build
+	in.Course = upgrade.AwaitLimit
+	e.observe(&in)
+	return in, nil
+}
+
+// drillBase is what every drill of this run has: its row, the deviations,
+// the sampler's settings and the guard journaling into the run's ledger.
+func (e *Env) drillBase(row *matrix.Row) scenarios.ScenarioInput {
+	return scenarios.ScenarioInput{
+		Row: row, Deviations: e.Deviations, Log: e.Log,
+		Interval: e.Rack.Spec.Probes.Interval.Duration, Timeout: e.Rack.Spec.Probes.Timeout.Duration,
+		Guard: fault.NewGuard(e.Ledger, fault.WithRack(e.Rack.Metadata.Name, string(e.Provider)),
+			fault.WithTopology(e.TopologyFile), fault.WithLogger(e.Log)),
+	}
+}
+
+// observe gives a drill the residue check, the steady state kept for
+// recover, the dump of a failure, and the progress of its phases.
+func (e *Env) observe(in *scenarios.ScenarioInput) {
+	row := in.Row
 	in.Snapshot = e.snapshot
 	in.OnSteady = func(s rackstate.Snapshot) error {
 		return rackstate.SaveSteady(rackstate.SteadyFile(e.Artifacts),
@@ -94,7 +128,6 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	if e.Live != nil {
 		in.Live = func(states map[string]bool) { e.Live(row.Fault, states) }
 	}
-	return in, nil
 }
 
 // snapshot reads the state the residue check compares.

@@ -20,6 +20,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/promises"
 	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/harness/upgrade"
 )
 
 // Flags of the safety gate, for a suite run by go test or the ginkgo CLI on a
@@ -88,7 +89,8 @@ func PlanRows(d *promises.Derivation, matrixFile string, r *topology.Rack, p top
 	return rows, nil
 }
 
-// SelectedRows are the chaos rows the suite configuration sc will run,
+// SelectedRows are the chaos rows the suite configuration sc will run (and
+// the rehearsal's rolling-upgrade, when it is selected),
 // computed by ginkgo itself (a preview of the spec tree: no spec runs).
 func (e *Env) SelectedRows(sc types.SuiteConfig, rc types.ReporterConfig) []string {
 	// A preview still runs the suite's report nodes and writes ginkgo's
@@ -108,6 +110,10 @@ func (e *Env) SelectedRows(sc types.SuiteConfig, rc types.ReporterConfig) []stri
 				out = append(out, row.Fault)
 			}
 		}
+		if slices.ContainsFunc(s.ContainerHierarchyLabels, func(ls []string) bool { return slices.Contains(ls, "rehearsal") }) &&
+			!slices.Contains(out, upgrade.Kind) {
+			out = append(out, upgrade.Kind)
+		}
 	}
 	return out
 }
@@ -126,6 +132,10 @@ func (e *Env) guardRealRack(s *Safety, sc types.SuiteConfig, rc types.ReporterCo
 	}
 	if s.TopologyFile == "" {
 		s.TopologyFile = e.TopologyFile
+	}
+	if slices.Contains(selected, upgrade.Kind) {
+		return fmt.Errorf("%s is a real rack: the selection includes the upgrade rehearsal (%s), which upgrades the lab only; rackdrill never upgrades a real rack (its runbook: rackdrill preflight --to X --runbook): nothing was run on any machine",
+			s.TopologyFile, upgrade.Kind)
 	}
 	if s.NamedOnly {
 		var unnamed []string
