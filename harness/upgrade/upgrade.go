@@ -137,8 +137,22 @@ func (l *Lab) perform(ctx context.Context, rb preflight.Runbook, s preflight.Run
 		if err != nil {
 			return err
 		}
-		if err := l.installKit(ctx, n); err != nil {
-			return err
+		// The release's images reach every machine at the first step, as a
+		// real rack's registry serves them to every machine at once: the
+		// add-ons kubeadm upgrades (kube-proxy's DaemonSet, CoreDNS) start
+		// their new pods wherever they are scheduled, not only on the
+		// machines upgraded so far.
+		for _, st := range rb.Steps {
+			if st.Kind != preflight.StepKubeadm {
+				continue
+			}
+			other, err := l.node(st.Node)
+			if err != nil {
+				return err
+			}
+			if err := l.installKit(ctx, other); err != nil {
+				return err
+			}
 		}
 		return l.install(ctx, n, m, rb.To, "kubeadm")
 	case preflight.StepUpgradeApply:
@@ -285,7 +299,9 @@ func (l *Lab) uncordon(ctx context.Context, name, to string) error {
 }
 
 // installKit copies the release's kit onto n (once) and imports its images
-// into the machine's containerd, as the node image's preload does.
+// into the machine's containerd, as the node image's preload does: the lab's
+// stand-in for the registry a real rack pulls the release from. The binaries
+// wait in KitDir until the machine's own steps install them.
 func (l *Lab) installKit(ctx context.Context, n cluster.Node) error {
 	if l.kitted[n.Name()] {
 		return nil
