@@ -94,6 +94,19 @@ func (w *world) Command(_ context.Context, name string, args ...string) exec.Cmd
 	return recNode{w: w, name: "harness"}.Command(context.Background(), name, args...)
 }
 
+func runbookTo(t *testing.T, to string) preflight.Runbook {
+	t.Helper()
+	r, _, err := topology.Load("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := preflight.NewRunbook(r, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rb
+}
+
 func newLab(t *testing.T, to string) (*Lab, *world, preflight.Runbook) {
 	t.Helper()
 	r, _, err := topology.Load("../../kind-configs/lab.yaml")
