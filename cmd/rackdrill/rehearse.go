@@ -35,6 +35,9 @@ type rehearsalSummary struct {
 	Took     time.Duration    `json:"took"`
 	Verdict  string           `json:"verdict,omitempty"`
 	Steps    []runrecord.Step `json:"steps"`
+	// APIOutages are the API's longest outage while each machine was
+	// upgraded, from the api probe's timeline.
+	APIOutages []upgrade.Outage `json:"apiOutages,omitempty"`
 	// Kubelets are the nodes' kubelet versions once it ended.
 	Kubelets map[string]string `json:"kubelets,omitempty"`
 	Error    string            `json:"error,omitempty"`
@@ -142,6 +145,7 @@ It refuses a real rack: rackdrill never upgrades one.`,
 				for _, d := range run.Drills {
 					if d.Result.Fault == upgrade.Kind {
 						rec.Steps = d.Steps
+						rec.APIOutages = upgrade.Outages(d.Steps, d.Timelines["api"])
 						rec.Verdict = string(d.Result.Verdict)
 						rec.Error = d.Error
 					}
@@ -187,6 +191,9 @@ func printRehearsal(cmd *cobra.Command, rec rehearsalSummary) {
 	}
 	if rec.Error != "" {
 		fmt.Fprintf(out, "error: %s\n", rec.Error)
+	}
+	for _, o := range rec.APIOutages {
+		fmt.Fprintf(out, "  API's longest outage while %s was upgraded: %s\n", o.Machine, o.Longest.Round(100*time.Millisecond))
 	}
 	names := make([]string, 0, len(rec.Kubelets))
 	for n := range rec.Kubelets {

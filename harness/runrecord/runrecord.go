@@ -57,10 +57,12 @@ type Drill struct {
 
 // Step is one step of a drill's fault.
 type Step struct {
-	Name  string    `json:"name"`
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
-	Error string    `json:"error,omitempty"`
+	Name string `json:"name"`
+	// Machine is the machine the step upgrades, drains or uncordons.
+	Machine string    `json:"machine,omitempty"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end"`
+	Error   string    `json:"error,omitempty"`
 }
 
 // Sample is one probe sample of a timeline.

@@ -74,7 +74,7 @@ func (r *Rolling) Steps() []runrecord.Step {
 	var out []runrecord.Step
 	for _, m := range r.Marks() {
 		name := fmt.Sprintf("[%s] %s", m.Where, m.What)
-		out = append(out, runrecord.Step{Name: name, Start: m.Start, End: m.End, Error: m.Error})
+		out = append(out, runrecord.Step{Name: name, Machine: m.Node, Start: m.Start, End: m.End, Error: m.Error})
 	}
 	return out
 }
