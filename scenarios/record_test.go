@@ -8,6 +8,7 @@ import (
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe"
+	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/scenarios"
 )
 
@@ -25,6 +26,7 @@ func TestRecordKeepsEveryField(t *testing.T) {
 		Dump:        "dumps/server-kill-1",
 		Error:       "interrupted",
 		RevertError: "docker start: refused",
+		Steps:       []runrecord.Step{{Name: "kubeadm upgrade apply", Machine: "server-1", Start: now, End: now.Add(time.Minute)}},
 	}
 	d, err := o.Record()
 	if err != nil {
@@ -38,5 +40,8 @@ func TestRecordKeepsEveryField(t *testing.T) {
 	}
 	if s := d.Timelines["api"][0]; s.Detail != "refused" || s.Took != time.Second || !s.At.Equal(now) {
 		t.Errorf("sample recorded as %+v", s)
+	}
+	if len(d.Steps) != 1 || d.Steps[0].Machine != "server-1" {
+		t.Errorf("steps recorded as %+v", d.Steps)
 	}
 }
