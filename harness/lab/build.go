@@ -254,13 +254,19 @@ func buildKit(ctx context.Context, b *Builder, img *Image, tag string) error {
 	if err := os.WriteFile(filepath.Join(images, "images.txt"), []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	// CMD only so that `docker create` accepts the image: the kit is copied
-	// out of it, never run.
-	df := "FROM scratch\nCOPY bin /kit/bin\nCOPY images /kit/images\nCMD [\"/kit/bin/kubectl\"]\n"
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(KitDockerfile()), 0o644); err != nil {
 		return err
 	}
 	return b.dockerBuild(ctx, img, dir, tag)
+}
+
+// KitRoot is the folder of a kit image that holds the kit: bin/ and images/.
+const KitRoot = "/kit"
+
+// KitDockerfile is the kit image's Dockerfile. CMD only so that `docker
+// create` accepts the image: the kit is copied out of it, never run.
+func KitDockerfile() string {
+	return "FROM scratch\nCOPY bin " + KitRoot + "/bin\nCOPY images " + KitRoot + "/images\nCMD [\"" + KitRoot + "/bin/kubectl\"]\n"
 }
 
 // moduleDir downloads a module version and returns its folder in the cache.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,12 +29,14 @@ import (
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// KitDir is where a machine receives the release's kit.
-const KitDir = "/opt/rackdrill/kit"
+// KitDir is where a machine receives the release's kit (the kit image's
+// lab.KitRoot, copied under /opt/rackdrill).
+var KitDir = path.Join("/opt/rackdrill", path.Base(lab.KitRoot))
 
 // Lab performs runbooks on the lab's machines.
 type Lab struct {
@@ -320,7 +323,9 @@ func (l *Lab) installKit(ctx context.Context, n cluster.Node) error {
 		return fmt.Errorf("%s: %w", n.Name(), err)
 	}
 	pr, pw := io.Pipe()
-	copyOut := l.Local.Command(ctx, "docker", "cp", l.kitContainer+":"+KitDir, "-").SetStdout(pw)
+	// docker cp's archive holds the folder itself: extracted beside KitDir,
+	// it is KitDir.
+	copyOut := l.Local.Command(ctx, "docker", "cp", l.kitContainer+":"+lab.KitRoot, "-").SetStdout(pw)
 	done := make(chan error, 1)
 	go func() {
 		err := copyOut.Run()

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/exec"
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -289,5 +292,37 @@ func TestPerformRefusesARealRack(t *testing.T) {
 	_, err := l.Perform(context.Background(), rb, nil)
 	if err == nil || !strings.Contains(err.Error(), "never upgrades a real rack") || len(w.log) != 0 {
 		t.Fatalf("err %v, commands %v", err, w.log)
+	}
+}
+
+// The kit is copied out of the folder the kit image's recipe fills, and lands
+// in KitDir on each machine: docker cp's archive holds the folder itself, so
+// it is extracted into KitDir's parent. (The first rehearsal on the lab
+// copied a folder the image does not have.)
+func TestKitCopiedFromWhereTheRecipePutsIt(t *testing.T) {
+	m := regexp.MustCompile(`COPY bin (\S+)/bin\n`).FindStringSubmatch(lab.KitDockerfile())
+	if m == nil {
+		t.Fatalf("the kit's Dockerfile copies no bin folder:\n%s", lab.KitDockerfile())
+	}
+	inImage := m[1]
+	l, w, rb := newLab(t, "v1.34.4")
+	if _, err := l.Perform(context.Background(), rb, nil); err != nil {
+		t.Fatal(err)
+	}
+	var src, into string
+	for _, line := range w.log {
+		node, cmd, _ := strings.Cut(line, ": ")
+		if f := strings.Fields(cmd); node == "harness" && len(f) == 4 && f[0] == "docker" && f[1] == "cp" {
+			_, src, _ = strings.Cut(f[2], ":")
+		}
+		if f := strings.Fields(cmd); node == "server-1" && len(f) == 4 && f[0] == "tar" && f[1] == "-x" && into == "" {
+			into = f[3]
+		}
+	}
+	if src != inImage {
+		t.Errorf("docker cp copies %q out of the kit image, whose recipe fills %q", src, inImage)
+	}
+	if got := path.Join(into, path.Base(src)); got != KitDir {
+		t.Errorf("extracted into %q, the kit lands in %q, not KitDir %q", into, got, KitDir)
 	}
 }
