@@ -153,3 +153,45 @@ func TestJudgedAgainstTheChosenRow(t *testing.T) {
 		t.Errorf("judged against the chosen row: verdict %s (asked with %v)", out.Result.Verdict, asked)
 	}
 }
+
+// awaitedFault runs its course in the fault window (as the rehearsed upgrade
+// and the power drill do) and fails partway.
+type awaitedFault struct {
+	brokenFault
+	err error
+}
+
+func (f *awaitedFault) Await(context.Context) error { return f.err }
+func (f *awaitedFault) AwaitLimit() time.Duration   { return time.Second }
+
+// A fault that did not run its course (the upgrade stopped at its first
+// step) exercised none of the promises its row makes: the probes stayed
+// green because nothing happened, and the drill is never "held".
+func TestFaultThatDidNotRunItsCourseIsNotHeld(t *testing.T) {
+	f := &awaitedFault{err: errors.New("step 3 [server-1] kubeadm v1.34.4: copy the kit onto server-1: exit status 2")}
+	in := quickInput(t, &f.brokenFault)
+	in.Build = func(context.Context) (fault.Recordable, error) { return f, nil }
+	out, err := scenarios.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Result.Verdict == matrix.Held || !out.Failed() {
+		t.Fatalf("verdict %s, failed %v, checks %+v", out.Result.Verdict, out.Failed(), out.Checks)
+	}
+	var c *scenarios.Check
+	for i := range out.Checks {
+		if strings.HasSuffix(out.Checks[i].Name, "runs its course") {
+			c = &out.Checks[i]
+		}
+	}
+	if c == nil || c.OK || !strings.Contains(c.Detail, "step 3 [server-1]") {
+		t.Errorf("the check names the step that failed: %+v", out.Checks)
+	}
+	// Run to its end: held, as the probes saw.
+	f = &awaitedFault{}
+	in = quickInput(t, &f.brokenFault)
+	in.Build = func(context.Context) (fault.Recordable, error) { return f, nil }
+	if out, err := scenarios.Run(context.Background(), in); err != nil || out.Result.Verdict != matrix.Held || out.Failed() {
+		t.Errorf("run to its end: verdict %s, err %v, checks %+v", out.Result.Verdict, err, out.Checks)
+	}
+}

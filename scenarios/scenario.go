@@ -370,6 +370,13 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		}
 		out.Checks = append([]Check{c}, out.Checks...)
 	}
+	for _, c := range out.Checks {
+		if c.Name == row.Fault+" runs its course" && !c.OK {
+			// Its promises were not exercised to the end: what the probes
+			// saw of a fault that stopped partway is no verdict of held.
+			out.Result.Verdict = matrix.Broken
+		}
+	}
 	if in.Snapshot != nil && ctx.Err() == nil {
 		in.phase("residue check")
 		limit := in.ResidueTimeout

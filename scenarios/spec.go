@@ -49,15 +49,18 @@ func ScenarioSpec(ctx context.Context, inputGetter func() ScenarioInput, record 
 		record(out)
 		Expect(out.RevertErr).NotTo(HaveOccurred(), "the fault could not be reverted: run `rackdrill recover`")
 		Expect(err).NotTo(HaveOccurred())
-		Expect(out.Result.Verdict).NotTo(Equal(matrix.Broken), brokenCells(out.Result))
+		Expect(out.Result.Verdict).NotTo(Equal(matrix.Broken), brokenCells(out))
 		for _, c := range out.Checks {
 			Expect(c.OK).To(BeTrue(), "%s: %s", c.Name, c.Detail)
 		}
 	})
 }
 
-// brokenCells says, per broken cell, the promise, the observation and the timing.
-func brokenCells(rr matrix.RowResult) string {
+// brokenCells says, per broken cell, the promise, the observation and the
+// timing, then each failed check (a fault that did not take effect or did
+// not run its course breaks its row without a broken cell).
+func brokenCells(out Outcome) string {
+	rr := out.Result
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: promises broken (source: %s)\n", rr.Fault, rr.Source)
 	for _, c := range rr.Cells {
@@ -67,6 +70,11 @@ func brokenCells(rr matrix.RowResult) string {
 		fmt.Fprintf(&b, "  %-8s promised %s, observed %s: %s (impact %s, longest outage %s, recovery %s)\n",
 			c.Probe, c.Promise.During, c.Observed, c.Why, matrix.Since(c.TimeToImpact),
 			c.LongestOutage.Round(1e7), matrix.Since(c.TimeToRecovery))
+	}
+	for _, c := range out.Checks {
+		if !c.OK {
+			fmt.Fprintf(&b, "  check failed: %s: %s\n", c.Name, c.Detail)
+		}
 	}
 	return b.String()
 }
