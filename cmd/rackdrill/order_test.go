@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 		s, _ := strconv.ParseInt(seed, 10, 64)
 		_, _, err := framework.RunInProcess(framework.RunConfig{
 			Options: framework.Options{Topology: os.Getenv("RACKDRILL_ORDER_TOPOLOGY"), Provider: "containers",
-				Artifacts: os.Getenv("RACKDRILL_ORDER_ARTIFACTS")},
+				Artifacts: os.Getenv("RACKDRILL_ORDER_ARTIFACTS"), UpgradeTo: os.Getenv("RACKDRILL_ORDER_TO")},
 			Suites: "conformance+chaos", LabelFilter: "conformance || preupgrade || chaos || rehearsal", DryRun: true, Seed: s,
 		}, logr.Discard())
 		if err != nil {
@@ -43,21 +44,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 	}
 	rank := map[string]int{"conformance": 1, "preupgrade": 2, "chaos": 3, "rehearsal": 4}
 	for _, seed := range []int64{1, 7, 1234567} {
-		dir := t.TempDir()
-		cmd := exec.Command(os.Args[0], "-test.run", "^TestSuitesRunInOrderWhateverTheSeed$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("RACKDRILL_ORDER_CHILD_SEED=%d", seed),
-			"RACKDRILL_ORDER_TOPOLOGY="+never, "RACKDRILL_ORDER_ARTIFACTS="+dir)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("seed %d: %v\n%s", seed, err, out)
-		}
-		data, err := os.ReadFile(filepath.Join(dir, "ginkgo.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var reports []types.Report
-		if err := json.Unmarshal(data, &reports); err != nil || len(reports) != 1 {
-			t.Fatalf("seed %d: ginkgo.json: %v", seed, err)
-		}
+		reports := dryRunSuites(t, never, seed, "v1.34.4")
 		last, lastSpec, seen := 0, "", map[string]int{}
 		for _, s := range reports[0].SpecReports {
 			if s.LeafNodeType != types.NodeTypeIt || len(s.ContainerHierarchyTexts) < 2 {
@@ -77,5 +64,58 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 		if seen["conformance"] == 0 || seen["preupgrade"] == 0 || seen["chaos"] == 0 || seen["rehearsal"] != 1 {
 			t.Errorf("seed %d: specs per suite %v, want every suite", seed, seen)
 		}
+	}
+}
+
+// dryRunSuites is a child process's dry run of every suite with the given
+// seed and target release: ginkgo's report of the specs it would run.
+func dryRunSuites(t *testing.T, topology string, seed int64, to string) []types.Report {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestSuitesRunInOrderWhateverTheSeed$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("RACKDRILL_ORDER_CHILD_SEED=%d", seed),
+		"RACKDRILL_ORDER_TOPOLOGY="+topology, "RACKDRILL_ORDER_ARTIFACTS="+dir, "RACKDRILL_ORDER_TO="+to)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("seed %d: %v\n%s", seed, err, out)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "ginkgo.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reports []types.Report
+	if err := json.Unmarshal(data, &reports); err != nil || len(reports) != 1 {
+		t.Fatalf("seed %d: ginkgo.json: %v", seed, err)
+	}
+	return reports
+}
+
+// A run without a target release (rackdrill run, whatever its label filter:
+// '!power' selects every label but one) has no pre-upgrade check and no
+// rehearsal: they would fail for want of --to, and the rehearsal is never
+// selectable where it cannot run.
+func TestNoUpgradeSpecsWithoutATarget(t *testing.T) {
+	lab, err := os.ReadFile("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	never := filepath.Join(t.TempDir(), "never-up.yaml")
+	if err := os.WriteFile(never, []byte(strings.Replace(string(lab), "name: lab\n", "name: order-never-up\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reports := dryRunSuites(t, never, 1, "")
+	run := 0
+	for _, s := range reports[0].SpecReports {
+		if s.LeafNodeType != types.NodeTypeIt || s.State.Is(types.SpecStateSkipped) {
+			continue
+		}
+		run++
+		for _, labels := range s.ContainerHierarchyLabels {
+			if slices.Contains(labels, "preupgrade") || slices.Contains(labels, "rehearsal") {
+				t.Errorf("without --to, %q (labels %v) would run", s.FullText(), labels)
+			}
+		}
+	}
+	if run == 0 {
+		t.Error("without --to, no spec would run at all")
 	}
 }

@@ -6,11 +6,13 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -97,7 +99,17 @@ type Env struct {
 	mu         sync.Mutex
 	outcomes   []scenarios.Outcome
 	checks     []conform.Result
-	started    time.Time
+	// failed are the specs of this run that failed so far.
+	failed  []string
+	started time.Time
+}
+
+// FailedSpecs are the specs of the run that failed before now: the
+// rehearsal does not upgrade a rack that did not pass its checks.
+func (e *Env) FailedSpecs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.failed)
 }
 
 // Options are the inputs of a run; empty fields take the defaults of the
@@ -335,12 +347,26 @@ type declaredSuite struct {
 	name  string
 	order int
 	specs func()
+	// upgrade marks a suite about an upgrade: its specs exist only in a
+	// run that has a target release (--to).
+	upgrade bool
 }
 
 // Declare adds a suite's specs, from its package's init; order places it
 // among the suites of one run (conformance 1, pre-upgrade 2, chaos 3).
 func Declare(name string, order int, specs func()) {
-	declared = append(declared, declaredSuite{name, order, specs})
+	declare(declaredSuite{name: name, order: order, specs: specs})
+}
+
+// DeclareUpgrade adds a suite about an upgrade to the target release (the
+// pre-upgrade checks, the rehearsal): a run without a target (--to) has none
+// of its specs, so no label filter selects them where they cannot run.
+func DeclareUpgrade(name string, order int, specs func()) {
+	declare(declaredSuite{name: name, order: order, specs: specs, upgrade: true})
+}
+
+func declare(d declaredSuite) {
+	declared = append(declared, d)
 	sort.SliceStable(declared, func(i, j int) bool { return declared[i].order < declared[j].order })
 }
 
@@ -389,8 +415,18 @@ func (e *Env) register(suite, runFile string) {
 	// and labels are unchanged.
 	ginkgo.Describe("", ginkgo.Ordered, ginkgo.ContinueOnFailure, ginkgo.Serial, func() {
 		for _, d := range declared {
+			if d.upgrade && e.UpgradeTo == "" {
+				continue
+			}
 			ginkgo.Describe(d.name, d.specs)
 		}
+		ginkgo.ReportAfterEach(func(r ginkgo.SpecReport) {
+			if r.Failed() && r.LeafNodeType == types.NodeTypeIt {
+				e.mu.Lock()
+				e.failed = append(e.failed, r.FullText())
+				e.mu.Unlock()
+			}
+		})
 	})
 	ginkgo.BeforeSuite(func(ctx context.Context) {
 		gomega.Expect(e.Connect(ctx)).To(gomega.Succeed())
@@ -476,6 +512,9 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 	// per cell); ginkgo's own, a testcase per spec, sits beside it.
 	rc.JUnitReport = filepath.Join(e.Artifacts, "ginkgo-junit.xml")
 	rc.JSONReport = filepath.Join(e.Artifacts, "ginkgo.json")
+	if why := e.selectsNothing(sc, rc); why != "" {
+		return e, false, errors.New(why)
+	}
 	if err := e.guardRealRack(cfg.Safety, sc, rc); err != nil {
 		return e, false, err
 	}

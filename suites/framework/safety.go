@@ -89,6 +89,29 @@ func PlanRows(d *promises.Derivation, matrixFile string, r *topology.Rack, p top
 	return rows, nil
 }
 
+// selectsNothing says why sc selects no spec, or "" when it selects some:
+// a run that would run nothing is refused before it connects.
+func (e *Env) selectsNothing(sc types.SuiteConfig, rc types.ReporterConfig) string {
+	e.previewing = true
+	defer func() { e.previewing = false }()
+	rc.JUnitReport, rc.JSONReport, rc.TeamcityReport = "", "", ""
+	report := ginkgo.PreviewSpecs("rackdrill "+e.suite, sc, rc)
+	for _, s := range report.SpecReports {
+		if s.LeafNodeType == types.NodeTypeIt && !s.State.Is(types.SpecStateSkipped|types.SpecStatePending) {
+			return ""
+		}
+	}
+	why := fmt.Sprintf("the selection (label filter %q", sc.LabelFilter)
+	if len(sc.FocusStrings) > 0 {
+		why += fmt.Sprintf(", focus %q", sc.FocusStrings)
+	}
+	why += ") selects no spec: nothing was run"
+	if e.UpgradeTo == "" && (strings.Contains(sc.LabelFilter, "preupgrade") || strings.Contains(sc.LabelFilter, "rehearsal")) {
+		why += " (the pre-upgrade checks run in rackdrill preflight --to vX.Y.Z, the upgrade rehearsal in rackdrill rehearse --to vX.Y.Z on the lab only: a run without a target release has neither)"
+	}
+	return why
+}
+
 // SelectedRows are the chaos rows the suite configuration sc will run (and
 // the rehearsal's rolling-upgrade, when it is selected),
 // computed by ginkgo itself (a preview of the spec tree: no spec runs).

@@ -21,7 +21,7 @@ import (
 	"rackdrill.dev/rackdrill/suites/framework"
 )
 
-func init() { framework.Declare("preupgrade", 2, specs) }
+func init() { framework.DeclareUpgrade("preupgrade", 2, specs) }
 
 // check runs fn as a recorded pre-upgrade check: its observation goes into
 // run.json and the report, its error fails the spec.

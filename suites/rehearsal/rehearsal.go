@@ -8,7 +8,9 @@ package rehearsal
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads as prose
@@ -25,7 +27,7 @@ import (
 // DrainTimeout bounds each drain of the rehearsal (the runbook's --timeout).
 var DrainTimeout = 10 * time.Minute
 
-func init() { framework.Declare("rehearsal", 4, specs) }
+func init() { framework.DeclareUpgrade("rehearsal", 4, specs) }
 
 func specs() {
 	Describe("rehearsal", Label("rehearsal"), Serial, func() {
@@ -37,6 +39,9 @@ func specs() {
 		Describe(row.Fault+": "+row.Title, func() {
 			scenarios.ScenarioSpec(context.Background(), func() scenarios.ScenarioInput {
 				Expect(env.UpgradeTo).NotTo(BeEmpty(), "the rehearsal needs the target release (--to)")
+				if failed := env.FailedSpecs(); len(failed) > 0 {
+					Skip(NotRehearsed(failed))
+				}
 				rb, err := preflight.NewRunbook(env.Rack, env.UpgradeTo)
 				Expect(err).NotTo(HaveOccurred())
 				kit, err := lab.ContentTag(env.UpgradeTo + "/kit")
@@ -63,6 +68,13 @@ func specs() {
 			}, env.Record)
 		})
 	})
+}
+
+// NotRehearsed says why the upgrade was not performed: checks before it
+// failed, and a rack that fails them is not upgraded.
+func NotRehearsed(failed []string) string {
+	return fmt.Sprintf("not rehearsed: %d checks before the upgrade failed (a rack that fails them is not upgraded; fix them first): %s",
+		len(failed), strings.Join(failed, "; "))
 }
 
 // progressWriter turns the upgrade's lines into the run's progress.
