@@ -148,7 +148,17 @@ It refuses a real rack: rackdrill never upgrades one.`,
 						rec.APIOutages = upgrade.Outages(d.Steps, d.Timelines["api"])
 						rec.Verdict = string(d.Result.Verdict)
 						rec.Error = d.Error
+						for _, c := range d.Checks {
+							if !c.OK && rec.Error == "" {
+								rec.Error = c.Name + ": " + c.Detail
+							}
+						}
 					}
+				}
+			}
+			if rec.Verdict == "" && rec.Error == "" {
+				if failed := env.FailedSpecs(); len(failed) > 0 {
+					rec.Error = rehearsal.NotRehearsed(failed)
 				}
 			}
 			if cs, err := rackclient.New(p, r.APIServerURL(), rackclient.OperationsTimeout).Clientset(context.Background()); err == nil {
