@@ -57,6 +57,18 @@ func (s Snapshot) Unready() []string {
 	return out
 }
 
+// AcrossAnUpgrade is s as the residue check of an upgrade compares it: etcd's
+// members without their version, which the upgrade changes on purpose.
+func (s Snapshot) AcrossAnUpgrade() Snapshot {
+	out := s
+	out.Etcd = nil
+	for _, m := range s.Etcd {
+		m, _, _ = strings.Cut(m, ", version ")
+		out.Etcd = append(out.Etcd, m)
+	}
+	return out
+}
+
 // Take reads a snapshot of rack r.
 func Take(ctx context.Context, r *topology.Rack, nodes []cluster.Node, cs kubernetes.Interface) (Snapshot, error) {
 	var s Snapshot

@@ -90,6 +90,10 @@ func (e *Env) RehearsalInput(row *matrix.Row, build func(ctx context.Context) (f
 	in.Build = build
 	in.Course = upgrade.AwaitLimit
 	e.observe(&in)
+	in.Snapshot = func(ctx context.Context) (rackstate.Snapshot, error) {
+		s, err := e.snapshot(ctx)
+		return s.AcrossAnUpgrade(), err
+	}
 	return in, nil
 }
 
