@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -27,7 +28,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 		_, _, err := framework.RunInProcess(framework.RunConfig{
 			Options: framework.Options{Topology: os.Getenv("RACKDRILL_ORDER_TOPOLOGY"), Provider: "containers",
 				Artifacts: os.Getenv("RACKDRILL_ORDER_ARTIFACTS"), UpgradeTo: os.Getenv("RACKDRILL_ORDER_TO")},
-			Suites: "conformance+chaos", LabelFilter: "conformance || preupgrade || chaos || rehearsal", DryRun: true, Seed: s,
+			Suites: "conformance+chaos", LabelFilter: cmp.Or(os.Getenv("RACKDRILL_ORDER_LABELS"), "conformance || preupgrade || chaos || rehearsal"), DryRun: true, Seed: s,
 		}, logr.Discard())
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +43,7 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 	if err := os.WriteFile(never, []byte(strings.Replace(string(lab), "name: lab\n", "name: order-never-up\n", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rank := map[string]int{"conformance": 1, "preupgrade": 2, "chaos": 3, "rehearsal": 4}
+	rank := map[string]int{"conformance": 1, "preupgrade": 2, "chaos": 3, "rehearsal": 4, "after-upgrade": 5}
 	for _, seed := range []int64{1, 7, 1234567} {
 		reports := dryRunSuites(t, never, seed, "v1.34.4")
 		last, lastSpec, seen := 0, "", map[string]int{}
@@ -61,7 +62,8 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 			last, lastSpec = r, s.FullText()
 			seen[suite]++
 		}
-		if seen["conformance"] == 0 || seen["preupgrade"] == 0 || seen["chaos"] == 0 || seen["rehearsal"] != 1 {
+		if seen["conformance"] == 0 || seen["preupgrade"] == 0 || seen["chaos"] == 0 || seen["rehearsal"] != 1 ||
+			seen["after-upgrade"] != seen["conformance"] {
 			t.Errorf("seed %d: specs per suite %v, want every suite", seed, seen)
 		}
 	}
@@ -69,12 +71,13 @@ func TestSuitesRunInOrderWhateverTheSeed(t *testing.T) {
 
 // dryRunSuites is a child process's dry run of every suite with the given
 // seed and target release: ginkgo's report of the specs it would run.
-func dryRunSuites(t *testing.T, topology string, seed int64, to string) []types.Report {
+func dryRunSuites(t *testing.T, topology string, seed int64, to string, labels ...string) []types.Report {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestSuitesRunInOrderWhateverTheSeed$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("RACKDRILL_ORDER_CHILD_SEED=%d", seed),
-		"RACKDRILL_ORDER_TOPOLOGY="+topology, "RACKDRILL_ORDER_ARTIFACTS="+dir, "RACKDRILL_ORDER_TO="+to)
+		"RACKDRILL_ORDER_TOPOLOGY="+topology, "RACKDRILL_ORDER_ARTIFACTS="+dir, "RACKDRILL_ORDER_TO="+to,
+		"RACKDRILL_ORDER_LABELS="+strings.Join(labels, ""))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("seed %d: %v\n%s", seed, err, out)
 	}
@@ -117,5 +120,13 @@ func TestNoUpgradeSpecsWithoutATarget(t *testing.T) {
 	}
 	if run == 0 {
 		t.Error("without --to, no spec would run at all")
+	}
+	// rackdrill preflight --to: the checks before an upgrade, not the
+	// rehearsal nor the checks after it.
+	for _, s := range dryRunSuites(t, never, 1, "v1.34.4", preflightLabels)[0].SpecReports {
+		if s.LeafNodeType == types.NodeTypeIt && !s.State.Is(types.SpecStateSkipped) && len(s.ContainerHierarchyTexts) > 1 &&
+			s.ContainerHierarchyTexts[1] != "conformance" && s.ContainerHierarchyTexts[1] != "preupgrade" {
+			t.Errorf("rackdrill preflight would run %q", s.FullText())
+		}
 	}
 }

@@ -82,7 +82,7 @@ environment.`,
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
 				Options:     opts,
 				Suites:      "conformance+preupgrade",
-				LabelFilter: "conformance || preupgrade", Timeout: timeout, Verbose: verbose,
+				LabelFilter: preflightLabels, Timeout: timeout, Verbose: verbose,
 				Checked: prog.checked,
 				Safety:  &framework.Safety{Yes: yes, TopologyFile: g.topology, Out: cmd.OutOrStdout()},
 			}, log)
@@ -105,3 +105,7 @@ environment.`,
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
+
+// preflightLabels select the checks before an upgrade: the conformance suite
+// and the pre-upgrade checks, not the rehearsal nor the checks after it.
+const preflightLabels = "(conformance || preupgrade) && !rehearsal"

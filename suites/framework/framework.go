@@ -365,6 +365,21 @@ func DeclareUpgrade(name string, order int, specs func()) {
 	declare(declaredSuite{name: name, order: order, specs: specs, upgrade: true})
 }
 
+// SpecsOf are the specs of the suite declared as name, for a suite that runs
+// them again (the conformance suite after the rehearsed upgrade). It reads
+// them when the run's tree is built, after every package's init.
+func SpecsOf(name string) func() {
+	return func() {
+		for _, d := range declared {
+			if d.name == name {
+				d.specs()
+				return
+			}
+		}
+		panic("framework: no suite " + name + " is declared (import its package)")
+	}
+}
+
 func declare(d declaredSuite) {
 	declared = append(declared, d)
 	sort.SliceStable(declared, func(i, j int) bool { return declared[i].order < declared[j].order })

@@ -27,7 +27,19 @@ import (
 // DrainTimeout bounds each drain of the rehearsal (the runbook's --timeout).
 var DrainTimeout = 10 * time.Minute
 
-func init() { framework.DeclareUpgrade("rehearsal", 4, specs) }
+func init() {
+	framework.DeclareUpgrade("rehearsal", 4, specs)
+	// The conformance suite again once the upgrade is over: every check
+	// green at the new release. Labelled rehearsal too, so that only a run
+	// that selects the rehearsal runs it (rackdrill preflight --to selects
+	// "(conformance || preupgrade) && !rehearsal").
+	framework.DeclareUpgrade(AfterUpgrade, 5, func() {
+		Describe("after the upgrade", Label("rehearsal"), framework.SpecsOf("conformance"))
+	})
+}
+
+// AfterUpgrade is the suite of the conformance checks run after the upgrade.
+const AfterUpgrade = "after-upgrade"
 
 func specs() {
 	Describe("rehearsal", Label("rehearsal"), Serial, func() {
