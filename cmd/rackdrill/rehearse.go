@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rackdrill.dev/rackdrill/harness/cluster/providers"
@@ -40,7 +41,10 @@ type rehearsalSummary struct {
 	APIOutages []upgrade.Outage `json:"apiOutages,omitempty"`
 	// Kubelets are the nodes' kubelet versions once it ended.
 	Kubelets map[string]string `json:"kubelets,omitempty"`
-	Error    string            `json:"error,omitempty"`
+	// Components are the images kube-system's components run once it
+	// ended, each with its count: "registry.k8s.io/etcd:3.6.5-0 ×3".
+	Components map[string][]string `json:"components,omitempty"`
+	Error      string              `json:"error,omitempty"`
 }
 
 func newRehearseCommand(g *globalOptions) *cobra.Command {
@@ -168,6 +172,9 @@ It refuses a real rack: rackdrill never upgrades one.`,
 						rec.Kubelets[n.Name] = n.Status.NodeInfo.KubeletVersion
 					}
 				}
+				if pods, err := cs.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{}); err == nil {
+					rec.Components = componentImages(pods.Items)
+				}
 			}
 			data, _ := json.MarshalIndent(rec, "", "  ")
 			if err := os.WriteFile(filepath.Join(dir, "summary.json"), data, 0o644); err != nil {
@@ -217,6 +224,43 @@ func printRehearsal(cmd *cobra.Command, rec rehearsalSummary) {
 	if len(at) > 0 {
 		fmt.Fprintf(out, "kubelets: %s\n", strings.Join(at, ", "))
 	}
+	comps := make([]string, 0, len(rec.Components))
+	for c := range rec.Components {
+		comps = append(comps, c)
+	}
+	sort.Strings(comps)
+	for _, c := range comps {
+		fmt.Fprintf(out, "%s: %s\n", c, strings.Join(rec.Components[c], ", "))
+	}
+}
+
+// componentImages are, per component of kube-system (its pods' component or
+// k8s-app label), the images its pods run, each with its count.
+func componentImages(pods []corev1.Pod) map[string][]string {
+	counts := map[string]map[string]int{}
+	for _, p := range pods {
+		c := p.Labels["component"]
+		if c == "" {
+			c = p.Labels["k8s-app"]
+		}
+		if c == "" {
+			continue
+		}
+		for _, ct := range p.Spec.Containers {
+			if counts[c] == nil {
+				counts[c] = map[string]int{}
+			}
+			counts[c][ct.Image]++
+		}
+	}
+	out := map[string][]string{}
+	for c, imgs := range counts {
+		for img, n := range imgs {
+			out[c] = append(out[c], fmt.Sprintf("%s ×%d", img, n))
+		}
+		sort.Strings(out[c])
+	}
+	return out
 }
 
 func orNone(s string) string {

@@ -404,6 +404,11 @@ func RunSuite(t *testing.T, suite string) {
 	if err != nil {
 		t.Fatalf("%s suite: %v", suite, err)
 	}
+	for _, d := range declared {
+		if d.name == suite && d.upgrade && e.UpgradeTo == "" {
+			t.Fatalf("%s suite: it checks an upgrade: give its target release with -to (e.g. -to v1.34.4)", suite)
+		}
+	}
 	e.register(suite, "run-"+suite+".json")
 	sc, rc := ginkgo.GinkgoConfiguration()
 	rc = e.reporterConfig(suite, rc)
