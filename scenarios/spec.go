@@ -70,6 +70,9 @@ func brokenCells(out Outcome) string {
 		fmt.Fprintf(&b, "  %-8s promised %s, observed %s: %s (impact %s, longest outage %s, recovery %s)\n",
 			c.Probe, c.Promise.During, c.Observed, c.Why, matrix.Since(c.TimeToImpact),
 			c.LongestOutage.Round(1e7), matrix.Since(c.TimeToRecovery))
+		if steps := StepsDuringOutage(out, c.Probe); len(steps) > 0 {
+			fmt.Fprintf(&b, "           its longest outage was during: %s\n", strings.Join(steps, "; "))
+		}
 	}
 	for _, c := range out.Checks {
 		if !c.OK {
@@ -77,4 +80,45 @@ func brokenCells(out Outcome) string {
 		}
 	}
 	return b.String()
+}
+
+// StepsDuringOutage names the steps of a stepped fault (the rehearsed
+// upgrade) in progress during the probe's longest outage while the fault was
+// in place: from its first failed sample to the next good one.
+func StepsDuringOutage(out Outcome, probe string) []string {
+	if len(out.Steps) == 0 {
+		return nil
+	}
+	w := out.Result.Window
+	var from, to, downSince time.Time
+	note := func(end time.Time) {
+		if end.Sub(downSince) > to.Sub(from) {
+			from, to = downSince, end
+		}
+		downSince = time.Time{}
+	}
+	for _, sm := range out.Timelines[probe] {
+		if sm.At.Before(w.Inject) || (!w.Revert.IsZero() && sm.At.After(w.Revert)) {
+			continue
+		}
+		switch {
+		case !sm.OK && downSince.IsZero():
+			downSince = sm.At
+		case sm.OK && !downSince.IsZero():
+			note(sm.At)
+		}
+	}
+	if !downSince.IsZero() {
+		note(w.Revert)
+	}
+	if from.IsZero() {
+		return nil
+	}
+	var names []string
+	for i, st := range out.Steps {
+		if st.Start.Before(to) && !st.End.Before(from) {
+			names = append(names, fmt.Sprintf("step %d %s", i+1, st.Name))
+		}
+	}
+	return names
 }
