@@ -55,6 +55,10 @@ type Lab struct {
 	ReadyTimeout time.Duration
 	// Local runs docker on this machine (the kit's container).
 	Local exec.Cmder
+	// DNSPlacement, when set, is the lab's patch of the CoreDNS Deployment,
+	// applied again after kubeadm upgrade apply rewrote it (the runbook's
+	// check preflight.CoreDNSReset).
+	DNSPlacement string
 
 	kitContainer string
 	kitted       map[string]bool
@@ -166,7 +170,17 @@ func (l *Lab) perform(ctx context.Context, rb preflight.Runbook, s preflight.Run
 		if err := l.run(ctx, n, m, "kubeadm", "upgrade", "plan", rb.To); err != nil {
 			return err
 		}
-		return l.run(ctx, n, m, "kubeadm", "upgrade", "apply", "-y", rb.To)
+		if err := l.run(ctx, n, m, "kubeadm", "upgrade", "apply", "-y", rb.To); err != nil {
+			return err
+		}
+		if l.DNSPlacement == "" {
+			return nil
+		}
+		kubectl := []string{"--kubeconfig", "/etc/kubernetes/admin.conf", "-n", "kube-system"}
+		if err := l.run(ctx, n, m, "kubectl", append(kubectl, "patch", "deployment", "coredns", "--type", "strategic", "-p", l.DNSPlacement)...); err != nil {
+			return err
+		}
+		return l.run(ctx, n, m, "kubectl", append(kubectl, "rollout", "status", "deployment/coredns", "--timeout", "5m")...)
 	case preflight.StepUpgradeNode:
 		n, err := l.node(s.Node)
 		if err != nil {

@@ -326,3 +326,30 @@ func TestKitCopiedFromWhereTheRecipePutsIt(t *testing.T) {
 		t.Errorf("extracted into %q, the kit lands in %q, not KitDir %q", into, got, KitDir)
 	}
 }
+
+// kubeadm upgrade apply rewrites the CoreDNS Deployment: the lab's placement
+// of CoreDNS is applied again right after it, on the first server, and waited
+// for. (The first full rehearsal found a CoreDNS replica on server-1 after the
+// upgrade.)
+func TestCoreDNSPlacedAgainAfterApply(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	l.DNSPlacement = `{"spec":{}}`
+	if _, err := l.Perform(context.Background(), rb, nil); err != nil {
+		t.Fatal(err)
+	}
+	apply := slices.Index(w.log, "server-1: kubeadm upgrade apply -y v1.34.4")
+	patch := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "patch deployment coredns") })
+	rollout := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "rollout status deployment/coredns") })
+	if apply < 0 || patch != apply+1 || rollout != patch+1 || !strings.HasPrefix(w.log[patch], "server-1: kubectl --kubeconfig /etc/kubernetes/admin.conf") {
+		t.Errorf("apply at %d, patch at %d, rollout at %d:\n%s", apply, patch, rollout, strings.Join(w.log, "\n"))
+	}
+	found := false
+	for _, s := range rb.Steps {
+		if s.Kind == preflight.StepUpgradeApply && slices.Contains(s.Check, preflight.CoreDNSReset) {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("the runbook's upgrade apply step does not tell the operator that CoreDNS's Deployment was rewritten")
+	}
+}

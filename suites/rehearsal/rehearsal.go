@@ -16,6 +16,7 @@ import (
 	. "github.com/onsi/ginkgo/v2" //nolint:revive // ginkgo's DSL reads as prose
 	. "github.com/onsi/gomega"    //nolint:revive
 
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
@@ -67,7 +68,11 @@ func specs() {
 					if err != nil {
 						return nil, err
 					}
-					l := &upgrade.Lab{Rack: env.Rack, Nodes: nodes, Kube: cs, Kit: kit,
+					dns, err := containers.DNSPlacement(env.Rack)
+					if err != nil {
+						return nil, err
+					}
+					l := &upgrade.Lab{Rack: env.Rack, Nodes: nodes, Kube: cs, Kit: kit, DNSPlacement: dns,
 						Logs: filepath.Join(env.Artifacts, "rehearsal"), Out: GinkgoWriter,
 						DrainTimeout: DrainTimeout, ReadyTimeout: 5 * time.Minute}
 					if env.Progress != nil {

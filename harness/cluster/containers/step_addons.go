@@ -25,20 +25,11 @@ import (
 // call to a Service by name fails meanwhile. The drills found it; the lab
 // keeps DNS with the apps it serves.
 func (u *upRun) spreadDNS(ctx context.Context) error {
-	workers := 0
-	for _, n := range u.r.AppNodes() {
-		if n.HasRole(topology.RoleWorker) {
-			workers++
-		}
-	}
-	if workers == 0 {
-		return nil
-	}
-	first := u.withRole(topology.RoleServer)[0]
-	patch, err := tmpl.Render("coredns-spread.json", map[string]any{"Spread": workers >= 2})
-	if err != nil {
+	patch, err := DNSPlacement(u.r)
+	if err != nil || patch == "" {
 		return err
 	}
+	first := u.withRole(topology.RoleServer)[0]
 	if _, err := u.kubectl(ctx, "", "-n", "kube-system", "patch", "deployment", "coredns", "--type", "strategic", "-p", patch); err != nil {
 		return u.fail(ctx, "place CoreDNS on the workers", first, err)
 	}
@@ -46,6 +37,23 @@ func (u *upRun) spreadDNS(ctx context.Context) error {
 		return u.fail(ctx, "CoreDNS on the workers", first, err)
 	}
 	return nil
+}
+
+// DNSPlacement is the strategic merge patch of the CoreDNS Deployment that
+// places its replicas on rack r's workers ("" when it has none). The lab
+// applies it at up, and again after kubeadm upgrade apply, which rewrites the
+// Deployment.
+func DNSPlacement(r *topology.Rack) (string, error) {
+	workers := 0
+	for _, n := range r.AppNodes() {
+		if n.HasRole(topology.RoleWorker) {
+			workers++
+		}
+	}
+	if workers == 0 {
+		return "", nil
+	}
+	return tmpl.Render("coredns-spread.json", map[string]any{"Spread": workers >= 2})
 }
 
 // kubectl runs kubectl on the first server with the admin kubeconfig; stdin
