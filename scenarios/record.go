@@ -15,6 +15,9 @@ func (o *Outcome) Record() (runrecord.Drill, error) {
 		samples := make([]runrecord.Sample, len(tl))
 		for i, s := range tl {
 			samples[i] = runrecord.Sample{At: s.At, OK: s.OK, Took: s.Took, Detail: s.Detail}
+			if s.Err != nil {
+				samples[i].Error = s.Err.Error()
+			}
 		}
 		d.Timelines[name] = samples
 	}

@@ -1,6 +1,7 @@
 package scenarios_test
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestRecordKeepsEveryField(t *testing.T) {
 	now := time.Now()
 	o := scenarios.Outcome{
 		Result:      matrix.RowResult{Fault: "server-kill-1", Verdict: matrix.Broken},
-		Timelines:   probe.Timelines{"api": {{At: now, OK: false, Took: time.Second, Detail: "refused"}}},
+		Timelines:   probe.Timelines{"api": {{At: now, OK: false, Took: time.Second, Detail: "refused", Err: errors.New("list nodes: context deadline exceeded")}}},
 		SteadyAt:    now,
 		Checks:      []scenarios.Check{{Name: "residue", OK: true}},
 		Details:     []fault.HaltRecord{{Node: "server-1", Stage: 1, Down: now}},
@@ -38,7 +39,10 @@ func TestRecordKeepsEveryField(t *testing.T) {
 			t.Errorf("run.json's drill field %s is empty", v.Type().Field(i).Name)
 		}
 	}
-	if s := d.Timelines["api"][0]; s.Detail != "refused" || s.Took != time.Second || !s.At.Equal(now) {
+	// A failed sample says why in run.json: the first rehearsal's 75 s of
+	// API "outage" could not be explained from its record.
+	if s := d.Timelines["api"][0]; s.Detail != "refused" || s.Took != time.Second || !s.At.Equal(now) ||
+		s.Error != "list nodes: context deadline exceeded" {
 		t.Errorf("sample recorded as %+v", s)
 	}
 	if len(d.Steps) != 1 || d.Steps[0].Machine != "server-1" {

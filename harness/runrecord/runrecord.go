@@ -71,6 +71,8 @@ type Sample struct {
 	OK     bool          `json:"ok"`
 	Took   time.Duration `json:"took"`
 	Detail string        `json:"detail,omitempty"`
+	// Error is why a failed sample failed.
+	Error string `json:"error,omitempty"`
 }
 
 // DrillCheck is one of a drill's promises besides the matrix's cells.
