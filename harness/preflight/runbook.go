@@ -221,14 +221,24 @@ func kubeadmSteps(r *topology.Rack, servers, workers []*topology.Node, from, tar
 			uncordonStep(n, to))
 	}
 	for i, n := range servers {
+		// kubeadm upgrades CoreDNS and kube-proxy once every control-plane
+		// node is upgraded: with the last server's step (kubeadm's
+		// phases/upgrade/addons.go skips them before).
+		last := i == len(servers)-1
+		addons := ""
+		if last {
+			addons = ", then CoreDNS and kube-proxy"
+		}
 		if i == 0 {
 			node(n, []string{"sudo kubeadm upgrade plan " + to, "sudo kubeadm upgrade apply -y " + to},
-				"the control plane, etcd, CoreDNS and kube-proxy (kubeadm upgrade apply, on the first server only)", StepUpgradeApply)
+				"the control plane and etcd"+addons+" (kubeadm upgrade apply, on the first server only)", StepUpgradeApply)
+		} else {
+			node(n, []string{"sudo kubeadm upgrade node"}, "this server's control plane and etcd"+addons+" (kubeadm upgrade node)", StepUpgradeNode)
+		}
+		if last {
 			// kubeadm applies CoreDNS's Deployment from its own template:
 			// what the rack changed in it (placement, replicas) is lost.
 			steps[len(steps)-4].Check = append(steps[len(steps)-4].Check, CoreDNSReset)
-		} else {
-			node(n, []string{"sudo kubeadm upgrade node"}, "this server's control plane and etcd (kubeadm upgrade node)", StepUpgradeNode)
 		}
 	}
 	for _, n := range workers {
@@ -310,9 +320,10 @@ func uncordonStep(n *topology.Node, to string) RunbookStep {
 }
 
 // upgradeChecks are what must hold after a server's control plane moved.
-// CoreDNSReset is the check after kubeadm upgrade apply: it rewrites the
-// CoreDNS Deployment from kubeadm's own template (found by the rehearsal:
-// the lab's placement of CoreDNS on the workers was gone after it).
+// CoreDNSReset is the check after the step in which kubeadm upgrades the
+// add-ons (the last server's): it rewrites the CoreDNS Deployment from its
+// own template (found by the rehearsal: the lab's placement of CoreDNS on the
+// workers was gone after it).
 const CoreDNSReset = "kubeadm rewrote the CoreDNS Deployment: re-apply what the rack changes in it (placement, replicas), then kubectl -n kube-system rollout status deployment/coredns"
 
 func upgradeChecks(r *topology.Rack, n *topology.Node, to string) []string {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,8 +57,8 @@ type Lab struct {
 	// Local runs docker on this machine (the kit's container).
 	Local exec.Cmder
 	// DNSPlacement, when set, is the lab's patch of the CoreDNS Deployment,
-	// applied again after kubeadm upgrade apply rewrote it (the runbook's
-	// check preflight.CoreDNSReset).
+	// applied again after the step in which kubeadm rewrote it (the
+	// runbook's check preflight.CoreDNSReset: the last server's).
 	DNSPlacement string
 
 	kitContainer string
@@ -173,20 +174,16 @@ func (l *Lab) perform(ctx context.Context, rb preflight.Runbook, s preflight.Run
 		if err := l.run(ctx, n, m, "kubeadm", "upgrade", "apply", "-y", rb.To); err != nil {
 			return err
 		}
-		if l.DNSPlacement == "" {
-			return nil
-		}
-		kubectl := []string{"--kubeconfig", "/etc/kubernetes/admin.conf", "-n", "kube-system"}
-		if err := l.run(ctx, n, m, "kubectl", append(kubectl, "patch", "deployment", "coredns", "--type", "strategic", "-p", l.DNSPlacement)...); err != nil {
-			return err
-		}
-		return l.run(ctx, n, m, "kubectl", append(kubectl, "rollout", "status", "deployment/coredns", "--timeout", "5m")...)
+		return l.placeDNS(ctx, n, m, s)
 	case preflight.StepUpgradeNode:
 		n, err := l.node(s.Node)
 		if err != nil {
 			return err
 		}
-		return l.run(ctx, n, m, "kubeadm", "upgrade", "node")
+		if err := l.run(ctx, n, m, "kubeadm", "upgrade", "node"); err != nil {
+			return err
+		}
+		return l.placeDNS(ctx, n, m, s)
 	case preflight.StepDrain:
 		return l.drain(ctx, s.Node, m)
 	case preflight.StepKubelet:
@@ -208,6 +205,20 @@ func (l *Lab) perform(ctx context.Context, rb preflight.Runbook, s preflight.Run
 		return l.uncordon(ctx, s.Node, rb.To)
 	}
 	return fmt.Errorf("the lab cannot perform a %q step", s.Kind)
+}
+
+// placeDNS applies the lab's CoreDNS placement again after the step in which
+// kubeadm rewrote the CoreDNS Deployment (the runbook's check
+// preflight.CoreDNSReset), and waits for its rollout.
+func (l *Lab) placeDNS(ctx context.Context, n cluster.Node, m *Mark, s preflight.RunbookStep) error {
+	if l.DNSPlacement == "" || !slices.Contains(s.Check, preflight.CoreDNSReset) {
+		return nil
+	}
+	kubectl := []string{"--kubeconfig", "/etc/kubernetes/admin.conf", "-n", "kube-system"}
+	if err := l.run(ctx, n, m, "kubectl", append(kubectl, "patch", "deployment", "coredns", "--type", "strategic", "-p", l.DNSPlacement)...); err != nil {
+		return err
+	}
+	return l.run(ctx, n, m, "kubectl", append(kubectl, "rollout", "status", "deployment/coredns", "--timeout", "5m")...)
 }
 
 func (l *Lab) node(name string) (cluster.Node, error) {

@@ -327,29 +327,39 @@ func TestKitCopiedFromWhereTheRecipePutsIt(t *testing.T) {
 	}
 }
 
-// kubeadm upgrade apply rewrites the CoreDNS Deployment: the lab's placement
-// of CoreDNS is applied again right after it, on the first server, and waited
-// for. (The first full rehearsal found a CoreDNS replica on server-1 after the
-// upgrade.)
-func TestCoreDNSPlacedAgainAfterApply(t *testing.T) {
+// kubeadm upgrades CoreDNS and kube-proxy once every control-plane node is
+// upgraded, rewriting the CoreDNS Deployment: the lab's placement of CoreDNS
+// is applied again right after the last server's kubeadm upgrade node, on
+// that server, and waited for. (A rehearsal found CoreDNS's replicas on
+// server-1 and server-2 after the upgrade; re-applying it after upgrade
+// apply was too early: "patched (no change)".)
+func TestCoreDNSPlacedAgainAfterTheAddOns(t *testing.T) {
 	l, w, rb := newLab(t, "v1.34.4")
 	l.DNSPlacement = `{"spec":{}}`
 	if _, err := l.Perform(context.Background(), rb, nil); err != nil {
 		t.Fatal(err)
 	}
-	apply := slices.Index(w.log, "server-1: kubeadm upgrade apply -y v1.34.4")
-	patch := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "patch deployment coredns") })
-	rollout := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "rollout status deployment/coredns") })
-	if apply < 0 || patch != apply+1 || rollout != patch+1 || !strings.HasPrefix(w.log[patch], "server-1: kubectl --kubeconfig /etc/kubernetes/admin.conf") {
-		t.Errorf("apply at %d, patch at %d, rollout at %d:\n%s", apply, patch, rollout, strings.Join(w.log, "\n"))
-	}
-	found := false
-	for _, s := range rb.Steps {
-		if s.Kind == preflight.StepUpgradeApply && slices.Contains(s.Check, preflight.CoreDNSReset) {
-			found = true
+	servers := []string{}
+	for _, n := range kubeNodes(l.Rack) {
+		if strings.HasPrefix(n, "server-") {
+			servers = append(servers, n)
 		}
 	}
-	if !found {
-		t.Error("the runbook's upgrade apply step does not tell the operator that CoreDNS's Deployment was rewritten")
+	last := servers[len(servers)-1]
+	addons := slices.Index(w.log, last+": kubeadm upgrade node")
+	patch := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "patch deployment coredns") })
+	rollout := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "rollout status deployment/coredns") })
+	if addons < 0 || patch != addons+1 || rollout != patch+1 || !strings.HasPrefix(w.log[patch], last+": kubectl --kubeconfig /etc/kubernetes/admin.conf") {
+		t.Errorf("%s's upgrade node at %d, patch at %d, rollout at %d:\n%s", last, addons, patch, rollout, strings.Join(w.log, "\n"))
+	}
+	if n := strings.Count(strings.Join(w.log, "\n"), "patch deployment coredns"); n != 1 {
+		t.Errorf("CoreDNS patched %d times, want once", n)
+	}
+	for _, s := range rb.Steps {
+		tells := slices.Contains(s.Check, preflight.CoreDNSReset)
+		want := s.Node == last && s.Kind == preflight.StepUpgradeNode
+		if tells != want {
+			t.Errorf("step %q [%s] tells the operator CoreDNS was rewritten: %v, want %v", s.What, s.Where, tells, want)
+		}
 	}
 }
