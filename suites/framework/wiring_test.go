@@ -31,19 +31,22 @@ func TestSuiteWiring(t *testing.T) {
 		labels, suite string
 		ran, of       int
 		mustList      []string
+		args          []string
 	}{
-		{"chaos", "chaos", 10, 10, []string{"server-kill-1", "ups-power-loss"}},
-		{"quorum", "chaos", 1, 10, []string{"server-kill-2: two servers killed (etcd quorum lost)"}},
-		{"power", "chaos", 1, 10, []string{"ups-power-loss"}},
-		{"disruptive && !quorum && !power", "chaos", 8, 10, []string{"nfs-lost"}},
-		{"conformance", "conformance", 23, 23, []string{"every machine of spec.nodes", "[spec.ingress.ip]", "[spec.controlPlane.tlsSANs]"}},
-		{"ups", "conformance", 1, 23, []string{"the UPS answers"}},
-		{"preupgrade", "preupgrade", 5, 5, []string{"every node can be drained [spec.nodes]", "an etcd snapshot is saved"}},
+		{"chaos", "chaos", 10, 10, []string{"server-kill-1", "ups-power-loss"}, nil},
+		{"quorum", "chaos", 1, 10, []string{"server-kill-2: two servers killed (etcd quorum lost)"}, nil},
+		{"power", "chaos", 1, 10, []string{"ups-power-loss"}, nil},
+		{"disruptive && !quorum && !power", "chaos", 8, 10, []string{"nfs-lost"}, nil},
+		{"conformance", "conformance", 23, 23, []string{"every machine of spec.nodes", "[spec.ingress.ip]", "[spec.controlPlane.tlsSANs]"}, nil},
+		{"ups", "conformance", 1, 23, []string{"the UPS answers"}, nil},
+		// An upgrade suite exists only with its target release.
+		{"preupgrade", "preupgrade", 5, 5, []string{"every node can be drained [spec.nodes]", "an etcd snapshot is saved"}, []string{"--to", "v1.34.4"}},
 	} {
 		// A dry run runs no spec; the topology of a rack that is never up makes
 		// sure of it should the CLI ever not pass --dry-run through.
-		cmd := exec.Command("go", "tool", "ginkgo", "--dry-run", "-v", "--no-color", "--label-filter", tc.labels, "./suites/"+tc.suite,
-			"--", "--topology", never, "--artifacts", t.TempDir())
+		args := append([]string{"tool", "ginkgo", "--dry-run", "-v", "--no-color", "--label-filter", tc.labels, "./suites/" + tc.suite,
+			"--", "--topology", never, "--artifacts", t.TempDir()}, tc.args...)
+		cmd := exec.Command("go", args...)
 		cmd.Dir = "../.."
 		out, err := cmd.CombinedOutput()
 		if err != nil {
