@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -82,6 +83,7 @@ func Workloads(cfg WorkloadConfig) []any {
 		}
 	}
 	two := int32(2)
+	one := intstr.FromInt32(1)
 	prefix := networkingv1.PathTypePrefix
 	demoURL := fmt.Sprintf("http://%s.%s.svc/", DemoName, ns)
 
@@ -104,6 +106,12 @@ func Workloads(cfg WorkloadConfig) []any {
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{LabelComponent: "namespace"}}},
 		&appsv1.Deployment{ObjectMeta: meta(DemoName), Spec: appsv1.DeploymentSpec{
 			Replicas: &two, Selector: sel(DemoName), Template: podTemplate(DemoName, container("--demo"))}},
+		// The demo app keeps one replica through a drain, as an app on a
+		// rack does: drains move its replicas one at a time (the rehearsed
+		// upgrade drains every node in turn, and after the first drain both
+		// replicas may sit on the next node drained).
+		&policyv1.PodDisruptionBudget{ObjectMeta: meta(DemoName), Spec: policyv1.PodDisruptionBudgetSpec{
+			MinAvailable: &one, Selector: sel(DemoName)}},
 		&corev1.Service{ObjectMeta: meta(DemoName), Spec: corev1.ServiceSpec{
 			Selector: map[string]string{LabelComponent: DemoName},
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(agentPort)}}}},

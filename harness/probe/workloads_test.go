@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -19,6 +20,7 @@ func TestWorkloadsAreConsistent(t *testing.T) {
 	objs := probe.Workloads(probe.WorkloadConfig{Namespace: "rackdrill-probes", Image: "rackdrill/agent:test",
 		IngressHost: "demo.rackdrill.local", IngressClass: "traefik", StorageClass: "nas-1"})
 	services := map[string]*corev1.Service{}
+	pdbs := map[string]*policyv1.PodDisruptionBudget{}
 	var podLabels = map[string]map[string]string{}
 	for _, o := range objs {
 		switch o := o.(type) {
@@ -33,6 +35,8 @@ func TestWorkloadsAreConsistent(t *testing.T) {
 			}
 		case *corev1.Service:
 			services[o.Name] = o
+		case *policyv1.PodDisruptionBudget:
+			pdbs[o.Name] = o
 		}
 		if m, ok := o.(metav1.Object); ok && m.GetNamespace() != "rackdrill-probes" && m.GetName() != "rackdrill-probes" {
 			t.Errorf("%s outside the probes' namespace: %q", m.GetName(), m.GetNamespace())
@@ -43,6 +47,13 @@ func TestWorkloadsAreConsistent(t *testing.T) {
 			t.Errorf("Service %s selects no pod of %s", name, name)
 		}
 	}
+	// A drain moves the demo app one replica at a time: its budget selects
+	// its pods and keeps fewer than all of them (else no drain could end).
+	pdb := pdbs[probe.DemoName]
+	if pdb == nil || pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 {
+		t.Fatalf("the demo app has no PodDisruptionBudget keeping one replica: %+v", pdb)
+	}
+	checkSelector(t, "PodDisruptionBudget "+pdb.Name, pdb.Spec.Selector, podLabels[probe.DemoName])
 	a := services[probe.AgentName]
 	if a.Spec.Type != corev1.ServiceTypeNodePort || a.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal ||
 		a.Spec.Ports[0].NodePort != probe.AgentNodePort {

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -18,9 +19,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/types"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/conform"
@@ -193,22 +193,26 @@ func conformanceOnLab(ctx context.Context, t *testing.T, env *framework.Env) {
 		for _, d := range report {
 			t.Logf("drain %s: drainable %t, evict %v, blocked %v", d.Node, d.Drainable, d.Evict, d.Blocked)
 		}
-		// A PodDisruptionBudget that allows no disruption of the demo app
-		// and a pod no controller would recreate block the drain of their
-		// nodes, each named; nothing is evicted (dry run).
+		// The demo app's own PodDisruptionBudget, tightened to allow no
+		// disruption (a pod may have only one budget), and a pod no
+		// controller would recreate block the drain of their nodes, each
+		// named; nothing is evicted (dry run).
 		ns := env.Rack.Spec.Probes.Namespace
-		all := intstr.FromInt32(2)
-		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "conformance-no-disruption", Namespace: ns},
-			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &all,
-				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{probe.LabelComponent: probe.DemoName}}}}
 		bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "conformance-bare", Namespace: ns},
 			Spec: corev1.PodSpec{NodeName: "worker-1", Containers: []corev1.Container{{Name: "agent", Image: lab.Alias("agent"),
 				ImagePullPolicy: corev1.PullNever, Args: []string{"--listen", ":8099"}}}}}
+		setMinAvailable := func(ctx context.Context, n int) error {
+			patch := fmt.Sprintf(`{"spec":{"minAvailable":%d}}`, n)
+			_, err := cs.PolicyV1().PodDisruptionBudgets(ns).Patch(ctx, probe.DemoName, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			return err
+		}
 		defer func() {
-			_ = cs.PolicyV1().PodDisruptionBudgets(ns).Delete(context.Background(), pdb.Name, metav1.DeleteOptions{})
+			if err := setMinAvailable(context.Background(), 1); err != nil {
+				t.Errorf("restore the demo's budget: %v", err)
+			}
 			_ = cs.CoreV1().Pods(ns).Delete(context.Background(), bare.Name, metav1.DeleteOptions{})
 		}()
-		if _, err := cs.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{}); err != nil {
+		if err := setMinAvailable(ctx, 2); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := cs.CoreV1().Pods(ns).Create(ctx, bare, metav1.CreateOptions{}); err != nil {
@@ -221,8 +225,8 @@ func conformanceOnLab(ctx context.Context, t *testing.T, env *framework.Env) {
 		// The budget's status is computed by the disruption controller.
 		deadline := time.Now().Add(time.Minute)
 		for time.Now().Before(deadline) {
-			got, err := cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdb.Name, metav1.GetOptions{})
-			if err == nil && got.Status.ObservedGeneration == got.Generation && got.Status.ExpectedPods == 2 {
+			got, err := cs.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, probe.DemoName, metav1.GetOptions{})
+			if err == nil && got.Status.ObservedGeneration == got.Generation && got.Status.ExpectedPods == 2 && got.Status.DisruptionsAllowed == 0 {
 				break
 			}
 			time.Sleep(time.Second)

@@ -132,7 +132,7 @@ func Plan(r *topology.Rack) []string {
 			fmt.Sprintf("load:    over SSH on %s: %s images import --platform linux/<arch> - (skipped where the image is already there)", strings.Join(names, ", "), ctr(r)))
 	}
 	wc := Config(r, "")
-	objs := "Namespace, Deployment and Service " + probe.DemoName
+	objs := "Namespace, Deployment, PodDisruptionBudget (minAvailable 1) and Service " + probe.DemoName
 	if wc.IngressClass != "" {
 		objs += fmt.Sprintf(", Ingress %s (host %s, class %s)", probe.DemoName, wc.IngressHost, wc.IngressClass)
 	}
