@@ -245,7 +245,7 @@ func buildKit(ctx context.Context, b *Builder, img *Image, tag string) error {
 	for _, d := range img.Deps {
 		dep := catalog[d]
 		list = append(list, dep.Aliases...)
-		args := append([]string{"save", "-o", filepath.Join(images, path.Base(d)+".tar")}, dep.Aliases...)
+		args := append([]string{"save", "-o", filepath.Join(images, kitImageFile(d))}, dep.Aliases...)
 		if err := b.docker(ctx, args...); err != nil {
 			return &StepError{Image: img.Name, Step: "docker save " + d, Err: err}
 		}
@@ -259,6 +259,13 @@ func buildKit(ctx context.Context, b *Builder, img *Image, tag string) error {
 	}
 	return b.dockerBuild(ctx, img, dir, tag)
 }
+
+// kitImageFile is the file of the kit's images folder that holds image name
+// (a name KitImages lists, or the image's own, v1.34.4/coredns).
+func kitImageFile(name string) string { return path.Base(name) + ".tar" }
+
+// KitImagePath is where the kit image holds image name, one of KitImages.
+func KitImagePath(name string) string { return path.Join(KitRoot, "images", kitImageFile(name)) }
 
 // KitRoot is the folder of a kit image that holds the kit: bin/ and images/.
 const KitRoot = "/kit"

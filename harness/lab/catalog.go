@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 )
@@ -322,6 +323,28 @@ func addRelease(r Release, prefix string) {
 	}
 	add(&Image{Name: prefix + "kit", Summary: "kubeadm, kubelet, kubectl and etcdctl " + r.Kubernetes + " and the release's images: a machine's upgrade",
 		Go: kube, Deps: names, OnDemand: true, release: r, build: buildKit})
+}
+
+// KitImages lists the images in the kit of release version (by their file
+// names in the kit's images folder, without .tar), or an error naming the
+// releases that have a kit.
+func KitImages(version string) ([]string, error) {
+	kit, ok := catalog[version+"/kit"]
+	if !ok {
+		var have []string
+		for _, v := range ReleaseVersions() {
+			if _, ok := catalog[v+"/kit"]; ok {
+				have = append(have, v)
+			}
+		}
+		return nil, fmt.Errorf("no upgrade kit for %s (kits: %s)", version, strings.Join(have, ", "))
+	}
+	var out []string
+	for _, d := range kit.Deps {
+		out = append(out, path.Base(d))
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // Names lists the lab's images in build order.

@@ -158,7 +158,7 @@ func (l *Lab) perform(ctx context.Context, rb preflight.Runbook, s preflight.Run
 			if err != nil {
 				return err
 			}
-			if err := l.installKit(ctx, other); err != nil {
+			if err := l.installKit(ctx, other, rb.To); err != nil {
 				return err
 			}
 		}
@@ -326,13 +326,48 @@ func (l *Lab) uncordon(ctx context.Context, name, to string) error {
 	return nil
 }
 
-// installKit copies the release's kit onto n (once) and imports its images
-// into the machine's containerd, as the node image's preload does: the lab's
-// stand-in for the registry a real rack pulls the release from. The binaries
-// wait in KitDir until the machine's own steps install them.
-func (l *Lab) installKit(ctx context.Context, n cluster.Node) error {
+// WorkerImages are the release's images a worker runs (kube-proxy's
+// DaemonSet, CoreDNS wherever it is scheduled, every pod's sandbox); a server
+// runs every image of the release.
+var WorkerImages = []string{"coredns", "kube-proxy", "pause"}
+
+// KitImages lists the release's images machine node receives: a server every
+// one, a worker WorkerImages. (Each of the lab's five machines receiving all
+// seven copied half a gigabyte per worker for nothing.)
+func KitImages(to string, node *topology.Node) ([]string, error) {
+	all, err := lab.KitImages(to)
+	if err != nil {
+		return nil, err
+	}
+	if node.HasRole(topology.RoleServer) {
+		return all, nil
+	}
+	var out []string
+	for _, name := range all {
+		if slices.Contains(WorkerImages, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// installKit copies the release's kit onto n (once): its binaries into
+// KitDir, where they wait until the machine's own steps install them, and the
+// images the machine runs (KitImages) straight into its containerd, as the
+// node image's preload does: the lab's stand-in for the registry a real rack
+// pulls the release from. Each image is streamed from the kit's container to
+// the machine's ctr, never written to the machine's disk.
+func (l *Lab) installKit(ctx context.Context, n cluster.Node, to string) error {
 	if l.kitted[n.Name()] {
 		return nil
+	}
+	node := l.Rack.Node(n.Name())
+	if node == nil {
+		return fmt.Errorf("machine %s is not in rack %s", n.Name(), l.Rack.Metadata.Name)
+	}
+	images, err := KitImages(to, node)
+	if err != nil {
+		return err
 	}
 	if l.kitContainer == "" {
 		name := l.Rack.Metadata.Name + "-upgrade-kit"
@@ -344,33 +379,42 @@ func (l *Lab) installKit(ctx context.Context, n cluster.Node) error {
 		}
 		l.kitContainer = name
 	}
-	if err := exec.Run(n.Command(ctx, "mkdir", "-p", filepath.Dir(KitDir))); err != nil {
+	if err := exec.Run(n.Command(ctx, "mkdir", "-p", KitDir)); err != nil {
 		return fmt.Errorf("%s: %w", n.Name(), err)
 	}
-	pr, pw := io.Pipe()
-	// docker cp's archive holds the folder itself: extracted beside KitDir,
-	// it is KitDir.
-	copyOut := l.Local.Command(ctx, "docker", "cp", l.kitContainer+":"+lab.KitRoot, "-").SetStdout(pw)
-	done := make(chan error, 1)
-	go func() {
-		err := copyOut.Run()
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	untar := exec.Run(n.Command(ctx, "tar", "-x", "-C", filepath.Dir(KitDir)).SetStdin(pr))
-	pr.Close()
-	if err := errors.Join(<-done, untar); err != nil {
-		return fmt.Errorf("copy the kit onto %s: %w", n.Name(), err)
+	// docker cp's archive holds the folder itself: extracted in KitDir, it
+	// is KitDir/bin.
+	if err := l.stream(ctx, n, path.Join(lab.KitRoot, "bin"), "tar", "-x", "-C", KitDir); err != nil {
+		return fmt.Errorf("copy the kit's binaries onto %s: %w", n.Name(), err)
 	}
-	imp := `set -e; for t in ` + KitDir + `/images/*.tar; do ctr -n k8s.io images import --no-unpack "$t" >/dev/null; done`
-	if err := exec.Run(n.Command(ctx, "sh", "-c", imp)); err != nil {
-		return fmt.Errorf("import the release's images on %s: %w", n.Name(), err)
+	for _, img := range images {
+		// The archive holds one file, the image's: tar -O writes it out.
+		imp := "set -eo pipefail; tar -x -O | ctr -n k8s.io images import --no-unpack - >/dev/null"
+		if err := l.stream(ctx, n, lab.KitImagePath(img), "bash", "-c", imp); err != nil {
+			return fmt.Errorf("import the release's %s on %s: %w", img, n.Name(), err)
+		}
 	}
 	if l.kitted == nil {
 		l.kitted = map[string]bool{}
 	}
 	l.kitted[n.Name()] = true
 	return nil
+}
+
+// stream copies src out of the kit's container (docker cp's tar archive) into
+// the standard input of a command on n.
+func (l *Lab) stream(ctx context.Context, n cluster.Node, src, name string, args ...string) error {
+	pr, pw := io.Pipe()
+	copyOut := l.Local.Command(ctx, "docker", "cp", l.kitContainer+":"+src, "-").SetStdout(pw)
+	done := make(chan error, 1)
+	go func() {
+		err := copyOut.Run()
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	err := exec.Run(n.Command(ctx, name, args...).SetStdin(pr))
+	pr.Close()
+	return errors.Join(<-done, err)
 }
 
 func (l *Lab) removeKitContainer() {

@@ -32,6 +32,7 @@ import (
 type world struct {
 	mu     sync.Mutex
 	log    []string // "node: command"
+	fed    []string // "node: what its command read on its standard input"
 	kube   *fake.Clientset
 	to     string
 	failOn string // a command that fails, "node: command" prefix
@@ -51,7 +52,10 @@ func (c *recCmd) Run() error {
 	fail := c.w.failOn != "" && strings.HasPrefix(line, c.w.failOn)
 	c.w.mu.Unlock()
 	if c.Stdin != nil {
-		_, _ = io.Copy(io.Discard, c.Stdin)
+		in, _ := io.ReadAll(c.Stdin)
+		c.w.mu.Lock()
+		c.w.fed = append(c.w.fed, c.node+": "+string(in))
+		c.w.mu.Unlock()
 	}
 	if fail {
 		if c.Stderr != nil {
@@ -60,6 +64,10 @@ func (c *recCmd) Run() error {
 		return errors.New("exit status 1")
 	}
 	switch {
+	case len(c.Argv) == 4 && c.Argv[0] == "docker" && c.Argv[1] == "cp" && c.Argv[3] == "-":
+		// What the copy streams: the container's path, for the receiving
+		// machine's command to record.
+		_, _ = c.Stdout.Write([]byte(c.Argv[2]))
 	case slices.Equal(c.Argv, []string{"kubeadm", "version", "-o", "short"}):
 		_, _ = c.Stdout.Write([]byte(c.w.to + "\n"))
 	case slices.Equal(c.Argv, []string{"systemctl", "restart", "kubelet"}) && c.node != c.w.stuck:
@@ -164,7 +172,7 @@ func TestPerformIsTheRunbook(t *testing.T) {
 		case cmd == "kubeadm upgrade node":
 			nodeUpgrades = append(nodeUpgrades, node)
 		}
-		if !strings.HasPrefix(cmd, "mkdir") && !strings.HasPrefix(cmd, "tar") && !strings.HasPrefix(cmd, "sh -c") {
+		if !strings.HasPrefix(cmd, "mkdir") && !strings.HasPrefix(cmd, "tar") && !strings.HasPrefix(cmd, "bash -c") {
 			last[node] = i
 		}
 	}
@@ -177,22 +185,22 @@ func TestPerformIsTheRunbook(t *testing.T) {
 	// The release's images reach every machine at the first step (a real
 	// rack's registry serves them to all at once), before any kubeadm runs.
 	firstKubeadm := slices.IndexFunc(w.log, func(s string) bool { return strings.Contains(s, "kit/bin/kubeadm") })
-	kits := 0
+	kits := map[string]bool{}
 	for i, line := range w.log {
-		if strings.Contains(line, "ctr -n k8s.io images import") {
-			kits++
+		if node, cmd, _ := strings.Cut(line, ": "); strings.Contains(cmd, "ctr -n k8s.io images import") {
+			kits[node] = true
 			if i > firstKubeadm {
 				t.Errorf("images imported after the first kubeadm install: %s", line)
 			}
 		}
 	}
-	if kits != len(kubeNodes(l.Rack)) {
-		t.Errorf("the release's images were imported on %d machines, want every one of %d", kits, len(kubeNodes(l.Rack)))
+	if len(kits) != len(kubeNodes(l.Rack)) {
+		t.Errorf("the release's images were imported on %v, want every one of %v", kits, kubeNodes(l.Rack))
 	}
 	// Per machine: kubeadm, its upgrade, kubelet, in that order, and each
 	// machine done before the next begins.
 	isKit := func(cmd string) bool {
-		return strings.HasPrefix(cmd, "mkdir -p /opt/rackdrill") || strings.HasPrefix(cmd, "tar -x") || strings.HasPrefix(cmd, "sh -c")
+		return strings.HasPrefix(cmd, "mkdir -p /opt/rackdrill") || strings.HasPrefix(cmd, "tar -x") || strings.HasPrefix(cmd, "bash -c")
 	}
 	prevEnd := -1
 	for _, n := range kubeNodes(l.Rack) {
@@ -264,7 +272,7 @@ func TestPerformStopsAtTheFailingStep(t *testing.T) {
 	}
 	touched := func(s string) bool {
 		cmd, ok := strings.CutPrefix(s, "server-3: ")
-		return ok && !strings.HasPrefix(cmd, "mkdir -p /opt/rackdrill") && !strings.HasPrefix(cmd, "tar -x") && !strings.HasPrefix(cmd, "sh -c")
+		return ok && !strings.HasPrefix(cmd, "mkdir -p /opt/rackdrill") && !strings.HasPrefix(cmd, "tar -x") && !strings.HasPrefix(cmd, "bash -c")
 	}
 	if i := slices.IndexFunc(w.log, touched); i >= 0 {
 		t.Errorf("server-3 was touched after server-2 failed: %s", w.log[i])
@@ -295,35 +303,91 @@ func TestPerformRefusesARealRack(t *testing.T) {
 	}
 }
 
-// The kit is copied out of the folder the kit image's recipe fills, and lands
-// in KitDir on each machine: docker cp's archive holds the folder itself, so
-// it is extracted into KitDir's parent. (The first rehearsal on the lab
-// copied a folder the image does not have.)
+// The kit is copied out of the folders the kit image's recipe fills: its
+// binaries land in KitDir/bin on each machine (docker cp's archive holds the
+// folder itself, so it is extracted into KitDir), its images are streamed
+// from the recipe's images folder. (The first rehearsal on the lab copied a
+// folder the image does not have.)
 func TestKitCopiedFromWhereTheRecipePutsIt(t *testing.T) {
 	m := regexp.MustCompile(`COPY bin (\S+)/bin\n`).FindStringSubmatch(lab.KitDockerfile())
 	if m == nil {
 		t.Fatalf("the kit's Dockerfile copies no bin folder:\n%s", lab.KitDockerfile())
 	}
 	inImage := m[1]
+	if !strings.Contains(lab.KitDockerfile(), "COPY images "+inImage+"/images\n") {
+		t.Fatalf("the kit's Dockerfile copies no images folder into %s:\n%s", inImage, lab.KitDockerfile())
+	}
 	l, w, rb := newLab(t, "v1.34.4")
 	if _, err := l.Perform(context.Background(), rb, nil); err != nil {
 		t.Fatal(err)
 	}
-	var src, into string
+	var into string
 	for _, line := range w.log {
-		node, cmd, _ := strings.Cut(line, ": ")
-		if f := strings.Fields(cmd); node == "harness" && len(f) == 4 && f[0] == "docker" && f[1] == "cp" {
-			_, src, _ = strings.Cut(f[2], ":")
-		}
-		if f := strings.Fields(cmd); node == "server-1" && len(f) == 4 && f[0] == "tar" && f[1] == "-x" && into == "" {
-			into = f[3]
+		if f := strings.Fields(line); len(f) == 5 && f[0] == "server-1:" && f[1] == "tar" && f[2] == "-x" {
+			into = f[4]
+			break
 		}
 	}
-	if src != inImage {
-		t.Errorf("docker cp copies %q out of the kit image, whose recipe fills %q", src, inImage)
+	fed := fedTo(w, "server-1")
+	if len(fed) == 0 {
+		t.Fatal("nothing was copied onto server-1")
 	}
-	if got := path.Join(into, path.Base(src)); got != KitDir {
-		t.Errorf("extracted into %q, the kit lands in %q, not KitDir %q", into, got, KitDir)
+	if want := inImage + "/bin"; fed[0] != want {
+		t.Errorf("the binaries are copied from %q of the kit image, whose recipe fills %q", fed[0], want)
+	}
+	if got := path.Join(into, path.Base(fed[0])); got != KitDir+"/bin" {
+		t.Errorf("extracted into %q, the binaries land in %q, not %q", into, got, KitDir+"/bin")
+	}
+	for _, src := range fed[1:] {
+		if path.Dir(src) != inImage+"/images" {
+			t.Errorf("an image is copied from %q, outside the recipe's %s/images", src, inImage)
+		}
+	}
+}
+
+// fedTo lists what the kit's container streamed to node's commands, in order,
+// by the path in the kit image.
+func fedTo(w *world, node string) []string {
+	var out []string
+	for _, f := range w.fed {
+		if src, ok := strings.CutPrefix(f, node+": "); ok {
+			_, p, _ := strings.Cut(src, ":")
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// A server runs every image of the release, a worker only kube-proxy, CoreDNS
+// and the pause image: each receives only those (the lab's two workers were
+// each sent the whole release, half a gigabyte they never run).
+func TestWorkersReceiveOnlyTheImagesTheyRun(t *testing.T) {
+	all, err := lab.KitImages("v1.34.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, w, rb := newLab(t, "v1.34.4")
+	if _, err := l.Perform(context.Background(), rb, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range kubeNodes(l.Rack) {
+		var got []string
+		for _, src := range fedTo(w, n) {
+			if name, ok := strings.CutSuffix(path.Base(src), ".tar"); ok {
+				got = append(got, name)
+			}
+		}
+		slices.Sort(got)
+		want := all
+		if !l.Rack.Node(n).HasRole(topology.RoleServer) {
+			want = []string{"coredns", "kube-proxy", "pause"}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s received %v, want %v", n, got, want)
+		}
+	}
+	if _, err := lab.KitImages("v9.9.9"); err == nil || !strings.Contains(err.Error(), "v1.34.4") {
+		t.Errorf("a release without a kit: %v, want an error naming the kits there are", err)
 	}
 }
 
