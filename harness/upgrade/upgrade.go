@@ -356,7 +356,7 @@ func KitImages(to string, node *topology.Node) ([]string, error) {
 // images the machine runs (KitImages) straight into its containerd, as the
 // node image's preload does: the lab's stand-in for the registry a real rack
 // pulls the release from. Each image is streamed from the kit's container to
-// the machine's ctr, never written to the machine's disk.
+// the machine's ctr: no copy of the archive is left on the machine.
 func (l *Lab) installKit(ctx context.Context, n cluster.Node, to string) error {
 	if l.kitted[n.Name()] {
 		return nil
