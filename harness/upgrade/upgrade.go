@@ -51,7 +51,8 @@ type Lab struct {
 	// Out receives a line per step.
 	Out io.Writer
 	// DrainTimeout bounds a drain (the runbook's --timeout), ReadyTimeout
-	// the wait for an uncordoned node Ready at the new version.
+	// the wait for an uncordoned node Ready at the new version and for
+	// CoreDNS's rollout after the lab places it again.
 	DrainTimeout time.Duration
 	ReadyTimeout time.Duration
 	// Local runs docker on this machine (the kit's container).
@@ -218,7 +219,7 @@ func (l *Lab) placeDNS(ctx context.Context, n cluster.Node, m *Mark, s preflight
 	if err := l.run(ctx, n, m, "kubectl", append(kubectl, "patch", "deployment", "coredns", "--type", "strategic", "-p", l.DNSPlacement)...); err != nil {
 		return err
 	}
-	return l.run(ctx, n, m, "kubectl", append(kubectl, "rollout", "status", "deployment/coredns", "--timeout", "5m")...)
+	return l.run(ctx, n, m, "kubectl", append(kubectl, "rollout", "status", "deployment/coredns", "--timeout", l.ReadyTimeout.String())...)
 }
 
 func (l *Lab) node(name string) (cluster.Node, error) {

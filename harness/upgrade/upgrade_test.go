@@ -416,6 +416,9 @@ func TestCoreDNSPlacedAgainAfterTheAddOns(t *testing.T) {
 	if addons < 0 || patch != addons+1 || rollout != patch+1 || !strings.HasPrefix(w.log[patch], last+": kubectl --kubeconfig /etc/kubernetes/admin.conf") {
 		t.Errorf("%s's upgrade node at %d, patch at %d, rollout at %d:\n%s", last, addons, patch, rollout, strings.Join(w.log, "\n"))
 	}
+	if !strings.HasSuffix(w.log[rollout], "--timeout "+l.ReadyTimeout.String()) {
+		t.Errorf("CoreDNS's rollout is not bounded by the rehearsal's ready timeout (%s): %s", l.ReadyTimeout, w.log[rollout])
+	}
 	if n := strings.Count(strings.Join(w.log, "\n"), "patch deployment coredns"); n != 1 {
 		t.Errorf("CoreDNS patched %d times, want once", n)
 	}
