@@ -90,28 +90,8 @@ func StepsDuringOutage(out Outcome, probe string) []string {
 		return nil
 	}
 	w := out.Result.Window
-	var from, to, downSince time.Time
-	note := func(end time.Time) {
-		if end.Sub(downSince) > to.Sub(from) {
-			from, to = downSince, end
-		}
-		downSince = time.Time{}
-	}
-	for _, sm := range out.Timelines[probe] {
-		if sm.At.Before(w.Inject) || (!w.Revert.IsZero() && sm.At.After(w.Revert)) {
-			continue
-		}
-		switch {
-		case !sm.OK && downSince.IsZero():
-			downSince = sm.At
-		case sm.OK && !downSince.IsZero():
-			note(sm.At)
-		}
-	}
-	if !downSince.IsZero() {
-		note(w.Revert)
-	}
-	if from.IsZero() {
+	from, to, ok := matrix.LongestOutage(out.Timelines.Samples()[probe], w.Inject, w.Revert)
+	if !ok {
 		return nil
 	}
 	var names []string

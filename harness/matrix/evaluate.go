@@ -381,3 +381,39 @@ func judgeRecovery(res *CellResult, overlap, after []Sample, w Window, budget ti
 	}
 	return true, fmt.Sprintf("recovered %s after the revert (budget %s)", ttr.Round(time.Millisecond), budget)
 }
+
+// LongestOutage is the longest run of failed samples between from and to
+// (samples in time order; a zero to means no end): from its first failed
+// sample to the next good one, or to `to` when none came. ok is false when
+// no sample in the span failed.
+func LongestOutage(samples []Sample, from, to time.Time) (start, end time.Time, ok bool) {
+	var downSince time.Time
+	note := func(e time.Time) {
+		if !ok || e.Sub(downSince) > end.Sub(start) {
+			start, end, ok = downSince, e, true
+		}
+		downSince = time.Time{}
+	}
+	for _, s := range samples {
+		if s.At.Before(from) {
+			continue
+		}
+		if !to.IsZero() && s.At.After(to) {
+			break
+		}
+		switch {
+		case !s.OK && downSince.IsZero():
+			downSince = s.At
+		case s.OK && !downSince.IsZero():
+			note(s.At)
+		}
+	}
+	if !downSince.IsZero() {
+		e := to
+		if e.IsZero() && len(samples) > 0 {
+			e = samples[len(samples)-1].At
+		}
+		note(e)
+	}
+	return start, end, ok
+}

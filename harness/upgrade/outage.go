@@ -3,6 +3,7 @@ package upgrade
 import (
 	"time"
 
+	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/runrecord"
 )
 
@@ -37,26 +38,13 @@ func Outages(steps []runrecord.Step, samples []runrecord.Sample) []Outage {
 			out[i].To = s.End
 		}
 	}
+	ms := make([]matrix.Sample, len(samples))
+	for i, sm := range samples {
+		ms[i] = matrix.Sample{At: sm.At, OK: sm.OK, Took: sm.Took}
+	}
 	for i := range out {
-		o := &out[i]
-		var downSince time.Time
-		for _, sm := range samples {
-			if sm.At.Before(o.From) {
-				continue
-			}
-			if sm.At.After(o.To) {
-				break
-			}
-			switch {
-			case !sm.OK && downSince.IsZero():
-				downSince = sm.At
-			case sm.OK && !downSince.IsZero():
-				o.Longest = max(o.Longest, sm.At.Sub(downSince))
-				downSince = time.Time{}
-			}
-		}
-		if !downSince.IsZero() {
-			o.Longest = max(o.Longest, o.To.Sub(downSince))
+		if from, to, ok := matrix.LongestOutage(ms, out[i].From, out[i].To); ok {
+			out[i].Longest = to.Sub(from)
 		}
 	}
 	return out
