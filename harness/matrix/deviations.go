@@ -186,6 +186,17 @@ type Judging struct {
 	// MaxGap is, per probe, the longest time it may go without a request in
 	// flight and still count as watched; DefaultMaxGap for a probe not named.
 	MaxGap map[string]time.Duration
+	// Excused are the spans the run observed, by exception (Cell.Except):
+	// a cell naming one does not count a failed request in flight during
+	// them.
+	Excused map[string][]Interval
+}
+
+// Interval is a span the run observed, and what happened in it.
+type Interval struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	What string    `json:"what"`
 }
 
 // DefaultMaxGap is the evidence allowance of a probe whose sampler did not
@@ -208,7 +219,11 @@ func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, j Judging) R
 		if gap <= 0 {
 			gap = DefaultMaxGap
 		}
-		res := j.Deviations.Apply(Evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration, gap))
+		var excused []Interval
+		if c.Except != "" {
+			excused = j.Excused[c.Except]
+		}
+		res := j.Deviations.Apply(evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration, gap, excused))
 		rr.Cells = append(rr.Cells, res)
 		switch {
 		case res.Verdict == Broken:

@@ -3,6 +3,7 @@ package matrix
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -88,6 +89,11 @@ type CellResult struct {
 	Why string `json:"why"`
 	// Reason is the declared deviation's reason when the verdict is KnownDeviation.
 	Reason string `json:"reason,omitempty"`
+	// Excused counts the failed requests the cell's exception excused (each
+	// in flight during one of ExcusedBy, spans the run observed); they are
+	// not in Failed, TotalDown or the outages.
+	Excused   int        `json:"excused,omitempty"`
+	ExcusedBy []Interval `json:"excusedBy,omitempty"`
 }
 
 // Evaluate judges one cell against a probe's timeline. recovery is the row's
@@ -96,6 +102,11 @@ type CellResult struct {
 // some slack). Samples need not be sorted by the caller but must be of one
 // probe.
 func Evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery, maxGap time.Duration) CellResult {
+	return evaluate(fault, probe, c, samples, w, recovery, maxGap, nil)
+}
+
+// evaluate is Evaluate with the spans the cell's exception excuses.
+func evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery, maxGap time.Duration, excused []Interval) CellResult {
 	res := CellResult{Fault: fault, Probe: probe, Promise: c}
 	samples = slices.Clone(samples)
 	slices.SortStableFunc(samples, func(a, b Sample) int { return a.At.Compare(b.At) })
@@ -110,7 +121,16 @@ func Evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery,
 			after = append(after, s)
 		}
 	}
-	duringOK, why := judgeDuring(&res, c, before, overlap, w, maxGap)
+	duringOK, why := judgeDuring(&res, c, before, overlap, w, maxGap, excused)
+	if res.Excused > 0 {
+		var spans []string
+		for _, iv := range res.ExcusedBy {
+			spans = append(spans, fmt.Sprintf("%s from +%s to +%s", iv.What,
+				iv.From.Sub(w.Inject).Round(100*time.Millisecond), iv.To.Sub(w.Inject).Round(100*time.Millisecond)))
+		}
+		why += fmt.Sprintf(" (not counted: %d failed requests in flight while %s, the cell's exception %q)",
+			res.Excused, strings.Join(spans, "; "), c.Except)
+	}
 	recOK, recWhy := judgeRecovery(&res, overlap, after, w, recovery)
 	res.DuringHeld, res.RecoveryHeld = duringOK, recOK
 	switch {
@@ -192,7 +212,17 @@ func longestGap(overlap []Sample, w Window) (time.Duration, time.Time) {
 	return gap, at
 }
 
-func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, maxGap time.Duration) (bool, string) {
+// excusedBy is the span of excused in which a request of s was in flight.
+func excusedBy(s Sample, excused []Interval) (Interval, bool) {
+	for _, iv := range excused {
+		if !s.Sent().After(iv.To) && !s.At.Before(iv.From) {
+			return iv, true
+		}
+	}
+	return Interval{}, false
+}
+
+func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, maxGap time.Duration, excused []Interval) (bool, string) {
 	rel := func(t time.Time) string { return "+" + t.Sub(w.Inject).Round(10*time.Millisecond).String() }
 	// What the probe said while the fault was in place: every request in
 	// flight during the window, but an answer that succeeded only after the
@@ -205,8 +235,20 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 		if s.OK && !s.At.Before(w.Revert) {
 			continue
 		}
-		if s.OK && c.During == Up && c.Within.Duration > 0 && s.Took > c.Within.Duration {
+		tooSlow := s.OK && c.During == Up && c.Within.Duration > 0 && s.Took > c.Within.Duration
+		if tooSlow {
 			s.OK, s.Err = false, fmt.Sprintf("answered only after %s, over the %s budget", s.Took.Round(time.Millisecond), c.Within.Duration)
+		}
+		if iv, ok := excusedBy(s, excused); ok && !s.OK {
+			// Not counted, but it was in flight: the gap check below still
+			// sees it as evidence that the probe was watching.
+			res.Excused++
+			if !slices.Contains(res.ExcusedBy, iv) {
+				res.ExcusedBy = append(res.ExcusedBy, iv)
+			}
+			continue
+		}
+		if tooSlow {
 			slow++
 		}
 		during = append(during, s)

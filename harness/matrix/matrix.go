@@ -45,7 +45,20 @@ type Cell struct {
 	Downtime metav1.Duration `json:"downtime,omitempty"`
 	// Note qualifies the promise as the document does ("stateless apps").
 	Note string `json:"note,omitempty"`
+	// Except names what an up cell does not promise through, when the run
+	// observed it (ExceptLeaderElection): a failed request in flight while
+	// it happened is not counted. Nothing is excused that the run did not
+	// observe.
+	Except string `json:"except,omitempty"`
 }
+
+// ExceptLeaderElection is a control-plane component's leader lease moving:
+// from its holder's last renewal to the new holder's acquisition, the
+// scheduler (or the controller-manager) has no leader.
+const ExceptLeaderElection = "leader-election"
+
+// Excepts are the exceptions a cell may name.
+var Excepts = []string{ExceptLeaderElection}
 
 // Row is one fault and everything the document promises about it.
 type Row struct {
@@ -186,6 +199,12 @@ func (m *Matrix) validate() field.ErrorList {
 			}
 			if c.Downtime.Duration < 0 {
 				errs = append(errs, field.Invalid(cp.Child("downtime"), c.Downtime.Duration.String(), "must not be negative"))
+			}
+			if c.Except != "" && !slices.Contains(Excepts, c.Except) {
+				errs = append(errs, field.NotSupported(cp.Child("except"), c.Except, Excepts))
+			}
+			if c.Except != "" && c.During != Up {
+				errs = append(errs, field.Invalid(cp.Child("except"), c.Except, "only an up cell has exceptions"))
 			}
 			if c.Downtime.Duration > 0 && c.During != Up {
 				errs = append(errs, field.Invalid(cp.Child("downtime"), c.Downtime.Duration.String(), "only an up cell has a downtime budget"))
