@@ -335,6 +335,10 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	if st, ok := f.(Stepped); ok {
 		out.Steps = st.Steps()
 	}
+	var excused map[string][]matrix.Interval
+	if ex, ok := f.(Excuser); ok {
+		excused = ex.Excused()
+	}
 	w.Inject = marked.injectedAt
 	if w.Revert.IsZero() {
 		w.Revert = time.Now()
@@ -356,7 +360,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	w.End = time.Now()
 	out.Timelines = stop()
 	stopped = true
-	judging := matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps()}
+	judging := matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps(), Excused: excused}
 	if out.Effect != nil && !out.Effect.Seen {
 		judging.Deviations = nil // no deviation excuses a fault that did nothing
 	}
@@ -392,6 +396,12 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		out.Checks = append(out.Checks, c)
 	}
 	return out, errors.Join(holdErr, ctx.Err())
+}
+
+// Excuser is a fault that observes what its row's cells may name as
+// exceptions (matrix.Cell.Except): the spans it saw, by exception.
+type Excuser interface {
+	Excused() map[string][]matrix.Interval
 }
 
 // Stepped is a fault that runs its course in steps (the rehearsed upgrade):

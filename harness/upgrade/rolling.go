@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/preflight"
 	"rackdrill.dev/rackdrill/harness/runrecord"
 )
@@ -27,8 +28,9 @@ type Rolling struct {
 	lab *Lab
 	rb  preflight.Runbook
 
-	mu    sync.Mutex
-	marks []Mark
+	mu     sync.Mutex
+	marks  []Mark
+	leases []matrix.Interval
 }
 
 // NewRolling is the upgrade of the lab l along runbook rb.
@@ -42,13 +44,28 @@ func (r *Rolling) Inject(context.Context) error { return nil }
 
 // Await performs the runbook's machine steps, in order, stopping at the
 // first that fails.
+// The leader leases are read throughout (every second), so that the heal
+// cell's exception excuses only the moves that happened.
 func (r *Rolling) Await(ctx context.Context) error {
+	lw := watchLeases(ctx, r.lab.Kube, time.Second)
 	_, err := r.lab.Perform(ctx, r.rb, func(m Mark) {
 		r.mu.Lock()
 		r.marks = append(r.marks, m)
 		r.mu.Unlock()
 	})
+	moves := lw.Stop(time.Now())
+	r.mu.Lock()
+	r.leases = moves
+	r.mu.Unlock()
 	return err
+}
+
+// Excused are the spans the upgrade observed, by the matrix's exception
+// names: the leader leases' moves (matrix.ExceptLeaderElection).
+func (r *Rolling) Excused() map[string][]matrix.Interval {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return map[string][]matrix.Interval{matrix.ExceptLeaderElection: append([]matrix.Interval(nil), r.leases...)}
 }
 
 // AwaitLimit bounds Await.

@@ -3,12 +3,18 @@ package upgrade
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stesting "k8s.io/client-go/testing"
 
 	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/harness/matrix"
 )
 
 // A rehearsal killed mid-upgrade leaves its entry in the ledger: `rackdrill
@@ -58,5 +64,69 @@ func TestRollingStepsAreTheRunbooks(t *testing.T) {
 		if s.End.Before(s.Start) || (i > 0 && s.Start.Before(steps[i-1].End)) || s.Error != "" {
 			t.Errorf("step %d %+v", i+1, s)
 		}
+	}
+}
+
+// The heal cell does not count a failed heal while a leader lease moves, and
+// only a move the upgrade saw: the controller-manager's lease, held by
+// server-2, is taken by server-1 during server-1's upgrade apply; the span
+// excused runs from server-2's last renewal to server-1's acquisition, by the
+// lease's own times. A lease that did not move excuses nothing.
+func TestRollingSeesTheLeaseMoves(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Microsecond)
+	lease := func(name, holder string, acquire, renew time.Time) *coordinationv1.Lease {
+		d := int32(15)
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-system"},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &d,
+				AcquireTime: &metav1.MicroTime{Time: acquire}, RenewTime: &metav1.MicroTime{Time: renew}}}
+	}
+	ctx := context.Background()
+	for _, le := range []*coordinationv1.Lease{
+		lease("kube-controller-manager", "server-2_0f3c", t0.Add(-time.Hour), t0),
+		lease("kube-scheduler", "server-3_9a1b", t0.Add(-time.Hour), time.Now().Add(time.Hour)),
+	} {
+		if _, err := w.kube.CoordinationV1().Leases("kube-system").Create(ctx, le, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := t0.Add(40 * time.Second)
+	w.onCmd = func(line string) {
+		if line != "server-1: kubeadm upgrade apply -y v1.34.4" {
+			return
+		}
+		// The harness has read the lease as server-2 holds it.
+		for !slices.ContainsFunc(w.kube.Actions(), func(a k8stesting.Action) bool {
+			return a.GetVerb() == "get" && a.GetResource().Resource == "leases"
+		}) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if _, err := w.kube.CoordinationV1().Leases("kube-system").Update(ctx,
+			lease("kube-controller-manager", "server-1_77de", moved, time.Now().Add(time.Hour)), metav1.UpdateOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	r := NewRolling(l, rb)
+	if err := r.Await(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := r.Excused()[matrix.ExceptLeaderElection]
+	want := []matrix.Interval{{From: t0, To: moved, What: "kube-controller-manager's lease moved from server-2 to server-1"}}
+	if len(got) != 1 || !got[0].From.Equal(want[0].From) || !got[0].To.Equal(want[0].To) || got[0].What != want[0].What {
+		t.Errorf("excused %+v, want %+v", got, want)
+	}
+}
+
+// A lease whose holder stopped renewing and that no one took by the end of
+// the upgrade had no leader from the last renewal to the end.
+func TestLeaseLapsedAtTheEnd(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
+	seen := []leaseSeen{{holder: "server-1_a", acquire: t0, renew: t0.Add(10 * time.Second), duration: 15 * time.Second}}
+	got := leaseMoves("kube-scheduler", seen, t0.Add(time.Minute))
+	if len(got) != 1 || !got[0].From.Equal(t0.Add(10*time.Second)) || !got[0].To.Equal(t0.Add(time.Minute)) || !strings.Contains(got[0].What, "lapsed on server-1") {
+		t.Errorf("got %+v", got)
+	}
+	if got := leaseMoves("kube-scheduler", seen, t0.Add(20*time.Second)); len(got) != 0 {
+		t.Errorf("a lease still valid at the end: %+v", got)
 	}
 }

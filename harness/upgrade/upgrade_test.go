@@ -37,6 +37,8 @@ type world struct {
 	to     string
 	failOn string // a command that fails, "node: command" prefix
 	stuck  string // a node whose kubelet never comes back at the new version
+	// onCmd, if set, runs before each command, with its "node: command" line.
+	onCmd func(line string)
 }
 
 type recCmd struct {
@@ -50,7 +52,11 @@ func (c *recCmd) Run() error {
 	c.w.mu.Lock()
 	c.w.log = append(c.w.log, line)
 	fail := c.w.failOn != "" && strings.HasPrefix(line, c.w.failOn)
+	onCmd := c.w.onCmd
 	c.w.mu.Unlock()
+	if onCmd != nil {
+		onCmd(line)
+	}
 	if c.Stdin != nil {
 		in, _ := io.ReadAll(c.Stdin)
 		c.w.mu.Lock()
