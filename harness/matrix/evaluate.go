@@ -424,38 +424,27 @@ func judgeRecovery(res *CellResult, overlap, after []Sample, w Window, budget ti
 	return true, fmt.Sprintf("recovered %s after the revert (budget %s)", ttr.Round(time.Millisecond), budget)
 }
 
-// LongestOutage is the longest run of failed samples between from and to
-// (samples in time order; a zero to means no end): from its first failed
-// sample to the next good one, or to `to` when none came. ok is false when
-// no sample in the span failed.
+// LongestOutage is the longest outage between from and to (a zero to means
+// up to the last sample), as a cell's verdict measures it: a run of failed
+// requests, from the sending of the first to the sending of the next that
+// succeeded (or to), each request counted for its whole flight. ok is false
+// when no request in flight in the span failed.
 func LongestOutage(samples []Sample, from, to time.Time) (start, end time.Time, ok bool) {
-	var downSince time.Time
-	note := func(e time.Time) {
-		if !ok || e.Sub(downSince) > end.Sub(start) {
-			start, end, ok = downSince, e, true
-		}
-		downSince = time.Time{}
+	samples = slices.Clone(samples)
+	slices.SortStableFunc(samples, func(a, b Sample) int { return a.At.Compare(b.At) })
+	if to.IsZero() && len(samples) > 0 {
+		to = samples[len(samples)-1].At
 	}
+	var in []Sample
 	for _, s := range samples {
-		if s.At.Before(from) {
-			continue
-		}
-		if !to.IsZero() && s.At.After(to) {
-			break
-		}
-		switch {
-		case !s.OK && downSince.IsZero():
-			downSince = s.At
-		case s.OK && !downSince.IsZero():
-			note(s.At)
+		if s.At.After(from) && s.Sent().Before(to) {
+			in = append(in, s)
 		}
 	}
-	if !downSince.IsZero() {
-		e := to
-		if e.IsZero() && len(samples) > 0 {
-			e = samples[len(samples)-1].At
+	for _, o := range outages(in, Window{Inject: from, Revert: to}) {
+		if !ok || o.to.Sub(o.from) > end.Sub(start) {
+			start, end, ok = o.from, o.to, true
 		}
-		note(e)
 	}
 	return start, end, ok
 }

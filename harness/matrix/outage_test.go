@@ -37,3 +37,28 @@ func TestLongestOutage(t *testing.T) {
 		}
 	}
 }
+
+// A request that hung to its timeout is an outage for its whole flight, as
+// the cell's verdict counts it: the rehearsal printed "API's longest outage
+// while server-1 was upgraded: 0s" for requests that each hung 2 s, answered
+// by good ones sent while they hung, beside a cell that said "longest blip
+// 4.001s".
+func TestLongestOutageCountsTheFlight(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 23, 41, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	samples := []matrix.Sample{
+		{At: at(1000), OK: true, Took: 50 * time.Millisecond},
+		{At: at(3250), OK: false, Took: 2 * time.Second},      // sent at 1250
+		{At: at(3300), OK: true, Took: 50 * time.Millisecond}, // sent at 3250
+		{At: at(4000), OK: true, Took: 50 * time.Millisecond},
+	}
+	start, end, ok := matrix.LongestOutage(samples, t0, at(5000))
+	if !ok || !start.Equal(at(1250)) || !end.Equal(at(3250)) {
+		t.Errorf("%v..%v %v, want the request's flight, 1.25s..3.25s", start.Sub(t0), end.Sub(t0), ok)
+	}
+	cell := matrix.Evaluate("f", "api", matrix.Cell{During: matrix.Up, Within: metaDur(10 * time.Second)}, samples,
+		matrix.Window{Inject: t0, Revert: at(5000), End: at(5000)}, time.Minute, 3*time.Second)
+	if cell.LongestOutage != end.Sub(start) {
+		t.Errorf("the verdict's longest outage %s, LongestOutage's %s", cell.LongestOutage, end.Sub(start))
+	}
+}

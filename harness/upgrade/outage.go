@@ -17,10 +17,11 @@ type Outage struct {
 	Longest time.Duration `json:"longest"`
 }
 
-// Outages are, per machine in the order it was upgraded, the longest run of
-// failed samples of a probe's timeline during that machine's steps: from the
-// first failed sample to the next good one (or the machine's last step's
-// end). The rehearsal reports the API's, one figure per server.
+// Outages are, per machine in the order it was upgraded, the longest outage
+// of a probe's timeline during that machine's steps, as the cell's verdict
+// measures one (matrix.LongestOutage: from the sending of the first failed
+// request to the sending of the next good one, or the machine's last step's
+// end). The rehearsal reports the API's, one figure per machine.
 func Outages(steps []runrecord.Step, samples []runrecord.Sample) []Outage {
 	var out []Outage
 	idx := map[string]int{}
