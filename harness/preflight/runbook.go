@@ -2,10 +2,12 @@ package preflight
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -314,9 +316,27 @@ func drainStep(n *topology.Node) RunbookStep {
 }
 
 func uncordonStep(n *topology.Node, to string) RunbookStep {
+	checks := []string{fmt.Sprintf("kubectl get node %s: Ready, VERSION %s, before the next node", n.Name, strings.SplitN(to, "+", 2)[0])}
+	if n.HasRole(topology.RoleServer) {
+		checks = append(checks, APIServerSteady(n))
+	}
 	return RunbookStep{Where: Operator, What: "uncordon " + n.Name, Run: []string{"kubectl uncordon " + n.Name},
-		Check: []string{fmt.Sprintf("kubectl get node %s: Ready, VERSION %s, before the next node", n.Name, strings.SplitN(to, "+", 2)[0])},
-		Kind:  StepUncordon, Node: n.Name}
+		Check: checks, Kind: StepUncordon, Node: n.Name}
+}
+
+// APIServerSteadyFor is how long a server's own API server must answer
+// /readyz, without a failure, before the next machine's step.
+const APIServerSteadyFor = 15 * time.Second
+
+// APIServerSteady is the check after a server's kubelet was replaced: the
+// new kubelet may restart the static pods, and an API server that has just
+// started answers requests, through the load balancer too, before its caches
+// are synced: with 403 Forbidden to the cluster's admin (a rehearsal's
+// kubeadm upgrade node on the next server failed so, 10 s after the previous
+// server's kubelet restart).
+func APIServerSteady(n *topology.Node) string {
+	return fmt.Sprintf("kubectl get --raw /readyz --server https://%s answers ok for %s straight (not through the endpoint): the new kubelet may restart the control plane's static pods, and a restarted API server answers 403 until its caches are synced",
+		net.JoinHostPort(n.Address, strconv.Itoa(topology.DefaultAPIPort)), APIServerSteadyFor)
 }
 
 // upgradeChecks are what must hold after a server's control plane moved.

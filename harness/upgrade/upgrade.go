@@ -14,10 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +63,11 @@ type Lab struct {
 	// applied again after the step in which kubeadm rewrote it (the
 	// runbook's check preflight.CoreDNSReset: the last server's).
 	DNSPlacement string
+
+	// APISteady is how long a server's own API server must answer /readyz
+	// after its uncordon before the next machine's step (zero:
+	// preflight.APIServerSteadyFor).
+	APISteady time.Duration
 
 	kitContainer string
 	kitted       map[string]bool
@@ -203,7 +210,17 @@ func (l *Lab) perform(ctx context.Context, rb preflight.Runbook, s preflight.Run
 		}
 		return l.run(ctx, n, m, "systemctl", "is-active", "kubelet")
 	case preflight.StepUncordon:
-		return l.uncordon(ctx, s.Node, rb.To)
+		if err := l.uncordon(ctx, s.Node, rb.To); err != nil {
+			return err
+		}
+		if node := l.Rack.Node(s.Node); node != nil && node.HasRole(topology.RoleServer) {
+			n, err := l.node(s.Node)
+			if err != nil {
+				return err
+			}
+			return l.waitAPIServer(ctx, n, node, m)
+		}
+		return nil
 	}
 	return fmt.Errorf("the lab cannot perform a %q step", s.Kind)
 }
@@ -350,6 +367,38 @@ func KitImages(to string, node *topology.Node) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// waitAPIServer is the runbook's check preflight.APIServerSteady: the
+// server's own API server (not the endpoint, which may answer from another)
+// answers /readyz ok for APISteady straight, within ReadyTimeout. The new
+// kubelet may restart the static pods a few seconds after it starts, and a
+// restarted API server answers 403 until its caches are synced.
+func (l *Lab) waitAPIServer(ctx context.Context, n cluster.Node, node *topology.Node, m *Mark) error {
+	steady := l.APISteady
+	if steady <= 0 {
+		steady = preflight.APIServerSteadyFor
+	}
+	url := "https://" + net.JoinHostPort(node.Address, strconv.Itoa(topology.DefaultAPIPort))
+	var since time.Time
+	last := "no answer yet"
+	every := min(time.Second, max(steady/5, time.Millisecond))
+	err := wait.PollUntilContextTimeout(ctx, every, l.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		out, err := exec.Output(n.Command(ctx, "kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "--server", url,
+			"--request-timeout", "2s", "get", "--raw", "/readyz"))
+		if got := strings.TrimSpace(string(out)); err != nil || got != "ok" {
+			since, last = time.Time{}, fmt.Sprintf("%q %v", got, err)
+			return false, nil
+		}
+		if since.IsZero() {
+			since = time.Now()
+		}
+		return time.Since(since) >= steady, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the API server of %s (%s) did not answer /readyz ok for %s straight within %s (last: %s)", n.Name(), url, steady, l.ReadyTimeout, last)
+	}
+	return nil
 }
 
 // installKit copies the release's kit onto n (once): its binaries into

@@ -39,6 +39,9 @@ type world struct {
 	stuck  string // a node whose kubelet never comes back at the new version
 	// onCmd, if set, runs before each command, with its "node: command" line.
 	onCmd func(line string)
+	// notReady counts, per server, the /readyz requests its API server
+	// still fails (a restarted API server whose caches are not synced).
+	notReady map[string]int
 }
 
 type recCmd struct {
@@ -70,6 +73,15 @@ func (c *recCmd) Run() error {
 		return errors.New("exit status 1")
 	}
 	switch {
+	case slices.Contains(c.Argv, "/readyz"):
+		c.w.mu.Lock()
+		defer c.w.mu.Unlock()
+		if c.w.notReady[c.node] > 0 {
+			c.w.notReady[c.node]--
+			_, _ = c.Stdout.Write([]byte("[-]informer-sync failed: reason withheld\nreadyz check failed\n"))
+			return errors.New("exit status 1")
+		}
+		_, _ = c.Stdout.Write([]byte("ok"))
 	case len(c.Argv) == 4 && c.Argv[0] == "docker" && c.Argv[1] == "cp" && c.Argv[3] == "-":
 		// What the copy streams: the container's path, for the receiving
 		// machine's command to record.
@@ -150,7 +162,7 @@ func newLab(t *testing.T, to string) (*Lab, *world, preflight.Runbook) {
 		}
 	}
 	l := &Lab{Rack: r, Nodes: nodes, Kube: w.kube, Kit: "rackdrill.dev/lab/" + to + "/kit:0123", Logs: t.TempDir(),
-		Out: io.Discard, DrainTimeout: 10 * time.Second, ReadyTimeout: 3 * time.Second, Local: w}
+		Out: io.Discard, DrainTimeout: 10 * time.Second, ReadyTimeout: 3 * time.Second, Local: w, APISteady: 20 * time.Millisecond}
 	return l, w, rb
 }
 
@@ -211,14 +223,21 @@ func TestPerformIsTheRunbook(t *testing.T) {
 	prevEnd := -1
 	for _, n := range kubeNodes(l.Rack) {
 		var mine []string
-		first := -1
+		first, readyz := -1, 0
 		for i, line := range w.log {
+			if strings.HasPrefix(line, n+": ") && strings.HasSuffix(line, "get --raw /readyz") {
+				readyz++ // TestNextServerWaitsForTheRestartedAPIServer
+				continue
+			}
 			if strings.HasPrefix(line, n+": ") && !isKit(strings.TrimPrefix(line, n+": ")) {
 				mine = append(mine, strings.TrimPrefix(line, n+": "))
 				if first < 0 {
 					first = i
 				}
 			}
+		}
+		if server := strings.HasPrefix(n, "server-"); server != (readyz > 0) {
+			t.Errorf("%s's API server asked /readyz %d times", n, readyz)
 		}
 		if first <= prevEnd {
 			t.Errorf("%s's first command (%d) ran before the previous machine was done (%d)", n, first, prevEnd)
@@ -434,5 +453,43 @@ func TestCoreDNSPlacedAgainAfterTheAddOns(t *testing.T) {
 		if tells != want {
 			t.Errorf("step %q [%s] tells the operator CoreDNS was rewritten: %v, want %v", s.What, s.Where, tells, want)
 		}
+	}
+}
+
+// A server's new kubelet may restart its API server, which then answers 403
+// until its caches are synced: the next machine's step waits until the
+// server's own API server has answered /readyz ok for APISteady straight (a
+// rehearsal's kubeadm upgrade node on server-2 was refused so, 10 s after
+// server-1's kubelet restart). An API server that never gets there fails the
+// uncordon step, naming it.
+func TestNextServerWaitsForTheRestartedAPIServer(t *testing.T) {
+	l, w, rb := newLab(t, "v1.34.4")
+	w.notReady = map[string]int{"server-1": 3}
+	if _, err := l.Perform(context.Background(), rb, nil); err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Rack.Node("server-1").Address
+	var readyz []int
+	for i, line := range w.log {
+		if strings.HasPrefix(line, "server-1: ") && strings.Contains(line, "--server https://"+addr+":6443") && strings.HasSuffix(line, "get --raw /readyz") {
+			readyz = append(readyz, i)
+		}
+	}
+	next := slices.Index(w.log, "server-2: install -m 0755 /opt/rackdrill/kit/bin/kubeadm /usr/bin/kubeadm")
+	if len(readyz) < 5 || next < readyz[len(readyz)-1] {
+		t.Errorf("server-1's /readyz asked %d times (3 failing, then ok for the steady time), the last at %d, server-2's first step at %d", len(readyz), readyz[len(readyz)-1], next)
+	}
+	for _, s := range rb.Steps {
+		if s.Kind == preflight.StepUncordon && strings.HasPrefix(s.Node, "server-") && !slices.Contains(s.Check, preflight.APIServerSteady(l.Rack.Node(s.Node))) {
+			t.Errorf("the runbook's uncordon of %s does not tell the operator to wait for its API server: %q", s.Node, s.Check)
+		}
+	}
+
+	l, w, rb = newLab(t, "v1.34.4")
+	w.notReady = map[string]int{"server-1": 1 << 30}
+	_, err := l.Perform(context.Background(), rb, nil)
+	var se *StepError
+	if !errors.As(err, &se) || se.Mark.Kind != preflight.StepUncordon || se.Mark.Node != "server-1" || !strings.Contains(err.Error(), "informer-sync") {
+		t.Errorf("an API server never ready: %v, want the uncordon of server-1 to fail with what /readyz said", err)
 	}
 }
