@@ -376,12 +376,16 @@ func TestPreflightRunbook(t *testing.T) {
 }
 
 // rehearse upgrades the lab only: a real rack is refused before anything is
-// built or reached, and so is a release the lab cannot build. (The
-// rehearsal itself is `make rehearse`: it builds a release and upgrades a lab.)
+// built or reached, and so is a target the version skew policy refuses (with
+// the preflight's message, not "the lab cannot build it": v1.35.0 was refused
+// for that) or a release the lab cannot build. (The rehearsal itself is
+// `make rehearse`: it builds a release and upgrades a lab.)
 func TestRehearseRefuses(t *testing.T) {
 	for _, tc := range []struct{ topology, to, want string }{
 		{"kind-configs/rack-seed001.example.yaml", "v1.34.4", "never on a real rack; its runbook: rackdrill preflight --to v1.34.4 --runbook"},
-		{"kind-configs/lab.yaml", "v1.35.0", `--to "v1.35.0": the lab builds v1.33.13 and v1.34.4`},
+		{"kind-configs/lab.yaml", "v1.35.0", "the version skew policy refuses it"},
+		{"kind-configs/lab.yaml", "v1.33.13", "not newer than the rack's v1.33.13"},
+		{"kind-configs/lab.yaml", "v1.34.5", `--to "v1.34.5": the lab builds v1.33.13 and v1.34.4`},
 	} {
 		art := t.TempDir()
 		_, errOut, code := rackdrill(t, "rehearse", "--to", tc.to, "-t", tc.topology, "--artifacts", art)

@@ -89,12 +89,14 @@ It refuses a real rack: rackdrill never upgrades one.`,
 				return fmt.Errorf("%s: rack %s (provider %s): an upgrade is rehearsed on the lab only (provider containers), never on a real rack; its runbook: rackdrill preflight --to %s --runbook --topology %s",
 					g.topology, r.Metadata.Name, r.Spec.Provider, to, g.topology)
 			}
-			if _, ok := lab.Releases[to]; !ok {
-				return fmt.Errorf("--to %q: the lab builds %s", to, strings.Join(lab.ReleaseVersions(), " and "))
-			}
+			// The skew policy first, with the preflight's own message: a
+			// target it refuses is refused for that, whatever the lab builds.
 			rb, err := preflight.NewRunbook(r, to)
 			if err != nil {
 				return err
+			}
+			if _, ok := lab.Releases[to]; !ok {
+				return fmt.Errorf("--to %q: the lab builds %s", to, strings.Join(lab.ReleaseVersions(), " and "))
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
