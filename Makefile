@@ -8,6 +8,7 @@
 #   make plan           what each fault would do to the default lab; touches nothing
 #   make preflight TO=v1.34.x   is the running rack safe to upgrade? (conformance + pre-upgrade checks)
 #   make rehearse TO=v1.34.4    upgrade the lab to TO machine by machine, as the rack's operator would
+#                               (FROM=v1.33.6: the lab starts at the real rack's release)
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
 #   make killtest       SIGKILL rackdrill run at random moments on the lab, then recover (TRIALS=2 per fault)
 
@@ -107,7 +108,7 @@ preflight: ## pre-upgrade checks of the running rack towards TO (e.g. TO=v1.34.x
 # at TO (rackdrill down removes it).
 rehearse: ## upgrade the lab to TO the way the rack's operator would (e.g. TO=v1.34.4)
 	@test -n "$(TO)" || { echo "rehearse: give the target release, e.g. make rehearse TO=v1.34.4"; exit 2; }
-	$(RACKDRILL) rehearse --to $(TO) --topology $(TOPOLOGY) --artifacts $(ARTIFACTS)
+	$(RACKDRILL) rehearse --to $(TO) $(if $(FROM),--from $(FROM)) --topology $(TOPOLOGY) --artifacts $(ARTIFACTS)
 
 .PHONY: killtest
 # A benchmark of the revert promise, not part of make test: for each fault of

@@ -381,16 +381,25 @@ func TestPreflightRunbook(t *testing.T) {
 // for that) or a release the lab cannot build. (The rehearsal itself is
 // `make rehearse`: it builds a release and upgrades a lab.)
 func TestRehearseRefuses(t *testing.T) {
-	for _, tc := range []struct{ topology, to, want string }{
-		{"kind-configs/rack-seed001.example.yaml", "v1.34.4", "never on a real rack; its runbook: rackdrill preflight --to v1.34.4 --runbook"},
-		{"kind-configs/lab.yaml", "v1.35.0", "the version skew policy refuses it"},
-		{"kind-configs/lab.yaml", "v1.33.13", "not newer than the rack's v1.33.13"},
-		{"kind-configs/lab.yaml", "v1.34.5", `--to "v1.34.5": the lab builds v1.33.13 and v1.34.4`},
+	for _, tc := range []struct{ topology, from, to, want string }{
+		{"kind-configs/rack-seed001.example.yaml", "", "v1.34.4", "never on a real rack; its runbook: rackdrill preflight --to v1.34.4 --runbook"},
+		{"kind-configs/lab.yaml", "", "v1.35.0", "the version skew policy refuses it"},
+		{"kind-configs/lab.yaml", "", "v1.33.13", "not newer than the rack's v1.33.13"},
+		// A release the lab does not ship is derived through the module
+		// proxy, which serves no k8s.io/kubernetes v1.34.99 (there is none).
+		{"kind-configs/lab.yaml", "", "v1.34.99", "--to v1.34.99: Kubernetes v1.34.99: the Go module proxy does not give k8s.io/kubernetes@v1.34.99"},
+		{"kind-configs/lab.yaml", "1.33.6", "v1.34.4", `--from "1.33.6": want the rack's Kubernetes release`},
+		{"kind-configs/lab.yaml", "v1.34.4", "v1.34.4", "not newer than the rack's v1.34.4"},
+		{"kind-configs/lab.yaml", "v1.30.14", "v1.31.0", "--from v1.30.14: Kubernetes v1.30.14: the lab builds v1.31 and newer"},
 	} {
 		art := t.TempDir()
-		_, errOut, code := rackdrill(t, "rehearse", "--to", tc.to, "-t", tc.topology, "--artifacts", art)
+		args := []string{"rehearse", "--to", tc.to, "-t", tc.topology, "--artifacts", art}
+		if tc.from != "" {
+			args = append(args, "--from", tc.from)
+		}
+		_, errOut, code := rackdrill(t, args...)
 		if code != 2 || !strings.Contains(errOut, tc.want) {
-			t.Errorf("%s --to %s: exit %d\n%s", tc.topology, tc.to, code, errOut)
+			t.Errorf("%s --from %q --to %s: exit %d\n%s", tc.topology, tc.from, tc.to, code, errOut)
 		}
 		if entries, _ := os.ReadDir(art); len(entries) != 0 {
 			t.Errorf("%s --to %s: wrote %v", tc.topology, tc.to, entries)

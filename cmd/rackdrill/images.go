@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ made of. Each image is tagged by a hash of its inputs: an image whose inputs did
 change is not rebuilt. Nothing is pulled from a registry.`,
 		Example: `  rackdrill images
   rackdrill images agent node
+  rackdrill images v1.33.6/node     # the node image of another release, to start the lab at it
   rackdrill images --list`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
@@ -33,6 +35,15 @@ change is not rebuilt. Nothing is pulled from a registry.`,
 					fmt.Fprintln(cmd.OutOrStdout(), n)
 				}
 				return nil
+			}
+			// A release's images are named by its version (v1.34.3/node):
+			// a release the lab does not ship is derived first.
+			for _, a := range args {
+				if v, _, ok := strings.Cut(a, "/"); ok && strings.HasPrefix(v, "v") {
+					if _, err := lab.ReleaseOf(ctx, v); err != nil {
+						return fmt.Errorf("image %s: %w", a, err)
+					}
+				}
 			}
 			_, err = b.Build(ctx, args...)
 			return err

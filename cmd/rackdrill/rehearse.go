@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/cluster/providers"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/preflight"
@@ -49,17 +51,17 @@ type rehearsalSummary struct {
 
 func newRehearseCommand(g *globalOptions) *cobra.Command {
 	var (
-		to           string
+		to, from     string
 		drainTimeout time.Duration
 		timeout      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "rehearse --to vX.Y.Z",
+		Use:   "rehearse --to vX.Y.Z [--from vX.Y.Z]",
 		Short: "Upgrade the lab to a release the way the rack's operator would, step by step (the rehearsal of the rack's upgrade)",
 		Long: `rehearse performs the rack's upgrade runbook (rackdrill preflight --to X --runbook) on
 the lab: it builds the target release's images and upgrade kit (kubeadm, kubelet,
 kubectl, etcd, CoreDNS, from the Go module proxy, cached by content), brings the lab
-up at its own release if it is not up, then upgrades it machine by machine with the
+up at the rack's release if it is not up, then upgrades it machine by machine with the
 real tools: kubeadm upgrade plan and apply on the first server, kubeadm upgrade node
 on every other machine, each node drained (PodDisruptionBudgets honoured), its
 kubelet and kubectl replaced and restarted, uncordoned and seen Ready at the new
@@ -76,9 +78,19 @@ runbook and summary.json.
 An upgrade has no revert: on a failure the lab is left as it is for inspection,
 and rackdrill down then rackdrill up restore it.
 
+The lab starts at the topology's spec.kubernetes.version (the lab's default,
+` + lab.KubernetesVersion + `), or at --from: the release the real rack runs. A release
+the lab does not ship recipes for (` + strings.Join(lab.ReleaseVersions(), ", ") + `) is derived from
+what kubeadm of that version deploys (etcd, CoreDNS, pause: its constants.go, read
+through the Go module proxy), for --from and --to alike; its node image is built
+then (cold: the Kubernetes build, about 10 minutes here). A running lab at another
+release is refused: rackdrill down first.
+
 It refuses a real rack: rackdrill never upgrades one.`,
 		Example: `  rackdrill rehearse --to v1.34.4
-  make rehearse TO=v1.34.4`,
+  rackdrill rehearse --from v1.33.6 --to v1.34.4     # the rack runs v1.33.6
+  make rehearse TO=v1.34.4
+  make rehearse FROM=v1.33.6 TO=v1.34.4`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
 			r, err := loadRack(g.topology, cmd.ErrOrStderr())
@@ -89,17 +101,31 @@ It refuses a real rack: rackdrill never upgrades one.`,
 				return fmt.Errorf("%s: rack %s (provider %s): an upgrade is rehearsed on the lab only (provider containers), never on a real rack; its runbook: rackdrill preflight --to %s --runbook --topology %s",
 					g.topology, r.Metadata.Name, r.Spec.Provider, to, g.topology)
 			}
+			if from != "" {
+				if !versionFlagRE.MatchString(from) {
+					return fmt.Errorf("--from %q: want the rack's Kubernetes release, such as %s", from, lab.KubernetesVersion)
+				}
+				r.Spec.Kubernetes.Version = from
+			}
 			// The skew policy first, with the preflight's own message: a
 			// target it refuses is refused for that, whatever the lab builds.
 			rb, err := preflight.NewRunbook(r, to)
 			if err != nil {
 				return err
 			}
-			if _, ok := lab.Releases[to]; !ok {
-				return fmt.Errorf("--to %q: the lab builds %s", to, strings.Join(lab.ReleaseVersions(), " and "))
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// Both releases as the lab builds them: shipped, or derived
+			// from the module proxy (seconds once its modules are cached).
+			if _, err := lab.ReleaseOf(ctx, r.Spec.Kubernetes.Version); err != nil {
+				if from == "" {
+					return fmt.Errorf("%s: spec.kubernetes.version: %w", g.topology, err)
+				}
+				return fmt.Errorf("--from %s: %w", from, err)
+			}
+			if _, err := lab.ReleaseOf(ctx, to); err != nil {
+				return fmt.Errorf("--to %s: %w", to, err)
+			}
 			b, err := lab.NewRepoBuilder(out)
 			if err != nil {
 				return err
@@ -122,6 +148,12 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			// A lab left up at another release (an earlier rehearsal's
+			// target, or the default when --from names another) is not
+			// the rack to rehearse.
+			if err := labRunsRelease(ctx, p, r, g.topology); err != nil {
+				return err
+			}
 			stop()
 			rehearsal.DrainTimeout = drainTimeout
 			dir := filepath.Join(g.artifacts, "rehearsal")
@@ -135,7 +167,8 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			prog := &progress{w: out}
 			start := time.Now()
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
-				Options: framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, UpgradeTo: to},
+				Options: framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, UpgradeTo: to,
+					KubernetesVersion: r.Spec.Kubernetes.Version},
 				Suites:  "conformance+preupgrade+rehearsal",
 				// Before the upgrade: the rack conforms and may be upgraded
 				// (as rackdrill preflight); then the upgrade, judged.
@@ -190,11 +223,36 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&to, "to", "", "the release to upgrade the lab to ("+strings.Join(lab.ReleaseVersions(), ", ")+")")
+	cmd.Flags().StringVar(&to, "to", "", "the release to upgrade the lab to (shipped: "+strings.Join(lab.ReleaseVersions(), ", ")+"; any other is derived)")
+	cmd.Flags().StringVar(&from, "from", "", "the release the lab starts at, the real rack's (default: the topology's spec.kubernetes.version)")
 	cmd.Flags().DurationVar(&drainTimeout, "drain-timeout", 10*time.Minute, "give up on a drain after this long (the runbook's kubectl drain --timeout)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
+}
+
+// versionFlagRE is a Kubernetes release as --from takes it.
+var versionFlagRE = regexp.MustCompile(`^v1\.\d+\.\d+$`)
+
+// labRunsRelease checks that every node of the running lab runs release
+// r.Spec.Kubernetes.Version.
+func labRunsRelease(ctx context.Context, p cluster.Provider, r *topology.Rack, file string) error {
+	cs, err := rackclient.New(p, r.APIServerURL(), rackclient.OperationsTimeout).Clientset(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("rack %s: listing its nodes: %w", r.Metadata.Name, err)
+	}
+	want := r.Spec.Kubernetes.Version
+	for _, n := range list.Items {
+		if got := n.Status.NodeInfo.KubeletVersion; got != want {
+			return fmt.Errorf("rack %s is up at another release: %s's kubelet is %s, not %s: `rackdrill down --topology %s` first, then rehearse again",
+				r.Metadata.Name, n.Name, got, want, file)
+		}
+	}
+	return nil
 }
 
 func printRehearsal(cmd *cobra.Command, rec rehearsalSummary) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -156,11 +157,14 @@ func buildNode(ctx context.Context, b *Builder, img *Image, tag string) error {
 	if err := copyRecipe("node", dir); err != nil {
 		return &StepError{Image: img.Name, Step: "write recipe", Err: err}
 	}
-	bins, err := b.binaries(ctx, img.Name, kubernetesBuild)
+	if err := setSandboxImage(filepath.Join(dir, "files", "etc", "containerd", "config.toml"), "registry.k8s.io/pause:"+img.release.Pause); err != nil {
+		return &StepError{Image: img.Name, Step: "write recipe", Err: err}
+	}
+	bins, err := b.binaries(ctx, img.Name, img.Go)
 	if err != nil {
 		return err
 	}
-	etcdBins, err := b.binaries(ctx, img.Name, etcdBuild)
+	etcdBins, err := b.binaries(ctx, img.Name, img.release.etcdBuild())
 	if err != nil {
 		return err
 	}
@@ -176,15 +180,14 @@ func buildNode(ctx context.Context, b *Builder, img *Image, tag string) error {
 	var inputs, list []string
 	for _, d := range img.Deps {
 		dep := catalog[d]
-		if !dep.Preload {
+		if len(dep.Aliases) == 0 { // the rootfs it is made from
 			continue
 		}
 		depTag, _ := b.Tag(d)
 		inputs = append(inputs, depTag)
 		list = append(list, dep.Aliases...)
 		t0 := time.Now()
-		args := append([]string{"save", "-o", filepath.Join(images, d+".tar")}, dep.Aliases...)
-		if err := b.docker(ctx, args...); err != nil {
+		if err := b.saveImage(ctx, d, filepath.Join(images, path.Base(d)+".tar")); err != nil {
 			return &StepError{Image: img.Name, Step: "docker save " + d, Err: err}
 		}
 		fmt.Fprintf(b.Out, "         node: saved %s (%s)\n", d, time.Since(t0).Round(time.Millisecond))
@@ -245,8 +248,7 @@ func buildKit(ctx context.Context, b *Builder, img *Image, tag string) error {
 	for _, d := range img.Deps {
 		dep := catalog[d]
 		list = append(list, dep.Aliases...)
-		args := append([]string{"save", "-o", filepath.Join(images, kitImageFile(d))}, dep.Aliases...)
-		if err := b.docker(ctx, args...); err != nil {
+		if err := b.saveImage(ctx, d, filepath.Join(images, kitImageFile(d))); err != nil {
 			return &StepError{Image: img.Name, Step: "docker save " + d, Err: err}
 		}
 	}
@@ -267,6 +269,39 @@ func kitImageFile(name string) string { return path.Base(name) + ".tar" }
 // KitImagePath is where the kit image holds image name, one of KitImages.
 func KitImagePath(name string) string { return path.Join(KitRoot, "images", kitImageFile(name)) }
 
+// saveImage writes image name to file as `docker save` does, under its
+// aliases. Images of two releases may share an alias (etcd 3.5.24-0 of
+// v1.33.6 and of v1.33.13): the alias is pointed at this image first.
+func (b *Builder) saveImage(ctx context.Context, name, file string) error {
+	tag, err := b.Tag(name)
+	if err != nil {
+		return err
+	}
+	aliases := catalog[name].Aliases
+	for _, alias := range aliases {
+		if err := b.docker(ctx, "tag", tag, alias); err != nil {
+			return err
+		}
+	}
+	return b.docker(ctx, append([]string{"save", "-o", file}, aliases...)...)
+}
+
+// sandboxImageRE is the sandbox image line of the node's containerd config.
+var sandboxImageRE = regexp.MustCompile(`(?m)^(\s*sandbox_image\s*=\s*)"[^"]*"`)
+
+// setSandboxImage makes the pause image of containerd config file image, the
+// pause image of the node's release (the recipe names the default release's).
+func setSandboxImage(file, image string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if !sandboxImageRE.Match(data) {
+		return fmt.Errorf("%s: no sandbox_image line", file)
+	}
+	return os.WriteFile(file, sandboxImageRE.ReplaceAll(data, []byte(`${1}"`+image+`"`)), 0o644)
+}
+
 // KitRoot is the folder of a kit image that holds the kit: bin/ and images/.
 const KitRoot = "/kit"
 
@@ -286,17 +321,38 @@ func (b *Builder) moduleDir(ctx context.Context, modVersion string) (string, err
 // upstream's own manifests (MetalLB's) from there.
 func ModuleDir(ctx context.Context, modVersion string) (string, error) {
 	out, err := exec.Output(exec.Local{}.Command(ctx, "go", "mod", "download", "-json", modVersion).SetDir(os.TempDir()))
+	var m struct{ Dir, Error string }
+	// On a refusal the go command says why in the JSON, and exits 1.
+	if jerr := json.Unmarshal(out, &m); jerr == nil && m.Error != "" {
+		return "", fmt.Errorf("%s", m.Error)
+	}
 	if err != nil {
 		return "", err
 	}
-	var m struct{ Dir, Error string }
+	return m.Dir, nil
+}
+
+// moduleGoMod resolves module@version through the Go module proxy without its
+// source (`go list -m`): the path of its go.mod, or the proxy's refusal.
+func moduleGoMod(ctx context.Context, modVersion string) (string, error) {
+	out, err := exec.Output(exec.Local{}.Command(ctx, "go", "list", "-m", "-e", "-json", modVersion).SetDir(os.TempDir()))
+	if err != nil {
+		return "", err
+	}
+	var m struct {
+		GoMod string
+		Error *struct{ Err string }
+	}
 	if err := json.Unmarshal(out, &m); err != nil {
 		return "", err
 	}
-	if m.Error != "" {
-		return "", fmt.Errorf("%s", m.Error)
+	if m.Error != nil {
+		return "", fmt.Errorf("%s", m.Error.Err)
 	}
-	return m.Dir, nil
+	if m.GoMod == "" {
+		return "", fmt.Errorf("%s: no go.mod", modVersion)
+	}
+	return m.GoMod, nil
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {

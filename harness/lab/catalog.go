@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -66,19 +67,22 @@ type Release struct {
 	CoreDNS       string
 	CoreDNSGo     string // the go directive of CoreDNS's go.mod
 	Pause         string
+	Go, GoDebug   string // the go and godebug lines of k8s.io/kubernetes's go.mod
 }
 
 // DefaultRelease is the release the lab's machines run.
 var DefaultRelease = Release{Kubernetes: KubernetesVersion, Minor: "33", Staging: stagingVersion,
-	CodeGenerator: "v0.33.0", Etcd: EtcdVersion, Etcdctl: etcdctlVersion, CoreDNS: CoreDNSVersion, CoreDNSGo: "1.22.7", Pause: PauseVersion}
+	CodeGenerator: "v0.33.0", Etcd: EtcdVersion, Etcdctl: etcdctlVersion, CoreDNS: CoreDNSVersion, CoreDNSGo: "1.22.7", Pause: PauseVersion,
+	Go: "1.24.0", GoDebug: "default=go1.24"}
 
-// Releases are the releases the lab can build: the lab's own, and the targets
-// an upgrade is rehearsed to (their images built on demand, named by release:
-// v1.34.4/kube-apiserver).
+// Releases are the releases the lab ships recipes for, tested: the lab's own,
+// and the target an upgrade is rehearsed to (their images built on demand,
+// named by release: v1.34.4/kube-apiserver). ReleaseOf derives any other.
 var Releases = map[string]Release{
 	KubernetesVersion: DefaultRelease,
 	"v1.34.4": {Kubernetes: "v1.34.4", Minor: "34", Staging: "v0.34.4", CodeGenerator: "v0.34.0",
-		Etcd: "3.6.5", Etcdctl: "v3.6.5", CoreDNS: "v1.12.1", CoreDNSGo: "1.23.0", Pause: "3.10.1"},
+		Etcd: "3.6.5", Etcdctl: "v3.6.5", CoreDNS: "v1.12.1", CoreDNSGo: "1.23.0", Pause: "3.10.1",
+		Go: "1.24.0", GoDebug: "default=go1.24"},
 }
 
 // ReleaseVersions lists the releases the lab can build, oldest first.
@@ -105,7 +109,7 @@ func (r Release) EtcdTag() string { return r.Etcd + "-0" }
 
 func (r Release) kubernetesBuild() *GoBuild {
 	return &GoBuild{
-		Name: r.buildName("kubernetes"), GoDirective: "1.24.0", GoDebug: "default=go1.24",
+		Name: r.buildName("kubernetes"), GoDirective: r.Go, GoDebug: r.GoDebug,
 		Require: []string{"k8s.io/kubernetes " + r.Kubernetes},
 		Replace: r.stagingReplaces(),
 		Packages: []string{"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
@@ -244,7 +248,6 @@ func add(img *Image) { catalog[img.Name] = img }
 func init() {
 	add(&Image{Name: "rootfs", Summary: "Debian " + debianSuite + " by debootstrap, every package of the lab's machines",
 		Recipes: []string{"rootfs"}, build: buildRootfs})
-	addRelease(DefaultRelease, "")
 	add(&Image{Name: "metallb-controller", Summary: "MetalLB " + MetalLBVersion + " controller",
 		Aliases: []string{"quay.io/metallb/controller:" + MetalLBVersion}, Go: metallbBuild,
 		Bins: map[string]string{"controller": "/controller"}, Entrypoint: []string{"/controller"}, Preload: true, build: buildScratch})
@@ -265,16 +268,13 @@ func init() {
 	add(&Image{Name: "frpc", Summary: "FRP " + FRPVersion + " client (frpc), built with the noweb tag",
 		Aliases: []string{"docker.io/fatedier/frpc:" + FRPVersion}, Go: frpBuild,
 		Bins: map[string]string{"frpc": "/frpc"}, Entrypoint: []string{"/frpc"}, OnDemand: true, build: buildScratch})
-	var preload []string
 	for _, img := range catalog {
 		if img.Preload {
-			preload = append(preload, img.Name)
+			sharedPreloads = append(sharedPreloads, img.Name)
 		}
 	}
-	sort.Strings(preload)
-	add(&Image{Name: "node", Summary: "systemd, containerd, kubelet/kubeadm/kubectl " + KubernetesVersion + ", every image preloaded",
-		Aliases: []string{"rackdrill.dev/node:" + KubernetesVersion}, Recipes: []string{"node"}, Go: kubernetesBuild,
-		Deps: append([]string{"rootfs"}, preload...), build: buildNode})
+	sort.Strings(sharedPreloads)
+	addRelease(DefaultRelease, "")
 	for _, v := range ReleaseVersions() {
 		if v != DefaultRelease.Kubernetes {
 			addRelease(Releases[v], v+"/")
@@ -282,11 +282,16 @@ func init() {
 	}
 }
 
+// sharedPreloads are the images every node image carries whatever its
+// release: MetalLB, Traefik, the agent, the tunnel client.
+var sharedPreloads []string
+
 // addRelease adds the images of release r named with prefix: the lab's own
 // release without one (preloaded into the node image), an upgrade's target
 // with its version (v1.34.4/kube-apiserver), built on demand, and its upgrade
 // kit (v1.34.4/kit): kubeadm, kubelet, kubectl and etcdctl of the release and
-// its images, what a machine is upgraded with.
+// its images, what a machine is upgraded with. Each release has its node
+// image (node, v1.34.4/node): the lab may start at any of them.
 func addRelease(r Release, prefix string) {
 	kube, etcd, coredns := r.kubernetesBuild(), r.etcdBuild(), r.corednsBuild()
 	if prefix == "" {
@@ -318,6 +323,11 @@ func addRelease(r Release, prefix string) {
 	img(&Image{Name: "pause", Summary: "pause " + r.Pause + ", static gcc build of the kubernetes module's pause.c",
 		Aliases:    []string{"registry.k8s.io/pause:" + r.Pause},
 		Entrypoint: []string{"/pause"}, build: buildPause})
+	preloads := append(slices.Clone(sharedPreloads), names...)
+	sort.Strings(preloads)
+	add(&Image{Name: prefix + "node", Summary: "systemd, containerd, kubelet/kubeadm/kubectl " + r.Kubernetes + ", every image preloaded",
+		Aliases: []string{"rackdrill.dev/node:" + r.Kubernetes}, Recipes: []string{"node"}, Go: kube,
+		Deps: append([]string{"rootfs"}, preloads...), OnDemand: target, release: r, build: buildNode})
 	if !target {
 		return
 	}

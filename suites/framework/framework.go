@@ -118,6 +118,10 @@ type Options struct {
 	Topology, Provider, Artifacts, Matrix, Deviations string
 	// UpgradeTo is the target release of the pre-upgrade suite.
 	UpgradeTo string
+	// KubernetesVersion, if set, is the release the rack runs instead of its
+	// topology's spec.kubernetes.version (rehearse --from: the lab started
+	// at the real rack's release).
+	KubernetesVersion string
 	// AcceptNewHostKeys: see Env.AcceptNewHostKeys.
 	AcceptNewHostKeys bool
 }
@@ -160,6 +164,9 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	}
 	for _, w := range warns {
 		log.Info("topology warning", "warning", w.String())
+	}
+	if o.KubernetesVersion != "" {
+		r.Spec.Kubernetes.Version = o.KubernetesVersion
 	}
 	env.Rack = r
 	env.Provider = r.Spec.Provider

@@ -25,16 +25,44 @@ import (
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
+// nodeImage finds the node image of the rack's release: the default
+// release's is built by `make images`; another release's (a rack that runs
+// v1.33.6, rehearse --from) is built here, derived from that release.
+func (u *upRun) nodeImage(ctx context.Context, dc *client.Client) error {
+	version := u.r.Spec.Kubernetes.Version
+	if _, err := lab.ReleaseOf(ctx, version); err != nil {
+		return fmt.Errorf("spec.kubernetes.version %s: %w", version, err)
+	}
+	name := lab.NodeImage(version)
+	var err error
+	if u.image, err = lab.ContentTag(name); err != nil {
+		return err
+	}
+	if _, err := dc.ImageInspect(ctx, u.image); err == nil {
+		return nil
+	}
+	if name == lab.NodeImage(lab.KubernetesVersion) {
+		return fmt.Errorf("the node image %s is not built: run `make images` first", u.image)
+	}
+	out := u.p.progress
+	if out == nil {
+		out = io.Discard
+	}
+	fmt.Fprintf(out, "spec.kubernetes.version %s: building its node image %s (the lab's default is %s)\n", version, name, lab.KubernetesVersion)
+	b, err := lab.NewRepoBuilder(out)
+	if err != nil {
+		return err
+	}
+	if _, err := b.Build(ctx, name); err != nil {
+		return fmt.Errorf("spec.kubernetes.version %s: %w", version, err)
+	}
+	return nil
+}
+
 func (u *upRun) preflight(ctx context.Context) error {
 	dc, err := u.p.client(ctx)
 	if err != nil {
 		return err
-	}
-	if u.image, err = lab.ContentTag("node"); err != nil {
-		return err
-	}
-	if _, err := dc.ImageInspect(ctx, u.image); err != nil {
-		return fmt.Errorf("the node image %s is not built: run `make images` first", u.image)
 	}
 	existing, err := u.p.Nodes(ctx)
 	if err != nil {
@@ -46,8 +74,8 @@ func (u *upRun) preflight(ctx context.Context) error {
 	if u.r.Spec.Kubernetes.Distribution != topology.DistributionKubeadm {
 		return fmt.Errorf("spec.kubernetes.distribution: the containers provider builds kubeadm racks, not %s", u.r.Spec.Kubernetes.Distribution)
 	}
-	if u.r.Spec.Kubernetes.Version != lab.KubernetesVersion {
-		return fmt.Errorf("spec.kubernetes.version: the lab's images are %s, not %s", lab.KubernetesVersion, u.r.Spec.Kubernetes.Version)
+	if err := u.nodeImage(ctx, dc); err != nil {
+		return err
 	}
 	if t := u.r.Spec.Tunnel; t != nil && t.Type == topology.TunnelFRP {
 		// FRP is built only for a rack that runs it (seconds once cached).
