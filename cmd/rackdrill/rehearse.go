@@ -169,7 +169,7 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
 				Options: framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, UpgradeTo: to,
 					KubernetesVersion: r.Spec.Kubernetes.Version},
-				Suites:  "conformance+preupgrade+rehearsal",
+				Suites: "conformance+preupgrade+rehearsal",
 				// Before the upgrade: the rack conforms and may be upgraded
 				// (as rackdrill preflight); then the upgrade, judged.
 				LabelFilter: "conformance || preupgrade || rehearsal", Timeout: timeout,
