@@ -116,20 +116,36 @@ func (r Release) kubernetesBuild() *GoBuild {
 			"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kube-proxy", "k8s.io/kubernetes/cmd/kubelet",
 			"k8s.io/kubernetes/cmd/kubeadm", "k8s.io/kubernetes/cmd/kubectl"},
 		LDFlags: r.versionLDFlags(),
+		Hint:    r.buildHint(),
 	}
 }
 
+// buildHint is said when the build of a derived release fails: the module
+// proxy serves k8s.io/kubernetes at some releases whose staging modules it
+// partly refuses (v1.33.6: cri-client, kube-proxy and six others, 403).
+func (r Release) buildHint() string {
+	if _, shipped := Releases[r.Kubernetes]; shipped {
+		return ""
+	}
+	return fmt.Sprintf("Kubernetes %s is derived, not one the lab ships (%s): if the lines above say 403 Forbidden for k8s.io modules at %s, "+
+		"the Go module proxy does not serve all of this release, and the lab cannot build it here; another patch release of v1.%s may be served whole",
+		r.Kubernetes, strings.Join(ReleaseVersions(), ", "), r.Staging, r.Minor)
+}
+
 var kubernetesBuild = DefaultRelease.kubernetesBuild()
+
+// stagingModules are the staging modules of k8s.io/kubernetes (k8s.io/NAME).
+var stagingModules = []string{"api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
+	"cloud-provider", "cluster-bootstrap", "component-base", "component-helpers", "controller-manager",
+	"cri-api", "cri-client", "csi-translation-lib", "dynamic-resource-allocation", "endpointslice", "externaljwt",
+	"kms", "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet",
+	"metrics", "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin", "sample-controller"}
 
 // stagingReplaces maps every staging module of k8s.io/kubernetes (the
 // ./staging/... replaces of its own go.mod) to its release.
 func (r Release) stagingReplaces() []string {
 	var out []string
-	for _, m := range []string{"api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
-		"cloud-provider", "cluster-bootstrap", "component-base", "component-helpers", "controller-manager",
-		"cri-api", "cri-client", "csi-translation-lib", "dynamic-resource-allocation", "endpointslice", "externaljwt",
-		"kms", "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl", "kubelet",
-		"metrics", "mount-utils", "pod-security-admission", "sample-apiserver", "sample-cli-plugin", "sample-controller"} {
+	for _, m := range stagingModules {
 		out = append(out, fmt.Sprintf("k8s.io/%s => k8s.io/%s %s", m, m, r.Staging))
 	}
 	return append(out, "k8s.io/code-generator => k8s.io/code-generator "+r.CodeGenerator)
