@@ -29,6 +29,7 @@ command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+[ -e /usr/include/seccomp.h ] || need+=(libseccomp-dev) # runc for the K3s lab
 # The report's tests: headless Chromium opens report.html, xmllint checks
 # junit.xml against the JUnit schema.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -57,4 +58,14 @@ if ! docker info >/dev/null 2>&1; then
     exit 2
   fi
 fi
+# Each lab machine's containerd and kubelet take inotify instances from the
+# host's per-user limit (128 on Debian): a K3s machine started beside a running
+# lab found none left ("failed to create fsnotify watcher: too many open files").
+for kv in fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288; do
+  k=${kv%=*} v=${kv#*=}
+  if [ "$(sysctl -n "$k" 2>/dev/null || echo 0)" -lt "$v" ]; then
+    log "raising $k to $v (every lab machine watches files)"
+    as_root sysctl -qw "$kv" || log "could not raise $k: a large lab may fail with 'too many open files'"
+  fi
+done
 log "ready: $(go version | cut -d' ' -f3), Docker $(docker version --format '{{.Server.Version}}')"
