@@ -291,6 +291,10 @@ func init() {
 	}
 	sort.Strings(sharedPreloads)
 	addRelease(DefaultRelease, "")
+	add(&Image{Name: "k3s", Summary: "K3s " + K3sVersion + " (commit " + K3sCommit + "), runc and the containerd shim, from source, on the node image",
+		Aliases: []string{"rackdrill.dev/k3s:" + strings.ReplaceAll(K3sVersion, "+", "-")}, Deps: []string{"node"}, Recipes: []string{"k3s"}, OnDemand: true,
+		// The recipe is code: its file is part of the image's tag.
+		Sources: []string{"harness/lab/k3s.go"}, build: buildK3s})
 	for _, v := range ReleaseVersions() {
 		if v != DefaultRelease.Kubernetes {
 			addRelease(Releases[v], v+"/")
