@@ -29,14 +29,7 @@ func TestAgentImageMultiArch(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	root, err := lab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := lab.NewBuilder(root, testWriter{t})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := newTestBuilder(t)
 	a, err := b.AgentImage(ctx, []string{"arm", "amd64", "arm64", "amd64", ""})
 	if err != nil {
 		t.Fatal(err)

@@ -21,14 +21,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestIntegrationLabImages builds every lab image (cached: seconds when they
-// exist, the whole cold build on a fresh machine) and checks the node image: its
-// kubeadm is v1.33.13, and the images it preloads are exactly what that kubeadm
-// pulls plus the in-cluster images, as the tarballs themselves name them.
-func TestIntegrationLabImages(t *testing.T) {
-	dockertest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
-	defer cancel()
+// newTestBuilder is a Builder of this repository that logs to t.
+func newTestBuilder(t *testing.T) *lab.Builder {
+	t.Helper()
 	root, err := lab.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +32,18 @@ func TestIntegrationLabImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// TestIntegrationLabImages builds every lab image (cached: seconds when they
+// exist, the whole cold build on a fresh machine) and checks the node image: its
+// kubeadm is v1.33.13, and the images it preloads are exactly what that kubeadm
+// pulls plus the in-cluster images, as the tarballs themselves name them.
+func TestIntegrationLabImages(t *testing.T) {
+	dockertest.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Minute)
+	defer cancel()
+	b := newTestBuilder(t)
 	if _, err := b.Build(ctx); err != nil {
 		t.Fatal(err)
 	}
