@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -102,7 +101,7 @@ It refuses a real rack: rackdrill never upgrades one.`,
 					g.topology, r.Metadata.Name, r.Spec.Provider, to, g.topology)
 			}
 			if from != "" {
-				if !versionFlagRE.MatchString(from) {
+				if !lab.IsKubernetesRelease(from) {
 					return fmt.Errorf("--from %q: want the rack's Kubernetes release, such as %s", from, lab.KubernetesVersion)
 				}
 				r.Spec.Kubernetes.Version = from
@@ -230,9 +229,6 @@ It refuses a real rack: rackdrill never upgrades one.`,
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
-
-// versionFlagRE is a Kubernetes release as --from takes it.
-var versionFlagRE = regexp.MustCompile(`^v1\.\d+\.\d+$`)
 
 // labRunsRelease checks that every node of the running lab runs release
 // r.Spec.Kubernetes.Version.

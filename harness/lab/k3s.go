@@ -49,13 +49,15 @@ var k3sPatches = []struct{ file, old, new, why string }{
 }
 
 // k3sFingerprint names the prepared source tree in the cache: the archive,
-// the tags and the patches. (The image's tag hashes this whole file.)
+// the patches and the manifests copied in. (The image's tag hashes this whole
+// file, build tags included.)
 func k3sFingerprint() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "k3s %s %s tags %s\nmanifests embedded\nrunc tags %s\n", K3sCommit, K3sSourceSHA256, k3sTags, runcTags)
+	fmt.Fprintf(&b, "k3s %s %s\n", K3sCommit, K3sSourceSHA256)
 	for _, p := range k3sPatches {
 		fmt.Fprintf(&b, "patch %s %q -> %q\n", p.file, p.old, p.new)
 	}
+	b.WriteString("manifests -> pkg/deploy/embed\n")
 	return b.String()
 }
 
@@ -75,7 +77,7 @@ func (b *Builder) k3sSource(ctx context.Context, image string) (string, error) {
 	f, err := os.Open(archive)
 	if err != nil {
 		return "", &StepError{Image: image, Step: "find K3s's source", Err: fmt.Errorf("%w: K3s is built from %s (K3s commit %s, not on the Go module proxy): "+
-			"put it in ../shared/third_party beside the clone, or name its folder in RACKDRILL_THIRD_PARTY_DIR (docs/lab.md, \"K3s\")", err, k3sSourceFile, K3sCommit)}
+			"put it in ../shared/third_party beside the clone, or name its folder in RACKDRILL_THIRD_PARTY_DIR (docs/lab.md, \"K3s in the lab, from source\")", err, k3sSourceFile, K3sCommit)}
 	}
 	h := sha256.New()
 	_, err = io.Copy(h, f)

@@ -26,6 +26,10 @@ var (
 
 var kubernetesVersionRE = regexp.MustCompile(`^v1\.(\d+)\.(\d+)$`)
 
+// IsKubernetesRelease says whether version is written as the lab takes a
+// Kubernetes release: v1.MINOR.PATCH.
+func IsKubernetesRelease(version string) bool { return kubernetesVersionRE.MatchString(version) }
+
 // ReleaseOf is Kubernetes release version as the lab builds it: one of
 // Releases, or one derived from what kubeadm of that version deploys (its
 // constants.go, read from the k8s.io/kubernetes module through the Go module
