@@ -82,6 +82,16 @@ const (
 	DistributionK3s     Distribution = "k3s"
 )
 
+// AdminKubeconfig is where a server of distribution d keeps the admin
+// kubeconfig: kubeadm's admin.conf (its server is the control-plane
+// endpoint), K3s's k3s.yaml (its server is the machine's own API).
+func (d Distribution) AdminKubeconfig() string {
+	if d == DistributionK3s {
+		return "/etc/rancher/k3s/k3s.yaml"
+	}
+	return "/etc/kubernetes/admin.conf"
+}
+
 // Kubernetes describes the cluster software.
 type Kubernetes struct {
 	Distribution  Distribution `json:"distribution"`

@@ -60,7 +60,7 @@ func DNSPlacement(r *topology.Rack) (string, error) {
 // (manifests) when given.
 func (u *upRun) kubectl(ctx context.Context, stdin string, args ...string) ([]byte, error) {
 	first := u.withRole(topology.RoleServer)[0]
-	cmd := first.Command(ctx, "kubectl", append([]string{"--kubeconfig", "/etc/kubernetes/admin.conf"}, args...)...)
+	cmd := first.Command(ctx, "kubectl", append([]string{"--kubeconfig", u.r.Spec.Kubernetes.Distribution.AdminKubeconfig()}, args...)...)
 	if stdin != "" {
 		cmd.SetStdin(strings.NewReader(stdin))
 	}

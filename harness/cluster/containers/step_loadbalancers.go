@@ -27,7 +27,7 @@ func (u *upRun) loadBalancers(ctx context.Context) error {
 		var units []string
 		if cp.HAProxy != nil && slices.Contains(cp.HAProxy.Nodes, n.name) {
 			cfg, err := tmpl.Render("haproxy.cfg.tmpl", map[string]any{"Node": n.name, "Rack": u.r.Metadata.Name,
-				"Port": cp.Endpoint.Port, "StatsPort": cp.HAProxy.StatsPort, "Backends": backends})
+				"Port": cp.Endpoint.Port, "StatsPort": cp.HAProxy.StatsPort, "Backends": backends, "TCPCheck": u.isK3s()})
 			if err != nil {
 				return err
 			}

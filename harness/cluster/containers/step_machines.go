@@ -59,6 +59,34 @@ func (u *upRun) nodeImage(ctx context.Context, dc *client.Client) error {
 	return nil
 }
 
+// k3sImage finds the lab's k3s image (the node image with K3s built from
+// source), building it when it is missing: only a K3s rack needs it.
+func (u *upRun) k3sImage(ctx context.Context, dc *client.Client) error {
+	if v := u.r.Spec.Kubernetes.Version; v != lab.K3sVersion {
+		return fmt.Errorf("spec.kubernetes.version %s: the lab builds K3s %s from source (docs/lab.md, \"K3s in the lab, from source\"): write that version", v, lab.K3sVersion)
+	}
+	var err error
+	if u.image, err = lab.ContentTag("k3s"); err != nil {
+		return err
+	}
+	if _, err := dc.ImageInspect(ctx, u.image); err == nil {
+		return nil
+	}
+	out := u.p.progress
+	if out == nil {
+		out = io.Discard
+	}
+	fmt.Fprintf(out, "spec.kubernetes.distribution k3s: building the k3s image %s (cold: about 13 minutes on 2 cores)\n", u.image)
+	b, err := lab.NewRepoBuilder(out)
+	if err != nil {
+		return err
+	}
+	if _, err := b.Build(ctx, "k3s"); err != nil {
+		return fmt.Errorf("spec.kubernetes.distribution k3s: %w", err)
+	}
+	return nil
+}
+
 func (u *upRun) preflight(ctx context.Context) error {
 	dc, err := u.p.client(ctx)
 	if err != nil {
@@ -71,10 +99,12 @@ func (u *upRun) preflight(ctx context.Context) error {
 	if len(existing) > 0 {
 		return fmt.Errorf("rack %s already has %d machines: `rackdrill down` first (or `rackdrill status`)", u.r.Metadata.Name, len(existing))
 	}
-	if u.r.Spec.Kubernetes.Distribution != topology.DistributionKubeadm {
-		return fmt.Errorf("spec.kubernetes.distribution: the containers provider builds kubeadm racks, not %s", u.r.Spec.Kubernetes.Distribution)
+	if u.isK3s() {
+		err = u.k3sImage(ctx, dc)
+	} else {
+		err = u.nodeImage(ctx, dc)
 	}
-	if err := u.nodeImage(ctx, dc); err != nil {
+	if err != nil {
 		return err
 	}
 	if t := u.r.Spec.Tunnel; t != nil && t.Type == topology.TunnelFRP {

@@ -107,11 +107,29 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 	if cp.HAProxy != nil {
 		lbParts = append(lbParts, "HAProxy")
 	}
-	steps := []struct {
+	type step struct {
 		name string
 		fn   func(context.Context) error
 		skip string
-	}{
+	}
+	// The Kubernetes distribution's own steps: kubeadm's, or K3s's.
+	kube := []step{
+		{"start containerd and import the preloaded images", u.runtimes, ""},
+		{"kubeadm init on the first server", u.kubeadmInit, ""},
+		{"join the other servers (stacked etcd)", u.joinServers, ""},
+		{"join the workers", u.joinWorkers, ""},
+		{"run CoreDNS on the workers, one per node", u.spreadDNS, ""},
+	}
+	if u.isK3s() {
+		kube = []step{
+			{"write the pods' resolv.conf (K3s imports the preloaded images itself)", u.k3sResolv, ""},
+			{"k3s server --cluster-init on the first server (embedded etcd)", u.k3sInit, ""},
+			{"k3s server on the other servers, joining through the first", u.k3sJoinServers, ""},
+			{"k3s agent on the workers, through the API endpoint", u.k3sJoinAgents, ""},
+			{"deploy CoreDNS (K3s's is disabled) on the workers, one per node", u.k3sDNS, ""},
+		}
+	}
+	steps := []step{
 		{"check images and Docker", u.preflight, ""},
 		{"create networks", u.networks, ""},
 		{"start the Internet vantage point", u.vantage, ""},
@@ -120,13 +138,10 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"SSH access: the rack's key, known_hosts, checked", u.sshAccess, ""},
 		{"start the API load balancers (" + strings.Join(lbParts, " + ") + ")", u.loadBalancers, skip(len(lbParts) == 0, "the API endpoint has no keepalived or HAProxy")},
 		{"start the NAS (nfs-ganesha)", u.nas, ""},
-		{"start containerd and import the preloaded images", u.runtimes, ""},
-		{"kubeadm init on the first server", u.kubeadmInit, ""},
-		{"join the other servers (stacked etcd)", u.joinServers, ""},
-		{"join the workers", u.joinWorkers, ""},
+		kube[0], kube[1], kube[2], kube[3],
 		{"configure pod networking (ptp, routes)", u.podNetwork, ""},
 		{"wait for every node Ready", u.nodesReady, ""},
-		{"run CoreDNS on the workers, one per node", u.spreadDNS, ""},
+		kube[4],
 		{"install MetalLB (layer 2)", u.metallb, skip(r.Spec.MetalLB == nil, "the rack has no MetalLB")},
 		{"install the ingress controller", u.ingress, ""},
 		{"deploy the probe workloads and the demo app", u.workloads, ""},
@@ -174,15 +189,23 @@ func (p *Provider) Kubeconfig(ctx context.Context) ([]byte, error) {
 			if r != topology.RoleServer {
 				continue
 			}
-			if out, err := exec.Output(n.Command(ctx, "cat", "/etc/kubernetes/admin.conf")); err == nil {
-				return out, nil
+			// The provider knows the rack by name only: the server's
+			// distribution is the one whose kubeconfig it has.
+			for _, d := range distributions {
+				if out, err := exec.Output(n.Command(ctx, "cat", d.AdminKubeconfig())); err == nil {
+					return out, nil
+				}
 			}
 		}
 	}
-	return nil, fmt.Errorf("kubeconfig of rack %s: no server has /etc/kubernetes/admin.conf (is the rack up?)", p.rack)
+	return nil, fmt.Errorf("kubeconfig of rack %s: no server has %s or %s (is the rack up?)", p.rack,
+		distributions[0].AdminKubeconfig(), distributions[1].AdminKubeconfig())
 }
 
 var _ cluster.KubeconfigSource = (*Provider)(nil)
+
+// distributions are those the lab builds.
+var distributions = []topology.Distribution{topology.DistributionKubeadm, topology.DistributionK3s}
 
 // upRun is the state of one Up.
 type upRun struct {

@@ -352,10 +352,7 @@ func (p *Provider) Check(ctx context.Context) error {
 
 // Kubeconfig reads the admin kubeconfig from the first server that gives it.
 func (p *Provider) Kubeconfig(ctx context.Context) ([]byte, error) {
-	path := "/etc/kubernetes/admin.conf"
-	if p.rack.Spec.Kubernetes.Distribution == topology.DistributionK3s {
-		path = "/etc/rancher/k3s/k3s.yaml"
-	}
+	path := p.rack.Spec.Kubernetes.Distribution.AdminKubeconfig()
 	nodes, _ := p.Nodes(ctx)
 	var errs []error
 	for _, n := range nodes {
