@@ -2,6 +2,7 @@ package conform
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -78,6 +79,38 @@ func TestSkipWhenTheRackLacksThePart(t *testing.T) {
 			if c.Skip == nil || c.Skip(target) == "" {
 				t.Errorf("check %q runs on a rack without the part it checks; it must say why it is skipped", c.Name)
 			}
+		}
+	}
+}
+
+// K3s's servers with --cluster-init run etcd as kubeadm's do: its check runs
+// on a K3s rack of several servers (it was skipped on every K3s rack, which
+// left the embedded etcd unchecked); a lone K3s server may run SQLite.
+func TestEtcdCheckedOnK3s(t *testing.T) {
+	var check Check
+	for _, c := range Checks() {
+		if strings.HasPrefix(c.Name, "etcd has one started") {
+			check = c
+		}
+	}
+	if check.Skip == nil {
+		t.Fatal("no etcd check, or one without a Skip")
+	}
+	rack := func(d topology.Distribution, servers int) *Target {
+		r := &topology.Rack{}
+		r.Spec.Kubernetes.Distribution = d
+		for i := range servers {
+			r.Spec.Nodes = append(r.Spec.Nodes, topology.Node{Name: fmt.Sprintf("server-%d", i+1), Roles: []topology.Role{topology.RoleServer}})
+		}
+		return &Target{Rack: r}
+	}
+	for _, c := range []struct {
+		d       topology.Distribution
+		servers int
+		skip    bool
+	}{{topology.DistributionK3s, 3, false}, {topology.DistributionKubeadm, 3, false}, {topology.DistributionKubeadm, 1, false}, {topology.DistributionK3s, 1, true}} {
+		if why := check.Skip(rack(c.d, c.servers)); (why != "") != c.skip {
+			t.Errorf("%s rack of %d servers: skip %q, want skipped %v", c.d, c.servers, why, c.skip)
 		}
 	}
 }
