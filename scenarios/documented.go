@@ -70,15 +70,21 @@ func MatrixFor(file, topologyFile string, r *topology.Rack) (*matrix.Matrix, str
 	return m, BuiltInMatrix, err
 }
 
-// DeviationsFor loads the deviation overlay for provider p checked against
-// m: file when given (the --deviations flag), else the one built in for p,
-// if any (nil, "" when there is none).
-func DeviationsFor(file string, p topology.ProviderName, m *matrix.Matrix) (*matrix.Deviations, string, error) {
+// DeviationsFor loads the deviation overlay for provider p and distribution
+// dist checked against m: file when given (the --deviations flag), else the
+// one built in for them, if any (nil, "" when there is none). A K3s rack's is
+// its own (deviations-<provider>-k3s.yaml): K3s differs from kubeadm exactly
+// where the matrix looks (its agents' own API load balancer, apps on its
+// servers), and a kubeadm mechanism is no reason on K3s.
+func DeviationsFor(file string, p topology.ProviderName, dist topology.Distribution, m *matrix.Matrix) (*matrix.Deviations, string, error) {
 	if file != "" {
 		d, err := matrix.LoadDeviations(file, m)
 		return d, file, err
 	}
 	base := "deviations-" + string(p) + ".yaml"
+	if dist != "" && dist != topology.DistributionKubeadm {
+		base = "deviations-" + string(p) + "-" + string(dist) + ".yaml"
+	}
 	data, err := builtIn.ReadFile(base)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, "", nil

@@ -193,7 +193,7 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	var devName string
 	// The overlay is written against the documented matrix; what this rack's
 	// derived matrix already promises is no deviation here.
-	if env.Deviations, devName, err = scenarios.DeviationsFor(devFile, env.Provider, documented); err != nil {
+	if env.Deviations, devName, err = scenarios.DeviationsFor(devFile, env.Provider, r.Spec.Kubernetes.Distribution, documented); err != nil {
 		return nil, err
 	}
 	if env.Deviations != nil {
