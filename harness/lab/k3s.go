@@ -46,6 +46,17 @@ var k3sPatches = []struct{ file, old, new, why string }{
 	{"cmd/server/main.go", "\tcrictl2 \"sigs.k8s.io/cri-tools/cmd/crictl\"\n", "", "idem"},
 	{"cmd/server/main.go", "\treexec.Register(\"crictl\", crictl2.Main)\n", "", "idem"},
 	{"cmd/server/main.go", "\t\tcmds.NewCRICTL(crictl.Run),\n", "", "idem"},
+	// K3s's own `k3s` is a wrapper (cmd/k3s) that runs `k3s ctr ARGS` as
+	// `ctr ARGS` and `k3s kubectl ARGS` as `kubectl ARGS`: the multicall
+	// binary then dispatches on its name. The lab installs the multicall
+	// binary as k3s, without the wrapper (which embeds a tarball of the whole
+	// build); these two make its ctr and kubectl commands do the same.
+	{"pkg/cli/ctr/ctr.go", "import (\n\t\"github.com/k3s-io/k3s/pkg/ctr\"", "import (\n\t\"os\"\n\n\t\"github.com/k3s-io/k3s/pkg/ctr\"",
+		"`k3s ctr ARGS` runs as `ctr ARGS`, as K3s's wrapper runs it"},
+	{"pkg/cli/ctr/ctr.go", "\tctr.Main()\n", "\tos.Args = append([]string{\"ctr\"}, ctx.Args().Slice()...)\n\tctr.Main()\n", "idem"},
+	{"pkg/cli/kubectl/kubectl.go", "import (\n\t\"github.com/k3s-io/k3s/pkg/kubectl\"", "import (\n\t\"os\"\n\n\t\"github.com/k3s-io/k3s/pkg/kubectl\"",
+		"`k3s kubectl ARGS` runs as `kubectl ARGS`, as K3s's wrapper runs it"},
+	{"pkg/cli/kubectl/kubectl.go", "\tkubectl.Main()\n", "\tos.Args = append([]string{\"kubectl\"}, ctx.Args().Slice()...)\n\tkubectl.Main()\n", "idem"},
 }
 
 // k3sFingerprint names the prepared source tree in the cache: the archive,

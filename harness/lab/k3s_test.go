@@ -21,20 +21,23 @@ func TestPatchK3s(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var gomod, main strings.Builder
-	gomod.WriteString("module github.com/k3s-io/k3s\n\nreplace (\n")
-	main.WriteString("package main\n\nimport (\n")
+	// Each file holds its patches' texts, one after the other.
+	files := map[string]*strings.Builder{}
 	for _, p := range k3sPatches {
+		b := files[p.file]
+		if b == nil {
+			b = &strings.Builder{}
+			files[p.file] = b
+		}
 		if p.file == "go.mod" {
-			gomod.WriteString("\t" + p.old + "\n")
+			b.WriteString("\t" + p.old + "\n")
 		} else {
-			main.WriteString(p.old)
+			b.WriteString(p.old + "\n")
 		}
 	}
-	gomod.WriteString(")\n")
-	main.WriteString(")\n")
-	write("go.mod", gomod.String())
-	write("cmd/server/main.go", main.String())
+	for name, b := range files {
+		write(name, b.String())
+	}
 	if err := patchK3s(src); err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +47,12 @@ func TestPatchK3s(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(src, "cmd/server/main.go")); strings.Contains(string(got), "crictl") {
 		t.Errorf("main.go after the patches:\n%s", got)
+	}
+	for _, name := range []string{"pkg/cli/ctr/ctr.go", "pkg/cli/kubectl/kubectl.go"} {
+		prog := strings.TrimSuffix(filepath.Base(name), ".go")
+		if got, _ := os.ReadFile(filepath.Join(src, name)); !strings.Contains(string(got), `os.Args = append([]string{"`+prog+`"}, ctx.Args().Slice()...)`) {
+			t.Errorf("%s after the patches: `k3s %s ARGS` must run as `%s ARGS`:\n%s", name, prog, prog, got)
+		}
 	}
 	// Patched again, the texts are gone: refused.
 	err := patchK3s(src)
