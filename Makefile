@@ -9,7 +9,7 @@
 #   make preflight TO=v1.34.x   is the running rack safe to upgrade? (conformance + pre-upgrade checks)
 #   make rehearse TO=v1.34.4    upgrade the lab to TO machine by machine, as the rack's operator would
 #                               (FROM=v1.33.6: the lab starts at the real rack's release)
-#   make test-k3s       K3s built from source: a server Ready, a pod, two servers joining, one killed (not in make test)
+#   make test-k3s       K3s from source: the gate, then the K3s lab: probes, conformance, server-kill-1 (not in make test)
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
 #   make killtest       SIGKILL rackdrill run at random moments on the lab, then recover (TRIALS=2 per fault)
 
@@ -65,8 +65,8 @@ test: vet images lint-workflows ## every test of the repo (Docker-backed ones to
 # 10 minutes on 2 cores, and K3s's modules) and brings one `k3s server --cluster-init`
 # to a Ready node in a lab machine (issue 19's gate), then two more servers join
 # it and the first is killed.
-test-k3s: ## the K3s gate: K3s from source, one server Ready with a pod, three servers, one killed
-	RACKDRILL_K3S=1 $(GO) test -count=1 -timeout 60m -run TestIntegrationK3sServer -v ./harness/lab
+test-k3s: ## K3s from source: the gate (one server, three, one killed), then the K3s lab up, probes, conformance, server-kill-1, down
+	GO=$(GO) ARTIFACTS=$(ARTIFACTS) sh hack/test-k3s.sh
 
 .PHONY: fuzz
 fuzz: ## fuzz the topology decoder for FUZZTIME

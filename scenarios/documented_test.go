@@ -37,16 +37,22 @@ func TestBuiltInIsTheDocumentedMatrix(t *testing.T) {
 			t.Errorf("%s: built-in overlay differs from the file (%v)", p, err)
 		}
 	}
-	// A K3s lab has its own overlay (a kubeadm mechanism is no reason on
-	// K3s); a K3s rack over SSH has none built in yet.
-	d, name, err := scenarios.DeviationsFor("", topology.ProviderContainers, topology.DistributionK3s, builtIn)
-	if err != nil || d == nil || !strings.Contains(name, "deviations-containers-k3s.yaml") {
-		t.Errorf("containers, k3s: overlay %q, %v", name, err)
-	} else if slices.ContainsFunc(d.Deviations, func(v matrix.Deviation) bool { return v.Fault == "cp-lb-lost" }) {
-		t.Errorf("the K3s lab's overlay declares cp-lb-lost deviations: its agents' own load balancer keeps it from happening")
-	}
-	if d, name, err := scenarios.DeviationsFor("", topology.ProviderSSH, topology.DistributionK3s, builtIn); d != nil || err != nil {
-		t.Errorf("ssh, k3s: overlay %q, %v; want none", name, err)
+	// A K3s rack has its own overlays (a kubeadm mechanism is no reason on
+	// K3s), each the same as its file.
+	for _, p := range []topology.ProviderName{topology.ProviderContainers, topology.ProviderSSH} {
+		base := "deviations-" + string(p) + "-k3s.yaml"
+		d, name, err := scenarios.DeviationsFor("", p, topology.DistributionK3s, builtIn)
+		if err != nil || d == nil || !strings.Contains(name, base) {
+			t.Errorf("%s, k3s: overlay %q, %v", p, name, err)
+			continue
+		}
+		if slices.ContainsFunc(d.Deviations, func(v matrix.Deviation) bool { return v.Fault == "cp-lb-lost" }) {
+			t.Errorf("%s: declares cp-lb-lost deviations: K3s's agents' own load balancer keeps them from happening", base)
+		}
+		file, err := matrix.LoadDeviations(base, builtIn)
+		if err != nil || !reflect.DeepEqual(d.Deviations, file.Deviations) || d.Environment != string(p) {
+			t.Errorf("%s: built-in overlay differs from the file, or is for environment %q (%v)", base, d.Environment, err)
+		}
 	}
 	if d, _, err := scenarios.DeviationsFor("", topology.ProviderK3d, topology.DistributionK3s, builtIn); d != nil || err != nil {
 		t.Errorf("k3d has no overlay: %v, %v", d, err)

@@ -5,8 +5,8 @@
 // pattern: the _test.go files of the suites only wire inputs).
 //
 // impact-matrix.yaml beside this file is the documented matrix, every row with
-// its source; deviations-<provider>.yaml are the known differences of an
-// environment, each with its reason.
+// its source; deviations-<provider>.yaml (deviations-<provider>-k3s.yaml for
+// a K3s rack) are the known differences of an environment, each with its reason.
 package scenarios
 
 import (

@@ -187,7 +187,7 @@ broken, 2 bad input or a broken environment.`,
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Hour, "give up after this long (every fault is still reverted)")
 	cmd.Flags().BoolVar(&verbose, "verbose", false, "print every spec's steps and output, as ginkgo -v")
 	cmd.Flags().StringVar(&matrixF, "matrix", "", "impact matrix file (default: the topology's spec.matrix, else the documented one built in)")
-	cmd.Flags().StringVar(&devF, "deviations", "", "known-deviations overlay (default: scenarios/deviations-<provider>.yaml, built in, when it exists)")
+	cmd.Flags().StringVar(&devF, "deviations", "", "known-deviations overlay (default: scenarios/deviations-<provider>.yaml, or deviations-<provider>-k3s.yaml for K3s, built in, when it exists)")
 	cmd.Flags().StringVar(&provider, "provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
 	cmd.Flags().BoolVar(&safe.Yes, "yes", false, "ssh provider: inject the planned faults without asking")
 	cmd.Flags().BoolVar(&safe.DryRun, "dry-run", false, "print the plan (every command, every machine) and stop: nothing is run anywhere")

@@ -46,7 +46,7 @@ var (
 	providerFlag   = flag.String("provider", "", "containers, k3d or ssh (default: the topology's spec.provider)")
 	artifactsFlag  = flag.String("artifacts", "", "folder for reports and the fault ledger (default _artifacts, or $ARTIFACTS)")
 	matrixFlag     = flag.String("matrix", "", "impact matrix (default: the topology's spec.matrix, else the documented one built in)")
-	deviationsFlag = flag.String("deviations", "", "known deviations overlay (default: scenarios/deviations-<provider>.yaml, built in, if it exists)")
+	deviationsFlag = flag.String("deviations", "", "known deviations overlay (default: scenarios/deviations-<provider>.yaml, or deviations-<provider>-k3s.yaml for K3s, built in, if it exists)")
 	toFlag         = flag.String("to", "", "the release an upgrade goes to, for the pre-upgrade suite (v1.34.x)")
 )
 
