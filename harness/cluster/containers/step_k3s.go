@@ -150,11 +150,8 @@ func (u *upRun) k3sJoinServers(ctx context.Context) error {
 		if err := u.k3sRegistered(ctx, first, n.name); err != nil {
 			return err
 		}
-		if err := u.wait(ctx, IntervalEtcdJoin, func() error {
-			_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
+		if err := u.etcdHealthyAfter(ctx, first, n); err != nil {
 			return err
-		}); err != nil {
-			return u.fail(ctx, "etcd healthy after joining "+n.name, first, err)
 		}
 	}
 	return nil

@@ -91,12 +91,22 @@ func (u *upRun) joinServers(ctx context.Context) error {
 		if err := u.kubeadm(ctx, n, false, true); err != nil {
 			return err
 		}
-		if err := u.wait(ctx, IntervalEtcdJoin, func() error {
-			_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
+		if err := u.etcdHealthyAfter(ctx, first, n); err != nil {
 			return err
-		}); err != nil {
-			return u.fail(ctx, "etcd healthy after joining "+n.name, first, err)
 		}
+	}
+	return nil
+}
+
+// etcdHealthyAfter waits until etcd answers healthy through the first
+// server's API after server joined: a member added but never started takes
+// quorum with it, so the next server joins only then.
+func (u *upRun) etcdHealthyAfter(ctx context.Context, first, joined *node) error {
+	if err := u.wait(ctx, IntervalEtcdJoin, func() error {
+		_, err := u.kubectl(ctx, "", "get", "--raw", "/readyz/etcd")
+		return err
+	}); err != nil {
+		return u.fail(ctx, "etcd healthy after joining "+joined.name, first, err)
 	}
 	return nil
 }
