@@ -61,10 +61,10 @@ test: vet images lint-workflows ## every test of the repo (Docker-backed ones to
 	$(GO) test -count=1 -timeout 75m $$($(GO) list ./... | grep -vE '/suites/(chaos|conformance|preupgrade)$$')
 
 .PHONY: test-k3s
-# Not part of make test: builds K3s from ../shared/third_party's source (cold: about
-# 10 minutes on 2 cores, and K3s's modules) and brings one `k3s server --cluster-init`
+# Not part of make test: builds K3s from ../shared/third_party's source (cold:
+# 8-13 minutes on 2 cores, with K3s's modules), brings one `k3s server --cluster-init`
 # to a Ready node in a lab machine (issue 19's gate), then two more servers join
-# it and the first is killed.
+# it and the first is killed; then the K3s lab: up, probes, conformance, server-kill-1.
 test-k3s: ## K3s from source: the gate (one server, three, one killed), then the K3s lab up, probes, conformance, server-kill-1, down
 	GO=$(GO) ARTIFACTS=$(ARTIFACTS) sh hack/test-k3s.sh
 

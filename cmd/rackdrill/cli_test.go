@@ -72,7 +72,7 @@ func TestValidateShippedTopologies(t *testing.T) {
 		args = append(args, strings.TrimPrefix(f, "../../"))
 	}
 	out, errOut, code := rackdrill(t, append([]string{"validate"}, args...)...)
-	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 8 {
+	if code != 0 || strings.Count(out, ": ok (") != len(files) || len(files) != 10 {
 		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -75,10 +76,12 @@ func (m *k3sMachine) kubectl(args string) (string, error) {
 // makes it.
 func (m *k3sMachine) startK3s(args string) {
 	m.t.Helper()
+	// The image's own k3s unit (as K3s's installer writes it), its flags
+	// given here by a drop-in rather than the config file rackdrill up writes.
+	dropIn := "[Service]\nExecStart=\nExecStart=/usr/local/bin/k3s server --node-name " + m.node + " " + args + "\n"
 	if out, err := m.exec("until systemctl is-system-running --quiet || [ $(systemctl is-system-running) = degraded ]; do sleep 1; done; " +
-		"systemd-run --unit k3s --property=Delegate=yes --property=KillMode=process " +
-		"--setenv=PATH=/usr/local/bin:/usr/lib/cni:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin " +
-		"k3s server --node-name " + m.node + " " + args); err != nil {
+		"mkdir -p /etc/systemd/system/k3s.service.d && printf '" + dropIn + "' >/etc/systemd/system/k3s.service.d/gate.conf && " +
+		"systemctl daemon-reload && systemctl start --no-block k3s"); err != nil {
 		m.t.Fatalf("start k3s on %s: %v\n%s", m.node, err, out)
 	}
 }
@@ -231,6 +234,17 @@ func TestIntegrationK3sServer(t *testing.T) {
 		until(ctx, t, node+" Ready and an etcd voter", 5*time.Minute, machines, ready(s1, node))
 	}
 	t.Logf("two servers joined in %s", time.Since(start).Round(time.Second))
+	// K3s ships no etcdctl (nor does the k3s image): the test copies the
+	// lab's own to the servers, as rackdrill does on a K3s rack.
+	local, err := b.EtcdctlFor(ctx, runtime.GOARCH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range machines {
+		if out, err := docker(ctx, "cp", local, m.name+":/usr/local/bin/etcdctl"); err != nil {
+			t.Fatalf("docker cp etcdctl to %s: %v\n%s", m.name, err, out)
+		}
+	}
 	etcdctl := "etcdctl --endpoints https://127.0.0.1:2379 --cacert /var/lib/rancher/k3s/server/tls/etcd/server-ca.crt " +
 		"--cert /var/lib/rancher/k3s/server/tls/etcd/client.crt --key /var/lib/rancher/k3s/server/tls/etcd/client.key "
 	out, err := machines[1].exec(etcdctl + "member list -w simple")
