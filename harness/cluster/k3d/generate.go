@@ -7,17 +7,13 @@ import (
 	"strconv"
 	"strings"
 
+	"rackdrill.dev/rackdrill/harness/cluster/containers"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// LabelRack is the runtime label of every container k3d creates for a rack:
-// the same label the containers provider uses, so `rackdrill down` finds them.
-const LabelRack = "rackdrill.dev/rack"
-
-// Labels of the k3d containers, the lab's own (containers provider).
+// The k3d containers carry the lab's own labels (containers.LabelRack and the
+// others), so `rackdrill down` and status find them as they find the lab's.
 const (
-	LabelNode  = "rackdrill.dev/node"
-	LabelRoles = "rackdrill.dev/roles"
 	// LoadBalancerNode is the node name of k3d's serverlb container: the API
 	// load balancer the cp-lb-lost fault stops.
 	LoadBalancerNode = "serverlb"
@@ -118,7 +114,7 @@ func Config(r *topology.Rack) (*SimpleConfig, error) {
 	// Every container carries the rack's labels, as the lab's machines do:
 	// rackdrill finds, faults and removes them by label.
 	rt := &c.Options.Runtime
-	rt.Labels = []LabelWithFilter{{Label: LabelRack + "=" + r.Metadata.Name, NodeFilters: []string{"all"}}}
+	rt.Labels = []LabelWithFilter{{Label: containers.LabelRack + "=" + r.Metadata.Name, NodeFilters: []string{"all"}}}
 	for _, n := range r.Spec.Nodes {
 		if filter, ok := NodeFilter(r, n.Name); ok {
 			role := "server"
@@ -126,12 +122,12 @@ func Config(r *topology.Rack) (*SimpleConfig, error) {
 				role = "worker"
 			}
 			rt.Labels = append(rt.Labels,
-				LabelWithFilter{Label: LabelNode + "=" + n.Name, NodeFilters: []string{filter}},
-				LabelWithFilter{Label: LabelRoles + "=" + role, NodeFilters: []string{filter}})
+				LabelWithFilter{Label: containers.LabelNode + "=" + n.Name, NodeFilters: []string{filter}},
+				LabelWithFilter{Label: containers.LabelRoles + "=" + role, NodeFilters: []string{filter}})
 		}
 	}
 	rt.Labels = append(rt.Labels,
-		LabelWithFilter{Label: LabelNode + "=" + LoadBalancerNode, NodeFilters: []string{"loadbalancer"}},
-		LabelWithFilter{Label: LabelRoles + "=loadbalancer", NodeFilters: []string{"loadbalancer"}})
+		LabelWithFilter{Label: containers.LabelNode + "=" + LoadBalancerNode, NodeFilters: []string{"loadbalancer"}},
+		LabelWithFilter{Label: containers.LabelRoles + "=loadbalancer", NodeFilters: []string{"loadbalancer"}})
 	return c, nil
 }
