@@ -65,8 +65,10 @@ type CellResult struct {
 	// LongestOutage is the longest run of failed requests during the fault,
 	// from the sending of the first to the sending of the next that succeeded.
 	LongestOutage time.Duration `json:"longestOutage"`
-	// TotalDown is the time the probe's requests spent failing while the
-	// fault was in place (each failed request counts for its whole flight).
+	// TotalDown is the time the probe was down while the fault was in place:
+	// its outages (from a failed request's sending to the sending of the next
+	// that succeeded) and every failed request's whole flight, overlaps
+	// counted once.
 	TotalDown time.Duration `json:"totalDown"`
 	// Failed and Samples count the requests judged while the fault was in place.
 	Failed  int `json:"failed"`
@@ -191,6 +193,34 @@ func outages(during []Sample, w Window) []outage {
 	return out
 }
 
+// timeDown is how long the probe was down while the fault was in place: the
+// union of its outages (each from a failed request's sending to the sending of
+// the next that succeeded) and every failed request's own flight. A request
+// refused in a millisecond says the path was down until one succeeded again,
+// not for that millisecond alone.
+func timeDown(during []Sample, outs []outage, w Window) time.Duration {
+	spans := slices.Clone(outs)
+	for _, s := range during {
+		if !s.OK {
+			from, to := clip(s.Sent(), s.At, w)
+			spans = append(spans, outage{from: from, to: to})
+		}
+	}
+	slices.SortFunc(spans, func(a, b outage) int { return a.from.Compare(b.from) })
+	var total time.Duration
+	var end time.Time
+	for _, o := range spans {
+		if o.from.After(end) {
+			end = o.from
+		}
+		if o.to.After(end) {
+			total += o.to.Sub(end)
+			end = o.to
+		}
+	}
+	return total
+}
+
 // longestGap is the longest stretch of the fault window with no request of
 // the probe in flight, and where it began.
 func longestGap(overlap []Sample, w Window) (time.Duration, time.Time) {
@@ -273,10 +303,9 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 	for _, s := range during {
 		if !s.OK {
 			res.Failed++
-			from, to := clip(s.Sent(), s.At, w)
-			res.TotalDown += to.Sub(from)
 		}
 	}
+	res.TotalDown = timeDown(during, outs, w)
 	gap, gapAt := longestGap(overlap, w)
 	res.LongestGap = gap
 	// "Down" means down from the first failure to the revert; anything else that
@@ -330,10 +359,10 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 			return false, why
 		}
 		if res.TotalDown > downtime {
-			return false, fmt.Sprintf("promised up, but its requests spent %s failing while the fault was in place, over the %s budget (%s; longest blip %s)",
+			return false, fmt.Sprintf("promised up, but was down for %s in all while the fault was in place, over the %s budget (%s; longest blip %s)",
 				res.TotalDown.Round(100*time.Millisecond), downtime, counted, res.LongestOutage.Round(time.Millisecond))
 		}
-		return true, fmt.Sprintf("stayed up: longest blip %s within the %s budget, %s spent failing within %s (%s)",
+		return true, fmt.Sprintf("stayed up: longest blip %s within the %s budget, %s down in all within %s (%s)",
 			res.LongestOutage.Round(time.Millisecond), c.Within.Duration, res.TotalDown.Round(100*time.Millisecond), downtime, counted)
 	case Down:
 		// Only an outage the fault caused counts: the probe must have been
