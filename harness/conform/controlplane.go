@@ -69,9 +69,8 @@ func controlPlaneChecks() []Check {
 		Name: "etcd has one started, healthy member per server, one leader, and its database under its quota", Family: "control-plane", Field: servers,
 		Skip: func(t *Target) string {
 			// K3s's servers run etcd inside the k3s process (--cluster-init),
-			// read with K3s's etcd client certificates; a lone K3s server may
-			// keep its data in SQLite instead, with no etcd at all.
-			if t.Rack.Spec.Kubernetes.Distribution == topology.DistributionK3s && len(t.Rack.NodesWithRole(topology.RoleServer)) < 2 {
+			// read with K3s's etcd client certificates.
+			if !t.Rack.RunsEtcd() {
 				return "a single K3s server may keep its data in SQLite (no --cluster-init): there may be no etcd to check"
 			}
 			return ""

@@ -104,7 +104,7 @@ func Take(ctx context.Context, r *topology.Rack, nodes []cluster.Node, cs kubern
 		}
 		s.VIP = vip + " on " + holder
 	}
-	if r.Spec.Kubernetes.Distribution == topology.DistributionKubeadm || len(r.NodesWithRole(topology.RoleServer)) > 1 {
+	if r.RunsEtcd() {
 		members, err := EtcdStatus(ctx, nodes)
 		if err != nil {
 			s.Etcd = []string{"unavailable: " + err.Error()}

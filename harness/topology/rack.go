@@ -55,6 +55,13 @@ func (r *Rack) NodesWithRole(role Role) []*Node {
 	return out
 }
 
+// RunsEtcd says whether the rack's servers surely run etcd: kubeadm's
+// stacked etcd always; K3s's embedded etcd when it has several servers (a
+// lone K3s server may keep its data in SQLite, with no --cluster-init).
+func (r *Rack) RunsEtcd() bool {
+	return r.Spec.Kubernetes.Distribution != DistributionK3s || len(r.NodesWithRole(RoleServer)) > 1
+}
+
 // NFSAddress is the address the NFS server is reached at: the NAS's address
 // on spec.storage.nfs.network. "" when the rack has no NFS server.
 func (r *Rack) NFSAddress() string {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"sort"
 
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -39,7 +38,6 @@ func clusterDNS(serviceSubnet string) (string, error) {
 // joins through ("" for the first server, which starts etcd).
 func (u *upRun) k3sConfig(n *node, server string) (string, error) {
 	k := u.r.Spec.Kubernetes
-	cp := u.r.Spec.ControlPlane
 	tn := u.r.Node(n.name)
 	dns, err := clusterDNS(k.ServiceSubnet)
 	if err != nil {
@@ -49,32 +47,21 @@ func (u *upRun) k3sConfig(n *node, server string) (string, error) {
 	if tn.HasRole(topology.RoleServer) {
 		mode = "server"
 	}
-	var labels []string
-	for key, v := range tn.Labels {
-		labels = append(labels, key+"="+v)
-	}
-	sort.Strings(labels)
 	return tmpl.Render("k3s-config.yaml", map[string]any{
 		"Mode": mode, "Node": n.name, "Rack": u.r.Metadata.Name, "Address": tn.Address,
 		// K3s's shared secret: the random one kubeadm takes as its certificate
 		// key (kubeadm's token, id.secret, is a bootstrap token to K3s).
 		"Token":       u.cert,
-		"ClusterInit": server == "", "Server": server, "SANs": append([]string{cp.Endpoint.Host}, cp.TLSSANs...),
+		"ClusterInit": server == "", "Server": server, "SANs": u.sans(),
 		"PodSubnet": k.PodSubnet, "ServiceSubnet": k.ServiceSubnet, "ClusterDNS": dns,
-		"PauseImage": "registry.k8s.io/pause:" + lab.DefaultRelease.Pause, "Labels": labels, "Taints": tn.Taints,
+		"PauseImage": "registry.k8s.io/pause:" + lab.DefaultRelease.Pause, "Labels": nodeLabels(tn), "Taints": tn.Taints,
 	})
 }
 
 // k3sResolv gives the pods their upstream DNS, as runtimes does on kubeadm;
 // K3s imports the preloaded images itself when it starts.
 func (u *upRun) k3sResolv(ctx context.Context) error {
-	resolv := fmt.Sprintf("nameserver %s\n", u.r.AdminNetwork().Prefix().Addr().Next())
-	return u.each(u.kubeNodes(), func(n *node) error {
-		if err := write(ctx, n, "/etc/rackdrill/resolv.conf", resolv); err != nil {
-			return u.fail(ctx, "write the pods' resolv.conf", n, err)
-		}
-		return nil
-	})
+	return u.each(u.kubeNodes(), func(n *node) error { return u.podsResolv(ctx, n) })
 }
 
 // k3sStart writes n's config and starts its unit (k3s or k3s-agent) without

@@ -17,13 +17,38 @@ func (u *upRun) kubeNodes() []*node {
 	return append(u.withRole(topology.RoleServer), u.withRole(topology.RoleWorker)...)
 }
 
-func (u *upRun) runtimes(ctx context.Context) error {
-	// Pods' upstream DNS: the LAN's gateway, this machine's own bridge. The lab
-	// is offline and needs no outside name; asking there fails fast.
+// podsResolv writes the pods' upstream DNS on n: the LAN's gateway, this
+// machine's own bridge. The lab is offline and needs no outside name; asking
+// there fails fast.
+func (u *upRun) podsResolv(ctx context.Context, n *node) error {
 	resolv := fmt.Sprintf("nameserver %s\n", u.r.AdminNetwork().Prefix().Addr().Next())
+	if err := write(ctx, n, "/etc/rackdrill/resolv.conf", resolv); err != nil {
+		return u.fail(ctx, "write the pods' resolv.conf", n, err)
+	}
+	return nil
+}
+
+// nodeLabels are spec.nodes[].labels of node tn as key=value, sorted.
+func nodeLabels(tn *topology.Node) []string {
+	var labels []string
+	for k, v := range tn.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	return labels
+}
+
+// sans are the names every server's API certificate holds: the endpoint and
+// spec.controlPlane.tlsSANs.
+func (u *upRun) sans() []string {
+	cp := u.r.Spec.ControlPlane
+	return append([]string{cp.Endpoint.Host}, cp.TLSSANs...)
+}
+
+func (u *upRun) runtimes(ctx context.Context) error {
 	return u.each(u.kubeNodes(), func(n *node) error {
-		if err := write(ctx, n, "/etc/rackdrill/resolv.conf", resolv); err != nil {
-			return u.fail(ctx, "write the pods' resolv.conf", n, err)
+		if err := u.podsResolv(ctx, n); err != nil {
+			return err
 		}
 		if err := exec.Run(n.Command(ctx, "systemctl", "enable", "--now", "containerd", "rackdrill-preload", "kubelet")); err != nil {
 			return u.fail(ctx, "start containerd", n, err)
@@ -35,18 +60,12 @@ func (u *upRun) runtimes(ctx context.Context) error {
 func (u *upRun) kubeadmConfig(n *node, init, controlPlane bool) (string, error) {
 	cp := u.r.Spec.ControlPlane
 	tn := u.r.Node(n.name)
-	sans := append([]string{cp.Endpoint.Host}, cp.TLSSANs...)
-	var labels []string
-	for k, v := range tn.Labels {
-		labels = append(labels, k+"="+v)
-	}
-	sort.Strings(labels)
 	return tmpl.Render("kubeadm.yaml.tmpl", map[string]any{
 		"Init": init, "ControlPlane": controlPlane, "Token": u.token, "CertificateKey": u.cert,
 		"Address": tn.Address, "Port": 6443, "Node": n.name, "Rack": u.r.Metadata.Name,
 		"Version": u.r.Spec.Kubernetes.Version, "Endpoint": fmt.Sprintf("%s:%d", cp.Endpoint.Host, cp.Endpoint.Port),
-		"SANs": sans, "PodSubnet": u.r.Spec.Kubernetes.PodSubnet, "ServiceSubnet": u.r.Spec.Kubernetes.ServiceSubnet,
-		"Labels": strings.Join(labels, ","), "Taints": tn.Taints,
+		"SANs": u.sans(), "PodSubnet": u.r.Spec.Kubernetes.PodSubnet, "ServiceSubnet": u.r.Spec.Kubernetes.ServiceSubnet,
+		"Labels": strings.Join(nodeLabels(tn), ","), "Taints": tn.Taints,
 	})
 }
 

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"strings"
@@ -44,12 +43,8 @@ func (u *upRun) nodeImage(ctx context.Context, dc *client.Client) error {
 	if name == lab.NodeImage(lab.KubernetesVersion) {
 		return fmt.Errorf("the node image %s is not built: run `make images` first", u.image)
 	}
-	out := u.p.progress
-	if out == nil {
-		out = io.Discard
-	}
-	fmt.Fprintf(out, "spec.kubernetes.version %s: building its node image %s (the lab's default is %s)\n", version, name, lab.KubernetesVersion)
-	b, err := lab.NewRepoBuilder(out)
+	u.p.step(fmt.Sprintf("spec.kubernetes.version %s: building its node image %s (the lab's default is %s)", version, name, lab.KubernetesVersion))
+	b, err := u.p.builder()
 	if err != nil {
 		return err
 	}
@@ -72,12 +67,8 @@ func (u *upRun) k3sImage(ctx context.Context, dc *client.Client) error {
 	if _, err := dc.ImageInspect(ctx, u.image); err == nil {
 		return nil
 	}
-	out := u.p.progress
-	if out == nil {
-		out = io.Discard
-	}
-	fmt.Fprintf(out, "spec.kubernetes.distribution k3s: building the k3s image %s (cold: about 13 minutes on 2 cores)\n", u.image)
-	b, err := lab.NewRepoBuilder(out)
+	u.p.step(fmt.Sprintf("spec.kubernetes.distribution k3s: building the k3s image %s (cold: about 13 minutes on 2 cores)", u.image))
+	b, err := u.p.builder()
 	if err != nil {
 		return err
 	}
@@ -109,11 +100,7 @@ func (u *upRun) preflight(ctx context.Context) error {
 	}
 	if t := u.r.Spec.Tunnel; t != nil && t.Type == topology.TunnelFRP {
 		// FRP is built only for a rack that runs it (seconds once cached).
-		out := u.p.progress
-		if out == nil {
-			out = io.Discard
-		}
-		b, err := lab.NewRepoBuilder(out)
+		b, err := u.p.builder()
 		if err != nil {
 			return err
 		}

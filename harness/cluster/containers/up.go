@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -112,24 +113,25 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		fn   func(context.Context) error
 		skip string
 	}
-	// The Kubernetes distribution's own steps: kubeadm's, or K3s's.
-	kube := []step{
+	// The Kubernetes distribution's own steps, kubeadm's or K3s's: the
+	// cluster formed, then (after the pod network) its DNS.
+	join := []step{
 		{"start containerd and import the preloaded images", u.runtimes, ""},
 		{"kubeadm init on the first server", u.kubeadmInit, ""},
 		{"join the other servers (stacked etcd)", u.joinServers, ""},
 		{"join the workers", u.joinWorkers, ""},
-		{"run CoreDNS on the workers, one per node", u.spreadDNS, ""},
 	}
+	dns := step{"run CoreDNS on the workers, one per node", u.spreadDNS, ""}
 	if u.isK3s() {
-		kube = []step{
+		join = []step{
 			{"write the pods' resolv.conf (K3s imports the preloaded images itself)", u.k3sResolv, ""},
 			{"k3s server --cluster-init on the first server (embedded etcd)", u.k3sInit, ""},
 			{"k3s server on the other servers, joining through the first", u.k3sJoinServers, ""},
 			{"k3s agent on the workers, through the API endpoint", u.k3sJoinAgents, ""},
-			{"deploy CoreDNS (K3s's is disabled) on the workers, one per node", u.k3sDNS, ""},
 		}
+		dns = step{"deploy CoreDNS (K3s's is disabled) on the workers, one per node", u.k3sDNS, ""}
 	}
-	steps := []step{
+	steps := slices.Concat([]step{
 		{"check images and Docker", u.preflight, ""},
 		{"create networks", u.networks, ""},
 		{"start the Internet vantage point", u.vantage, ""},
@@ -138,16 +140,16 @@ func (p *Provider) Up(ctx context.Context, r *topology.Rack) (err error) {
 		{"SSH access: the rack's key, known_hosts, checked", u.sshAccess, ""},
 		{"start the API load balancers (" + strings.Join(lbParts, " + ") + ")", u.loadBalancers, skip(len(lbParts) == 0, "the API endpoint has no keepalived or HAProxy")},
 		{"start the NAS (nfs-ganesha)", u.nas, ""},
-		kube[0], kube[1], kube[2], kube[3],
+	}, join, []step{
 		{"configure pod networking (ptp, routes)", u.podNetwork, ""},
 		{"wait for every node Ready", u.nodesReady, ""},
-		kube[4],
+		dns,
 		{"install MetalLB (layer 2)", u.metallb, skip(r.Spec.MetalLB == nil, "the rack has no MetalLB")},
 		{"install the ingress controller", u.ingress, ""},
 		{"deploy the probe workloads and the demo app", u.workloads, ""},
 		{"start the tunnel to the VPS (frps and frpc, or ssh -R)", u.tunnel, skip(r.Spec.Tunnel == nil, "the rack has no tunnel")},
 		{"start the UPS (NUT, dummy-ups, upsmon with the rack's shutdown)", u.ups, ""},
-	}
+	})
 	for i, s := range steps {
 		t0 := time.Now()
 		building = i > 0
@@ -275,14 +277,20 @@ func sha(s string) string {
 
 var _ cluster.Preparer = (*Provider)(nil)
 
-// Prepare builds the lab's images from the repository, or finds them cached
-// by their inputs' content hash (seconds).
-func (p *Provider) Prepare(ctx context.Context) error {
+// builder is the lab's image builder of this repository, its progress on
+// the provider's.
+func (p *Provider) builder() (*lab.Builder, error) {
 	out := p.progress
 	if out == nil {
 		out = io.Discard
 	}
-	b, err := lab.NewRepoBuilder(out)
+	return lab.NewRepoBuilder(out)
+}
+
+// Prepare builds the lab's images from the repository, or finds them cached
+// by their inputs' content hash (seconds).
+func (p *Provider) Prepare(ctx context.Context) error {
+	b, err := p.builder()
 	if err != nil {
 		return err
 	}
