@@ -318,9 +318,12 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 			stayedDown, backUp = false, during[firstFail+i].At
 		}
 	}
+	// Honoured as written: a downtime below within binds first. A cell
+	// built without the matrix's defaults (no downtime) bounds the total by
+	// its within alone.
 	downtime := c.Downtime.Duration
-	if downtime < c.Within.Duration {
-		downtime = c.Within.Duration // a cell built without the matrix's defaults
+	if downtime <= 0 {
+		downtime = c.Within.Duration
 	}
 	withinUp := c.During == Up && res.LongestOutage <= c.Within.Duration && res.TotalDown <= downtime
 	switch {

@@ -1,9 +1,13 @@
 package matrix
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -40,8 +44,9 @@ type Cell struct {
 	// Downtime bounds an up cell's total time spent in failed requests while
 	// the fault is in place (time-weighted: a request that hangs 2 s to its
 	// timeout is 2 s): a path that keeps failing in short bursts is not up,
-	// however short each burst. Default: the larger of defaults.upDowntime
-	// and the cell's within.
+	// however short each burst. It is honoured as written, even below
+	// Within (the total then binds before the longest blip does). Default:
+	// defaults.upDowntime, a share of the row's observation window.
 	Downtime metav1.Duration `json:"downtime,omitempty"`
 	// Note qualifies the promise as the document does ("stateless apps").
 	Note string `json:"note,omitempty"`
@@ -87,8 +92,11 @@ type Defaults struct {
 	// DownWithin is how soon a down cell must go down by default.
 	DownWithin metav1.Duration `json:"downWithin"`
 	// UpDowntime is the total time an up cell's requests may spend failing
-	// while the fault is in place, by default.
-	UpDowntime metav1.Duration `json:"upDowntime"`
+	// while the fault is in place, by default: a share of the row's
+	// observation window ("15%") or a duration ("10s"). It is never raised
+	// to the cell's within: a cell that allows one long blip says so with
+	// its own downtime.
+	UpDowntime Budget `json:"upDowntime"`
 }
 
 // Matrix is the documented impact matrix.
@@ -148,9 +156,11 @@ func (m *Matrix) validate() field.ErrorList {
 		errs = append(errs, field.Invalid(field.NewPath("probes"), m.Probes, fmt.Sprintf("must be %v: the harness has exactly these probes", Probes)))
 	}
 	dp := field.NewPath("defaults")
+	if !m.Defaults.UpDowntime.valid() {
+		errs = append(errs, field.Required(dp.Child("upDowntime"), "a positive duration (10s) or a share of the observation window from 1% to 100% (15%)"))
+	}
 	for name, d := range map[string]metav1.Duration{"settle": m.Defaults.Settle, "observe": m.Defaults.Observe,
-		"recovery": m.Defaults.Recovery, "upWithin": m.Defaults.UpWithin, "downWithin": m.Defaults.DownWithin,
-		"upDowntime": m.Defaults.UpDowntime} {
+		"recovery": m.Defaults.Recovery, "upWithin": m.Defaults.UpWithin, "downWithin": m.Defaults.DownWithin} {
 		if d.Duration <= 0 {
 			errs = append(errs, field.Required(dp.Child(name), "a positive duration"))
 		}
@@ -224,7 +234,7 @@ func (m *Matrix) applyDefaults() {
 			switch c.During {
 			case Up:
 				fill(&c.Within, m.Defaults.UpWithin)
-				fill(&c.Downtime, metav1.Duration{Duration: max(m.Defaults.UpDowntime.Duration, c.Within.Duration)})
+				fill(&c.Downtime, metav1.Duration{Duration: m.Defaults.UpDowntime.Of(r.Observe.Duration)})
 			case Down:
 				fill(&c.Within, m.Defaults.DownWithin)
 			}
@@ -237,4 +247,58 @@ func fill(d *metav1.Duration, def metav1.Duration) {
 	if d.Duration == 0 {
 		*d = def
 	}
+}
+
+// Budget is a duration ("10s") or a share of a window ("15%"): the default
+// total an up cell may spend failing is stated as a share of the time the
+// fault is in place, so that a longer observation does not excuse more of
+// it than a shorter one.
+type Budget struct {
+	Duration time.Duration
+	// Percent of the window, when set (1 to 100); Duration is then unused.
+	Percent int
+}
+
+// Of is the budget for a window of length w.
+func (b Budget) Of(w time.Duration) time.Duration {
+	if b.Percent > 0 {
+		return w * time.Duration(b.Percent) / 100
+	}
+	return b.Duration
+}
+
+func (b Budget) valid() bool {
+	return (b.Percent > 0 && b.Percent <= 100) || (b.Percent == 0 && b.Duration > 0)
+}
+
+func (b Budget) String() string {
+	if b.Percent > 0 {
+		return fmt.Sprintf("%d%%", b.Percent)
+	}
+	return b.Duration.String()
+}
+
+// MarshalJSON writes the budget as it is written in the matrix.
+func (b Budget) MarshalJSON() ([]byte, error) { return json.Marshal(b.String()) }
+
+// UnmarshalJSON reads "15%" or "10s".
+func (b *Budget) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("a duration (10s) or a share of the window (15%%): %w", err)
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 || n > 100 {
+			return fmt.Errorf("share %q: a whole percentage from 1%% to 100%%", s)
+		}
+		*b = Budget{Percent: n}
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: a duration (10s) or a share of the window (15%%)", s)
+	}
+	*b = Budget{Duration: d}
+	return nil
 }

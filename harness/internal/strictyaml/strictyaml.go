@@ -211,6 +211,12 @@ func kindMismatch(n *yaml3.Node, t reflect.Type) string {
 			if _, err := time.ParseDuration(n.Value); err != nil {
 				return fmt.Sprintf("must be a duration such as 30s, 5m or 1h30m, not %q", n.Value)
 			}
+		} else if raw, err := json.Marshal(n.Value); err == nil {
+			// A type of the file's own (a budget: "15%" or "10s") says
+			// what it takes; its error is named here, with path and line.
+			if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(raw); err != nil {
+				return "must be " + err.Error()
+			}
 		}
 	case t.Kind() == reflect.Struct || t.Kind() == reflect.Map:
 		if n.Kind != yaml3.MappingNode {
