@@ -48,6 +48,16 @@ type ScenarioInput struct {
 	// drill is broken ("the fault did not take effect"), whatever the probes
 	// said and whatever the deviations declare.
 	Effect func(f fault.Recordable) (fault.Effect, error)
+	// Conditions, when set, observes before the fault goes in what the
+	// deviations may name in their when (matrix.Conditions): where the
+	// tunnel client runs against the machines the built fault takes. A
+	// condition it could not observe is absent, and a deviation naming it
+	// does not apply.
+	Conditions func(ctx context.Context, f fault.Recordable) (map[string]bool, error)
+	// NodeGrace is the rack's node-monitor-grace-period, which deviations
+	// bound their outages by ("node-grace+15s"); matrix.DefaultNodeGrace
+	// when zero.
+	NodeGrace time.Duration
 	// Guard journals and always reverts the fault.
 	Guard *fault.Guard
 	// Probes are sampled throughout; Unprobed names the matrix probes this rack
@@ -274,6 +284,16 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		}
 		effect = &e
 	}
+	settings := matrix.Settings{NodeGrace: in.NodeGrace}
+	if in.Conditions != nil {
+		conds, err := in.Conditions(ctx, f)
+		if err != nil {
+			// Not observed: a deviation naming one does not apply, and the
+			// verdict says so.
+			log.Info("could not observe the deviations' conditions before the fault", "err", err.Error())
+		}
+		settings.Conditions = conds
+	}
 	marked := &markedFault{Recordable: f}
 	awaiter, _ := f.(fault.Awaiter)
 	holdFor := row.Observe.Duration + in.Timeout + row.Recovery.Duration
@@ -360,7 +380,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	w.End = time.Now()
 	out.Timelines = stop()
 	stopped = true
-	judging := matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps(), Excused: excused}
+	judging := matrix.Judging{Deviations: in.Deviations, Unprobed: in.Unprobed, MaxGap: sampler.MaxGaps(), Excused: excused, Settings: settings}
 	if out.Effect != nil && !out.Effect.Seen {
 		judging.Deviations = nil // no deviation excuses a fault that did nothing
 	}

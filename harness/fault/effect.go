@@ -200,6 +200,9 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 	return Effect{}, fmt.Errorf("fault %s has no effect check", name)
 }
 
+// TargetsOf are the machines a built fault takes away or acts on, in order.
+func TargetsOf(f Recordable) []string { return targetsOf(f) }
+
 // targetsOf are the machines a built fault acts on, in order.
 func targetsOf(f Recordable) []string {
 	var out []string

@@ -78,6 +78,11 @@ type CellResult struct {
 	// proves nothing, and a gap longer than the probe's allowance fails the
 	// cell as "no evidence".
 	LongestGap time.Duration `json:"longestGap"`
+	// BackAt is from the injection to the end of the probe's last outage
+	// while the fault was in place (the sending of the next request that
+	// succeeded); nil if it never failed, or was still failing at the
+	// revert. A flapping deviation bounds it (Deviation.Until).
+	BackAt *time.Duration `json:"backAt,omitempty"`
 	// TimeToRecovery is from the revert until the probe was up for good; nil if
 	// it never recovered in the samples taken.
 	TimeToRecovery *time.Duration `json:"timeToRecovery,omitempty"`
@@ -298,6 +303,10 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 	if len(outs) > 0 {
 		tti := outs[0].from.Sub(w.Inject)
 		res.TimeToImpact = &tti
+		if !downAtRevert(overlap, w) {
+			back := outs[len(outs)-1].to.Sub(w.Inject)
+			res.BackAt = &back
+		}
 	}
 	res.Samples = len(during)
 	for _, s := range during {

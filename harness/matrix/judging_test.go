@@ -230,7 +230,7 @@ func TestDeviationsAreStrict(t *testing.T) {
 		t.Fatal(err)
 	}
 	eval := func(ok func(time.Duration) bool) matrix.CellResult {
-		return d.Apply(matrix.Evaluate(row.Fault, "lan", row.Cells["lan"], timeline(t0, -10*time.Second, 12*time.Minute, ok), w, row.Recovery.Duration, 3*time.Second))
+		return d.Apply(matrix.Evaluate(row.Fault, "lan", row.Cells["lan"], timeline(t0, -10*time.Second, 12*time.Minute, ok), w, row.Recovery.Duration, 3*time.Second), matrix.Settings{})
 	}
 	// Down from +50 s: what the deviation declares.
 	if got := eval(between(50*time.Second, row.Observe.Duration+5*time.Second)); got.Verdict != matrix.KnownDeviation {

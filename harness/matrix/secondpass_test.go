@@ -81,3 +81,207 @@ rows:
 		}
 	}
 }
+
+// flapping is a probe's timeline over a window from t0: requests 250 ms
+// apart, each answering in 50 ms, except that from `from` to `to` every
+// third request meets a dead endpoint and hangs 2 s to its timeout (first
+// at firstFail).
+func flapping(t0 time.Time, span time.Duration, firstFail, to time.Duration) []matrix.Sample {
+	var out []matrix.Sample
+	at := t0.Add(-10 * time.Second)
+	n := 0
+	for at.Before(t0.Add(span)) {
+		rel := at.Sub(t0)
+		s := matrix.Sample{OK: true, Took: 50 * time.Millisecond}
+		if rel >= firstFail && rel < to {
+			if rel < firstFail+250*time.Millisecond || n%3 == 0 {
+				s = matrix.Sample{OK: false, Took: 2 * time.Second, Err: "context deadline exceeded"}
+			}
+			n++
+		}
+		at = at.Add(s.Took)
+		s.At = at
+		out = append(out, s)
+		at = at.Add(200 * time.Millisecond)
+	}
+	return out
+}
+
+func overlay(t *testing.T, m *matrix.Matrix, body string) *matrix.Deviations {
+	t.Helper()
+	d, err := matrix.ParseDeviations([]byte("apiVersion: rackdrill.dev/v1alpha1\nkind: Deviations\nenvironment: containers\ndeviations:\n"+body), "dev.yaml", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func workerLostMatrix(t *testing.T) *matrix.Matrix {
+	t.Helper()
+	m, err := matrix.Parse([]byte(`apiVersion: rackdrill.dev/v1alpha1
+kind: ImpactMatrix
+probes: [api, heal, lan, internet, apps, storage, data]
+defaults: {settle: 20s, observe: 60s, recovery: 3m, upWithin: 5s, downWithin: 30s, upDowntime: 15%}
+rows:
+  - fault: worker-lost
+    source: doc
+    observe: 120s
+    cells: {api: {during: up}, heal: {during: up}, lan: {during: up, within: 30s}, internet: {during: up, within: 30s}, apps: {during: up}, storage: {during: up}, data: {during: any}}
+  - fault: server-kill-1
+    source: doc
+    cells: {api: {during: up}, heal: {during: up}, lan: {during: up}, internet: {during: up}, apps: {during: up}, storage: {during: up}, data: {during: any}}
+`), "m.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+const flappingLan = `  - fault: worker-lost
+    probe: lan
+    observed: flapping
+    until: node-grace+15s
+    longest: 20s
+    total: node-grace
+    reason: the lost worker's ingress pod stays in the endpoints until the node grace ends
+  - fault: server-kill-1
+    probe: lan
+    observed: flapping
+    until: node-grace+15s
+    longest: 20s
+    total: node-grace
+    reason: the dead server's ingress pod stays in the endpoints until the node grace ends
+`
+
+func judgeRow(m *matrix.Matrix, d *matrix.Deviations, fault, probe string, samples []matrix.Sample, w matrix.Window, s matrix.Settings) matrix.CellResult {
+	rr := matrix.EvaluateRow(m.Row(fault), map[string][]matrix.Sample{probe: samples}, w, matrix.Judging{Deviations: d, Settings: s})
+	for _, c := range rr.Cells {
+		if c.Probe == probe {
+			return c
+		}
+	}
+	return matrix.CellResult{}
+}
+
+// Point 1: observed flapping bounded only its first failure: the K3s lab's
+// server-kill-1 lan failing from +1 s to the revert with one good answer
+// at +2 s, and kubeadm's worker-lost lan down 1m59s of 2m, were deviations.
+// A deviation now bounds its outage: longest, total, and by when the path
+// is back, from the mechanism (the node grace).
+func TestDeviationBoundsTheOutageItExcuses(t *testing.T) {
+	m := workerLostMatrix(t)
+	d := overlay(t, m, flappingLan)
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+
+	// The mechanism as declared: a share of the requests fails until +52 s.
+	w := matrix.Window{Inject: t0, Revert: t0.Add(120 * time.Second), End: t0.Add(150 * time.Second)}
+	if got := judgeRow(m, d, "worker-lost", "lan", flapping(t0, 150*time.Second, 500*time.Millisecond, 52*time.Second), w, matrix.Settings{}); got.Verdict != matrix.KnownDeviation {
+		t.Errorf("flapping until +52 s: %s, want deviation: %s", got.Verdict, got.Why)
+	} else if !strings.Contains(got.Why, "back by +1m5s") {
+		t.Errorf("a deviation's verdict names its bounds: %q", got.Why)
+	}
+	// worker-lost lan flapping to +119 s: the same first failure, the
+	// outage past the node grace.
+	got := judgeRow(m, d, "worker-lost", "lan", flapping(t0, 150*time.Second, 500*time.Millisecond, 119*time.Second), w, matrix.Settings{})
+	if got.Verdict != matrix.Broken {
+		t.Errorf("flapping until +119 s: %s, want broken: %s", got.Verdict, got.Why)
+	}
+	if !strings.Contains(got.Why, "does not apply") || !strings.Contains(got.Why, "over its 50s (node-grace)") {
+		t.Errorf("why = %q, want the deviation's bounds it broke", got.Why)
+	}
+	// server-kill-1: down from +1 s to the revert, one good answer at +2 s.
+	w60 := matrix.Window{Inject: t0, Revert: t0.Add(60 * time.Second), End: t0.Add(90 * time.Second)}
+	var sk []matrix.Sample
+	for at := -5 * time.Second; at < 90*time.Second; at += 500 * time.Millisecond {
+		ok := at < time.Second || (at >= 2*time.Second && at < 2500*time.Millisecond) || at >= 62*time.Second
+		sk = append(sk, matrix.Sample{At: t0.Add(at), OK: ok, Took: 20 * time.Millisecond})
+	}
+	if got := judgeRow(m, d, "server-kill-1", "lan", sk, w60, matrix.Settings{}); got.Verdict != matrix.Broken {
+		t.Errorf("server-kill-1 lan down 59 s of 60: %s, want broken: %s", got.Verdict, got.Why)
+	}
+	// The rack's node grace moves the bound: 40 s (before Kubernetes 1.32).
+	if got := judgeRow(m, d, "worker-lost", "lan", flapping(t0, 150*time.Second, 500*time.Millisecond, 52*time.Second), w,
+		matrix.Settings{NodeGrace: matrix.NodeGraceFor("v1.31.4")}); got.Verdict != matrix.Broken {
+		t.Errorf("flapping until +52 s with a 40 s node grace: %s, want broken: %s", got.Verdict, got.Why)
+	}
+}
+
+// Point 11: the K3s lab's server-kill-1 was broken in one run (internet's
+// first failure at +5.9 s, past the deviation's "within 5s") and a
+// deviation in three (0.2-1.1 s). A share of requests meeting a dead
+// endpoint fails first by chance: the verdict must not hang on it.
+func TestFlappingVerdictDoesNotHangOnTheFirstFailure(t *testing.T) {
+	m := workerLostMatrix(t)
+	d := overlay(t, m, flappingLan)
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	w := matrix.Window{Inject: t0, Revert: t0.Add(60 * time.Second), End: t0.Add(90 * time.Second)}
+	var verdicts []matrix.Verdict
+	for _, first := range []time.Duration{200 * time.Millisecond, 1100 * time.Millisecond, 2200 * time.Millisecond, 5900 * time.Millisecond} {
+		got := judgeRow(m, d, "server-kill-1", "lan", flapping(t0, 90*time.Second, first, 50*time.Second), w, matrix.Settings{})
+		verdicts = append(verdicts, got.Verdict)
+	}
+	for _, v := range verdicts[1:] {
+		if v != verdicts[0] {
+			t.Fatalf("verdicts by first failure at 0.2, 1.1, 2.2, 5.9 s: %v, want one verdict", verdicts)
+		}
+	}
+	if verdicts[0] != matrix.KnownDeviation {
+		t.Errorf("verdict %s, want deviation (the mechanism's bounds kept)", verdicts[0])
+	}
+	// And a flapping deviation may not hang on it either.
+	_, err := matrix.ParseDeviations([]byte(`apiVersion: rackdrill.dev/v1alpha1
+kind: Deviations
+environment: containers
+deviations:
+  - {fault: server-kill-1, probe: lan, observed: flapping, within: 5s, reason: r}
+`), "dev.yaml", m)
+	for _, want := range []string{"deviations[0].within", "first failure is chance", "deviations[0].until: Required", "deviations[0].longest: Required", "deviations[0].total: Required"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("flapping with within and no bounds: error %v, want %q", err, want)
+		}
+	}
+}
+
+// Point 2: worker-lost internet "down within 15s" exists because the tunnel
+// client ran on the lost worker; it excused 119.5 s down with the tunnel pod
+// on the surviving worker. Now it applies only when the run observed, before
+// the fault, that the tunnel client ran on the lost machine.
+func TestDeviationAppliesOnlyUnderItsObservedCondition(t *testing.T) {
+	m := workerLostMatrix(t)
+	d := overlay(t, m, `  - fault: worker-lost
+    probe: internet
+    observed: down
+    within: 15s
+    when: [tunnel-client-on-target]
+    reason: the tunnel client is a single pod, on the lost worker
+`)
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	w := matrix.Window{Inject: t0, Revert: t0.Add(120 * time.Second), End: t0.Add(150 * time.Second)}
+	var down []matrix.Sample
+	for at := -5 * time.Second; at < 150*time.Second; at += 250 * time.Millisecond {
+		down = append(down, matrix.Sample{At: t0.Add(at), OK: at < 500*time.Millisecond || at >= 121*time.Second, Took: 10 * time.Millisecond})
+	}
+	for _, tc := range []struct {
+		name string
+		cond map[string]bool
+		want matrix.Verdict
+		why  string
+	}{
+		{"on the lost worker", map[string]bool{matrix.CondTunnelClientOnTarget: true}, matrix.KnownDeviation, "excused by the declared deviation"},
+		{"on the other worker", map[string]bool{matrix.CondTunnelClientOnTarget: false}, matrix.Broken, "did not hold before the fault"},
+		{"never looked", nil, matrix.Broken, "was not observed before the fault"},
+	} {
+		got := judgeRow(m, d, "worker-lost", "internet", down, w, matrix.Settings{Conditions: tc.cond})
+		if got.Verdict != tc.want || !strings.Contains(got.Why, tc.why) {
+			t.Errorf("tunnel client %s: %s (%s), want %s with %q", tc.name, got.Verdict, got.Why, tc.want, tc.why)
+		}
+	}
+	if _, err := matrix.ParseDeviations([]byte(`apiVersion: rackdrill.dev/v1alpha1
+kind: Deviations
+environment: containers
+deviations:
+  - {fault: worker-lost, probe: internet, observed: down, within: 15s, when: [tunnel-on-mars], reason: r}
+`), "dev.yaml", m); err == nil || !strings.Contains(err.Error(), "deviations[0].when[0]: Unsupported value") {
+		t.Errorf("unknown condition: %v", err)
+	}
+}

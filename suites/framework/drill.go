@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/onsi/ginkgo/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/fault"
@@ -70,8 +71,52 @@ func (e *Env) DrillInput(row *matrix.Row) (scenarios.ScenarioInput, error) {
 	in.Effect = func(f fault.Recordable) (fault.Effect, error) {
 		return fault.EffectOf(f, runBinder{e}, e.Rack, e.Provider)
 	}
+	in.Conditions = e.conditions
 	e.observe(&in)
 	return in, nil
+}
+
+// conditions observes, before the fault, what the deviations may name in
+// their when: whether the tunnel client's pods run on a machine the built
+// fault takes away. A rack without a tunnel has none.
+func (e *Env) conditions(ctx context.Context, f fault.Recordable) (map[string]bool, error) {
+	t := e.Rack.Spec.Tunnel
+	if t == nil {
+		return nil, nil
+	}
+	cs, err := e.Kube(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := cs.AppsV1().Deployments(t.Client.Namespace).Get(ctx, t.Client.Deployment, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("the tunnel client %s/%s: %w", t.Client.Namespace, t.Client.Deployment, err)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := cs.CoreV1().Pods(t.Client.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	targets := fault.TargetsOf(f)
+	on, elsewhere := 0, 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Spec.NodeName == "" {
+			continue
+		}
+		if slices.Contains(targets, p.Spec.NodeName) {
+			on++
+		} else {
+			elsewhere++
+		}
+	}
+	if on+elsewhere == 0 {
+		return nil, fmt.Errorf("no pod of the tunnel client %s/%s is scheduled", t.Client.Namespace, t.Client.Deployment)
+	}
+	e.Log.Info("before the fault", "tunnel client on its machines", on, "elsewhere", elsewhere, "machines", targets)
+	return map[string]bool{matrix.CondTunnelClientOnTarget: on > 0, matrix.CondTunnelClientElsewhere: on == 0}, nil
 }
 
 // RehearsalInput is the drill of a rehearsed upgrade: build makes the
@@ -101,7 +146,7 @@ func (e *Env) RehearsalInput(row *matrix.Row, build func(ctx context.Context) (f
 // the sampler's settings and the guard journaling into the run's ledger.
 func (e *Env) drillBase(row *matrix.Row) scenarios.ScenarioInput {
 	return scenarios.ScenarioInput{
-		Row: row, Deviations: e.Deviations, Log: e.Log,
+		Row: row, Deviations: e.Deviations, Log: e.Log, NodeGrace: matrix.NodeGraceFor(e.Rack.Spec.Kubernetes.Version),
 		Interval: e.Rack.Spec.Probes.Interval.Duration, Timeout: e.Rack.Spec.Probes.Timeout.Duration,
 		Guard: fault.NewGuard(e.Ledger, fault.WithRack(e.Rack.Metadata.Name, string(e.Provider)),
 			fault.WithTopology(e.TopologyFile), fault.WithLogger(e.Log)),
