@@ -17,7 +17,10 @@ func TestDowntimeHonouredAsWritten(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	w := matrix.Window{Inject: t0, Revert: t0.Add(60 * time.Second), End: t0.Add(90 * time.Second)}
 	// Down from +10 s to +35 s, one outage of 25 s.
-	ok := func(i int) bool { at := 250 * time.Millisecond * time.Duration(i); return at < 10*time.Second || at >= 35*time.Second }
+	ok := func(i int) bool {
+		at := 250 * time.Millisecond * time.Duration(i)
+		return at < 10*time.Second || at >= 35*time.Second
+	}
 	samples := requests(t0, 0, 360, 200*time.Millisecond, func(int) time.Duration { return 50 * time.Millisecond }, ok)
 	c := matrix.Cell{During: matrix.Up, Within: metaDur(30 * time.Second), Downtime: metaDur(10 * time.Second)}
 	got := judge(t, c, samples, w, time.Minute)
