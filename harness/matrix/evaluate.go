@@ -101,6 +101,9 @@ type CellResult struct {
 	// not in Failed, TotalDown or the outages.
 	Excused   int        `json:"excused,omitempty"`
 	ExcusedBy []Interval `json:"excusedBy,omitempty"`
+	// ExcusedTime is how long the excused requests were in flight inside
+	// the fault window, overlaps counted once.
+	ExcusedTime time.Duration `json:"excusedTime,omitempty"`
 }
 
 // Evaluate judges one cell against a probe's timeline. recovery is the row's
@@ -135,8 +138,8 @@ func evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery,
 			spans = append(spans, fmt.Sprintf("%s from +%s to +%s", iv.What,
 				iv.From.Sub(w.Inject).Round(100*time.Millisecond), iv.To.Sub(w.Inject).Round(100*time.Millisecond)))
 		}
-		why += fmt.Sprintf(" (not counted: %d failed requests in flight while %s, the cell's exception %q)",
-			res.Excused, strings.Join(spans, "; "), c.Except)
+		why += fmt.Sprintf(" (not counted: %d failed requests, %s in flight, that failed while %s, the cell's exception %q)",
+			res.Excused, res.ExcusedTime.Round(100*time.Millisecond), strings.Join(spans, "; "), c.Except)
 	}
 	recOK, recWhy := judgeRecovery(&res, overlap, after, w, recovery)
 	res.DuringHeld, res.RecoveryHeld = duringOK, recOK
@@ -211,6 +214,12 @@ func timeDown(during []Sample, outs []outage, w Window) time.Duration {
 			spans = append(spans, outage{from: from, to: to})
 		}
 	}
+	return union(spans)
+}
+
+// union is the time the spans cover, overlaps counted once.
+func union(spans []outage) time.Duration {
+	spans = slices.Clone(spans)
 	slices.SortFunc(spans, func(a, b outage) int { return a.from.Compare(b.from) })
 	var total time.Duration
 	var end time.Time
@@ -224,6 +233,16 @@ func timeDown(during []Sample, outs []outage, w Window) time.Duration {
 		}
 	}
 	return total
+}
+
+// flightTime is the union of the samples' flights inside the window.
+func flightTime(ss []Sample, w Window) time.Duration {
+	var spans []outage
+	for _, s := range ss {
+		from, to := clip(s.Sent(), s.At, w)
+		spans = append(spans, outage{from: from, to: to})
+	}
+	return union(spans)
 }
 
 // longestGap is the longest stretch of the fault window with no request of
@@ -247,10 +266,13 @@ func longestGap(overlap []Sample, w Window) (time.Duration, time.Time) {
 	return gap, at
 }
 
-// excusedBy is the span of excused in which a request of s was in flight.
+// excusedBy is the span of excused in which the request of s failed: its
+// answer (or its giving up) came inside an observed span. A request that
+// merely touched one (sent before it began, failing long after it ended)
+// is not excused: what failed it was not the move.
 func excusedBy(s Sample, excused []Interval) (Interval, bool) {
 	for _, iv := range excused {
-		if !s.Sent().After(iv.To) && !s.At.Before(iv.From) {
+		if !s.At.Before(iv.From) && !s.At.After(iv.To) {
 			return iv, true
 		}
 	}
@@ -264,7 +286,7 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 	// revert says nothing about the fault. An up cell's answer slower than
 	// the cell's budget is a failure for that long (a 29 s heal is not "up
 	// within 10 s").
-	var during []Sample
+	var during, excusedSamples []Sample
 	slow := 0
 	for _, s := range overlap {
 		if s.OK && !s.At.Before(w.Revert) {
@@ -278,6 +300,7 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 			// Not counted, but it was in flight: the gap check below still
 			// sees it as evidence that the probe was watching.
 			res.Excused++
+			excusedSamples = append(excusedSamples, s)
 			if !slices.Contains(res.ExcusedBy, iv) {
 				res.ExcusedBy = append(res.ExcusedBy, iv)
 			}
@@ -288,6 +311,7 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 		}
 		during = append(during, s)
 	}
+	res.ExcusedTime = flightTime(excusedSamples, w)
 	if len(during) == 0 {
 		res.Observed = "unobserved"
 		return false, "no sample was taken while the fault was in place"

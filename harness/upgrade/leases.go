@@ -29,8 +29,9 @@ type leaseSeen struct {
 // turns what it read into the spans in which each moved.
 type leaseWatch struct {
 	mu   sync.Mutex
-	seen map[string][]leaseSeen
-	quit chan struct{}
+	seen  map[string][]leaseSeen
+	every time.Duration
+	quit  chan struct{}
 	done chan struct{}
 }
 
@@ -38,7 +39,7 @@ type leaseWatch struct {
 // is restarting) are skipped: a move is seen from the lease's own times at
 // the next reading, not from when the harness looked.
 func watchLeases(ctx context.Context, kube kubernetes.Interface, every time.Duration) *leaseWatch {
-	lw := &leaseWatch{seen: map[string][]leaseSeen{}, quit: make(chan struct{}), done: make(chan struct{})}
+	lw := &leaseWatch{seen: map[string][]leaseSeen{}, every: every, quit: make(chan struct{}), done: make(chan struct{})}
 	read := func() {
 		for _, name := range LeaderLeases {
 			rctx, cancel := context.WithTimeout(ctx, every)
@@ -84,18 +85,28 @@ func (lw *leaseWatch) Stop(end time.Time) []matrix.Interval {
 	defer lw.mu.Unlock()
 	var out []matrix.Interval
 	for _, name := range LeaderLeases {
-		out = append(out, leaseMoves(name, lw.seen[name], end)...)
+		out = append(out, leaseMoves(name, lw.seen[name], end, lw.every)...)
 	}
 	return out
 }
 
+// retryPeriod is the leader election's retry period of kube-scheduler and
+// kube-controller-manager (2 s by default): a candidate tries to take a
+// lapsed lease this often, so a handover takes at most this long past the
+// old lease's expiry.
+const retryPeriod = 2 * time.Second
+
 // leaseMoves are the spans in which lease name had no leader, from its
 // readings: each time it was acquired anew, from the previous holder's last
-// renewal seen to the acquisition; and, if its last holder's lease had lapsed
-// by end, from that holder's last renewal to end. The times are the lease's
-// own, written by the holders: on the lab, every machine shares the host's
-// clock.
-func leaseMoves(name string, seen []leaseSeen, end time.Time) []matrix.Interval {
+// renewal read to the acquisition; and, if its last holder's lease had lapsed
+// by end, from that holder's last renewal to its expiry. Each span is
+// bounded by what the lease itself allows: no longer than its duration plus
+// the handover (the retry period and the reading interval), whatever the
+// readings missed: a span of reads that failed (the API restarting) does not
+// stretch it, and a lapsed lease excuses nothing past its duration. The
+// times are the lease's own, written by the holders: on the lab, every
+// machine shares the host's clock.
+func leaseMoves(name string, seen []leaseSeen, end time.Time, every time.Duration) []matrix.Interval {
 	var out []matrix.Interval
 	for i := 1; i < len(seen); i++ {
 		a, b := seen[i-1], seen[i]
@@ -110,13 +121,25 @@ func leaseMoves(name string, seen []leaseSeen, end time.Time) []matrix.Interval 
 		if to.Before(from) {
 			from = to
 		}
+		if longest := a.duration + retryPeriod + every; a.duration > 0 && to.Sub(from) > longest {
+			// The old holder's later renewals were not read: the lease
+			// cannot have been leaderless longer than its duration and the
+			// handover.
+			what += fmt.Sprintf(" (bounded by the lease's %s and the handover: its last renewal read was %s before the acquisition)",
+				a.duration, to.Sub(from).Round(time.Second))
+			from = to.Add(-longest)
+		}
 		out = append(out, matrix.Interval{From: from, To: to, What: what})
 	}
 	if n := len(seen); n > 0 {
 		last := seen[n-1]
 		if last.duration > 0 && last.renew.Add(last.duration).Before(end) {
-			out = append(out, matrix.Interval{From: last.renew, To: end,
-				What: fmt.Sprintf("%s's lease lapsed on %s with no new holder", name, machineOf(last.holder))})
+			to := last.renew.Add(last.duration + retryPeriod + every)
+			if to.After(end) {
+				to = end
+			}
+			out = append(out, matrix.Interval{From: last.renew, To: to,
+				What: fmt.Sprintf("%s's lease lapsed on %s with no new holder (excused for its %s and the handover, not after)", name, machineOf(last.holder), last.duration)})
 		}
 	}
 	return out

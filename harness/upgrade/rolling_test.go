@@ -90,7 +90,7 @@ func TestRollingSeesTheLeaseMoves(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	moved := t0.Add(40 * time.Second)
+	moved := t0.Add(12 * time.Second) // within the lease's 15 s: the span as read
 	w.onCmd = func(line string) {
 		if line != "server-1: kubeadm upgrade apply -y v1.34.4" {
 			return
@@ -122,11 +122,41 @@ func TestRollingSeesTheLeaseMoves(t *testing.T) {
 func TestLeaseLapsedAtTheEnd(t *testing.T) {
 	t0 := time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)
 	seen := []leaseSeen{{holder: "server-1_a", acquire: t0, renew: t0.Add(10 * time.Second), duration: 15 * time.Second}}
-	got := leaseMoves("kube-scheduler", seen, t0.Add(time.Minute))
-	if len(got) != 1 || !got[0].From.Equal(t0.Add(10*time.Second)) || !got[0].To.Equal(t0.Add(time.Minute)) || !strings.Contains(got[0].What, "lapsed on server-1") {
-		t.Errorf("got %+v", got)
+	got := leaseMoves("kube-scheduler", seen, t0.Add(time.Minute), time.Second)
+	// Issue 35, point 3: a lapsed lease excused everything to the end of
+	// the upgrade (240 failed heals over 20 minutes). It excuses its own
+	// duration and the handover (retry period, reading interval), no more.
+	if len(got) != 1 || !got[0].From.Equal(t0.Add(10*time.Second)) || !got[0].To.Equal(t0.Add(28*time.Second)) || !strings.Contains(got[0].What, "lapsed on server-1") {
+		t.Errorf("got %+v, want from +10s to +28s (renewal + 15 s + 2 s retry + 1 s reading)", got)
 	}
-	if got := leaseMoves("kube-scheduler", seen, t0.Add(20*time.Second)); len(got) != 0 {
+	if got := leaseMoves("kube-scheduler", seen, t0.Add(20*time.Second), time.Second); len(got) != 0 {
 		t.Errorf("a lease still valid at the end: %+v", got)
+	}
+}
+
+// Issue 35, point 3: failed reads (the API restarting) were skipped, so the
+// span started at the last renewal read, 5m25s before the acquisition in one
+// rehearsal. A move can last no longer than the lease's duration and the
+// handover, whatever the readings missed.
+func TestLeaseMoveBoundedByTheLeaseDuration(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
+	seen := []leaseSeen{
+		{holder: "server-1_a", acquire: t0, renew: t0.Add(10 * time.Second), duration: 15 * time.Second},
+		{holder: "server-2_b", acquire: t0.Add(5*time.Minute + 35*time.Second), renew: t0.Add(5*time.Minute + 35*time.Second), duration: 15 * time.Second},
+	}
+	got := leaseMoves("kube-controller-manager", seen, t0.Add(5*time.Minute+40*time.Second), time.Second)
+	if len(got) != 1 {
+		t.Fatalf("got %+v", got)
+	}
+	if d := got[0].To.Sub(got[0].From); d != 18*time.Second {
+		t.Errorf("span %s (%+v), want 18s: the lease's 15 s, the 2 s retry and the 1 s reading", d, got[0])
+	}
+	if !strings.Contains(got[0].What, "bounded by the lease's 15s") {
+		t.Errorf("what = %q", got[0].What)
+	}
+	// A move seen in time is as long as it was.
+	seen[1].acquire, seen[1].renew = t0.Add(27*time.Second), t0.Add(27*time.Second)
+	if got := leaseMoves("kube-controller-manager", seen, t0.Add(30*time.Second), time.Second); len(got) != 1 || got[0].To.Sub(got[0].From) != 17*time.Second {
+		t.Errorf("a 17 s move: %+v", got)
 	}
 }
