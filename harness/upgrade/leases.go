@@ -28,11 +28,11 @@ type leaseSeen struct {
 // leaseWatch reads the leader leases every interval until stopped, and
 // turns what it read into the spans in which each moved.
 type leaseWatch struct {
-	mu   sync.Mutex
+	mu    sync.Mutex
 	seen  map[string][]leaseSeen
 	every time.Duration
 	quit  chan struct{}
-	done chan struct{}
+	done  chan struct{}
 }
 
 // watchLeases starts reading kube's leader leases. Reads that fail (the API
