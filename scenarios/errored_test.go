@@ -39,7 +39,7 @@ func quickRow() *matrix.Row {
 		cells[p] = matrix.Cell{During: matrix.Any}
 	}
 	return &matrix.Row{Fault: "nfs-lost", Source: "test", Cells: cells,
-		Settle: d(200 * time.Millisecond), Observe: d(300 * time.Millisecond), Recovery: d(time.Second)}
+		Settle: d(200 * time.Millisecond), Observe: d(300 * time.Millisecond), Recovery: d(time.Second), RecoverySettle: d(300 * time.Millisecond)}
 }
 
 func quickInput(t *testing.T, f *brokenFault) scenarios.ScenarioInput {

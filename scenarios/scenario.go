@@ -172,6 +172,22 @@ func (in *ScenarioInput) validate() error {
 	return nil
 }
 
+// samplingLimit is the longest a drill samples: the steady state, the
+// fault and its course, the recovery and its settle window, twice the
+// recovery budget for the steady state's own wait.
+func (in *ScenarioInput) samplingLimit() time.Duration {
+	r := in.Row
+	return 2*r.Recovery.Duration + r.Settle.Duration + r.Observe.Duration + in.Course + recoverySettle(r)
+}
+
+// recoverySettle is how long every probe must stay green after the revert.
+func recoverySettle(r *matrix.Row) time.Duration {
+	if r.RecoverySettle.Duration > 0 {
+		return r.RecoverySettle.Duration
+	}
+	return matrix.DefaultRecoverySettle
+}
+
 func (in *ScenarioInput) probeNames() []string {
 	var out []string
 	for _, p := range in.Probes {
@@ -220,8 +236,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	sampler := probe.NewSampler(in.Probes, probe.WithInterval(in.Interval), probe.WithTimeout(in.Timeout),
 		probe.WithSamplerLogger(log),
 		// Bounded: the longest this drill may take, and a count to match.
-		probe.WithLimits(2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration+in.Course,
-			int((2*row.Recovery.Duration+row.Settle.Duration+row.Observe.Duration+in.Course)/in.Interval)+10))
+		probe.WithLimits(in.samplingLimit(), int(in.samplingLimit()/in.Interval)+10))
 	stop := sampler.Start(ctx)
 	stopped := false
 	defer func() {
@@ -374,9 +389,11 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	}
 	log.Info("fault reverted; waiting for recovery", "budget", row.Recovery.Duration)
 	in.phase("recovering")
-	// Recovery: until every probe is green (a short settle of its own), or the
-	// budget ends; the evaluation says which probe did not make it.
-	_, _ = waitGreen(ctx, sampler, in.probeNames(), 2*in.Interval+in.Timeout, row.Recovery.Duration, w.Revert)
+	// Recovery: until every probe has been green for the settle window with
+	// several answers, or the budget and the window end; the evaluation says
+	// which probe did not make it, or did not stay.
+	settle := recoverySettle(row)
+	_, _ = waitGreen(ctx, sampler, in.probeNames(), settle, row.Recovery.Duration+settle, w.Revert)
 	w.End = time.Now()
 	out.Timelines = stop()
 	stopped = true

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/poll"
 	"rackdrill.dev/rackdrill/harness/probe"
 	"rackdrill.dev/rackdrill/harness/rackstate"
@@ -28,7 +29,11 @@ func waitGreen(ctx context.Context, s *probe.Sampler, probes []string, settle, l
 	err := poll.Until(ctx, 100*time.Millisecond, limit, func() (bool, error) {
 		tl = s.Snapshot()
 		since = tl.GreenSince(probes)
-		return !since.IsZero() && time.Since(since) >= settle && sampledAfter(tl, probes, after), nil
+		if !since.IsZero() && since.Before(after) {
+			since = after // the settle window after the revert counts from it
+		}
+		return !since.IsZero() && time.Since(since) >= settle && sampledAfter(tl, probes, after) &&
+			(settle == 0 || answeredSince(tl, probes, since, matrix.MinSettleSamples)), nil
 	})
 	if errors.Is(err, poll.ErrLimit) {
 		return time.Time{}, fmt.Errorf("not every probe green for %s within %s: %s", settle, limit, failing(tl, probes))
@@ -86,6 +91,23 @@ func watchLive(ctx context.Context, s *probe.Sampler, live func(map[string]bool)
 }
 
 // sampledAfter reports whether every probe's last check began after t.
+// answeredSince reports whether every probe answered at least n times
+// since t: a settle window of one slow probe's single answer proves little.
+func answeredSince(tl probe.Timelines, probes []string, t time.Time, n int) bool {
+	for _, p := range probes {
+		count := 0
+		for _, r := range tl[p] {
+			if !r.At.Before(t) {
+				count++
+			}
+		}
+		if count < n {
+			return false
+		}
+	}
+	return true
+}
+
 func sampledAfter(tl probe.Timelines, probes []string, t time.Time) bool {
 	for _, p := range probes {
 		rs := tl[p]

@@ -111,12 +111,21 @@ type CellResult struct {
 // request in flight and still count as watched (its sampling interval and
 // some slack). Samples need not be sorted by the caller but must be of one
 // probe.
+//
+// The recovery counts only once the probe stayed green for settle with at
+// least MinSettleSamples answers (DefaultRecoverySettle when settle is 0).
 func Evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery, maxGap time.Duration) CellResult {
-	return evaluate(fault, probe, c, samples, w, recovery, maxGap, nil)
+	return evaluate(fault, probe, c, samples, w, recovery, 0, maxGap, nil)
 }
 
-// evaluate is Evaluate with the spans the cell's exception excuses.
-func evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery, maxGap time.Duration, excused []Interval) CellResult {
+// EvaluateSettled is Evaluate with the recovery's settle window.
+func EvaluateSettled(fault, probe string, c Cell, samples []Sample, w Window, recovery, settle, maxGap time.Duration) CellResult {
+	return evaluate(fault, probe, c, samples, w, recovery, settle, maxGap, nil)
+}
+
+// evaluate is Evaluate with the settle window and the spans the cell's
+// exception excuses.
+func evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery, settle, maxGap time.Duration, excused []Interval) CellResult {
 	res := CellResult{Fault: fault, Probe: probe, Promise: c}
 	samples = slices.Clone(samples)
 	slices.SortStableFunc(samples, func(a, b Sample) int { return a.At.Compare(b.At) })
@@ -141,7 +150,10 @@ func evaluate(fault, probe string, c Cell, samples []Sample, w Window, recovery,
 		why += fmt.Sprintf(" (not counted: %d failed requests, %s in flight, that failed while %s, the cell's exception %q)",
 			res.Excused, res.ExcusedTime.Round(100*time.Millisecond), strings.Join(spans, "; "), c.Except)
 	}
-	recOK, recWhy := judgeRecovery(&res, overlap, after, w, recovery)
+	if settle <= 0 {
+		settle = DefaultRecoverySettle
+	}
+	recOK, recWhy := judgeRecovery(&res, overlap, after, w, recovery, settle)
 	res.DuringHeld, res.RecoveryHeld = duringOK, recOK
 	switch {
 	case duringOK && recOK:
@@ -453,8 +465,9 @@ func firstErr(ss []Sample) string {
 
 // judgeRecovery judges the requests sent after the revert: the last must
 // have succeeded, and the probe up for good within the budget, counted from
-// the revert to the first answer after the last failure.
-func judgeRecovery(res *CellResult, overlap, after []Sample, w Window, budget time.Duration) (bool, string) {
+// the revert to the first answer after the last failure; for good means
+// green from there for the settle window, with MinSettleSamples answers.
+func judgeRecovery(res *CellResult, overlap, after []Sample, w Window, budget, settle time.Duration) (bool, string) {
 	if len(after) == 0 {
 		return false, "no sample was taken after the revert"
 	}
@@ -470,6 +483,21 @@ func judgeRecovery(res *CellResult, overlap, after []Sample, w Window, budget ti
 			lastFail = i
 			break
 		}
+	}
+	// Green for good: from the first answer after the last failure (or the
+	// revert) to the end of sampling, the settle window with several
+	// answers; a path that failed again inside it started its window anew.
+	greenFrom := w.Revert
+	if lastFail >= 0 {
+		greenFrom = after[lastFail+1].At
+	}
+	if green, n := w.End.Sub(greenFrom), len(after)-lastFail-1; green < settle || n < MinSettleSamples {
+		verb := "green"
+		if lastFail >= 0 {
+			verb = fmt.Sprintf("failed again %s after the revert, then green", after[lastFail].At.Sub(w.Revert).Round(100*time.Millisecond))
+		}
+		return false, fmt.Sprintf("not recovered for good: %s for only %s (%d answers) when sampling stopped, short of the %s settle window with %d answers",
+			verb, green.Round(100*time.Millisecond), n, settle, MinSettleSamples)
 	}
 	switch {
 	case lastFail >= 0:

@@ -79,6 +79,9 @@ type Row struct {
 	Observe metav1.Duration `json:"observe,omitempty"`
 	// Recovery is how long every probe may take to be up again after the revert.
 	Recovery metav1.Duration `json:"recovery,omitempty"`
+	// RecoverySettle is how long every probe must stay green, with at least
+	// MinSettleSamples answers, for its recovery to count as for good.
+	RecoverySettle metav1.Duration `json:"recoverySettle,omitempty"`
 }
 
 // Defaults fill what a row or cell leaves out: cluster-api's "default" wait
@@ -91,6 +94,10 @@ type Defaults struct {
 	UpWithin metav1.Duration `json:"upWithin"`
 	// DownWithin is how soon a down cell must go down by default.
 	DownWithin metav1.Duration `json:"downWithin"`
+	// RecoverySettle is how long every probe must stay green after the
+	// revert for its recovery to count (DefaultRecoverySettle when unset):
+	// a path that fails again inside it has not recovered.
+	RecoverySettle metav1.Duration `json:"recoverySettle,omitempty"`
 	// UpDowntime is the total time an up cell's requests may spend failing
 	// while the fault is in place, by default: a share of the row's
 	// observation window ("15%") or a duration ("10s"). It is never raised
@@ -230,6 +237,8 @@ func (m *Matrix) applyDefaults() {
 		fill(&r.Settle, m.Defaults.Settle)
 		fill(&r.Observe, m.Defaults.Observe)
 		fill(&r.Recovery, m.Defaults.Recovery)
+		fill(&m.Defaults.RecoverySettle, metav1.Duration{Duration: DefaultRecoverySettle})
+		fill(&r.RecoverySettle, m.Defaults.RecoverySettle)
 		for p, c := range r.Cells {
 			switch c.During {
 			case Up:
@@ -242,6 +251,15 @@ func (m *Matrix) applyDefaults() {
 		}
 	}
 }
+
+// DefaultRecoverySettle is the settle window after the revert when the
+// matrix states none: long enough for several answers of every probe (the
+// heal probe answers every few seconds), short beside a recovery budget.
+const DefaultRecoverySettle = 15 * time.Second
+
+// MinSettleSamples is how many answers of a probe the recovery's settle
+// window must hold: one good answer is no proof that a path stays up.
+const MinSettleSamples = 3
 
 func fill(d *metav1.Duration, def metav1.Duration) {
 	if d.Duration == 0 {

@@ -288,3 +288,42 @@ deviations:
 		t.Errorf("unknown condition: %v", err)
 	}
 }
+
+// Point 6: recovery "for good" was about 2.5 s of green (2*interval+timeout;
+// heal: one good sample): a path that failed again seconds later was not
+// seen. It now takes the settle window, with several answers.
+func TestRecoveryForGoodNeedsTheSettleWindow(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	c := matrix.Cell{During: matrix.Up, Within: metaDur(5 * time.Second), Downtime: metaDur(9 * time.Second)}
+	// Up through the fault; after the revert at +60 s down 3 s, up 3 s, down
+	// again, and sampling ends 2.5 s after the last failure.
+	var ss []matrix.Sample
+	for at := -5 * time.Second; at < 70500*time.Millisecond; at += 250 * time.Millisecond {
+		down := (at >= 60*time.Second && at < 63*time.Second) || (at >= 66*time.Second && at < 68*time.Second)
+		ss = append(ss, matrix.Sample{At: t0.Add(at), OK: !down, Took: 20 * time.Millisecond})
+	}
+	w := matrix.Window{Inject: t0, Revert: t0.Add(60 * time.Second), End: t0.Add(70500 * time.Millisecond)}
+	got := matrix.EvaluateSettled("f", "lan", c, ss, w, time.Minute, 15*time.Second, 3*time.Second)
+	if got.Verdict != matrix.Broken || got.RecoveryHeld || !strings.Contains(got.Why, "not recovered for good") || !strings.Contains(got.Why, "failed again") {
+		t.Errorf("failing again 6 s after the revert, 2.5 s green at the end: %s: %s", got.Verdict, got.Why)
+	}
+	// The same, sampled on for the settle window: recovered at the last
+	// failure's end, within the budget.
+	for at := 70500 * time.Millisecond; at < 90*time.Second; at += 250 * time.Millisecond {
+		ss = append(ss, matrix.Sample{At: t0.Add(at), OK: true, Took: 20 * time.Millisecond})
+	}
+	w.End = t0.Add(90 * time.Second)
+	if got := matrix.EvaluateSettled("f", "lan", c, ss, w, time.Minute, 15*time.Second, 3*time.Second); got.Verdict != matrix.Held || got.TimeToRecovery == nil || *got.TimeToRecovery < 8*time.Second {
+		t.Errorf("green 22 s after the last failure: %s (recovery %v): %s", got.Verdict, matrix.Since(got.TimeToRecovery), got.Why)
+	}
+	// One good heal after the revert is not a recovery.
+	heal := []matrix.Sample{
+		{At: t0.Add(-3 * time.Second), OK: true, Took: 2 * time.Second},
+		{At: t0.Add(30 * time.Second), OK: true, Took: 2 * time.Second},
+		{At: t0.Add(62 * time.Second), OK: true, Took: 2 * time.Second},
+	}
+	w.End = t0.Add(80 * time.Second)
+	if got := matrix.EvaluateSettled("f", "heal", matrix.Cell{During: matrix.Any}, heal, w, time.Minute, 15*time.Second, time.Minute); got.RecoveryHeld {
+		t.Errorf("one heal after the revert: recovery held: %s", got.Why)
+	}
+}
