@@ -23,6 +23,7 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"durp":    durp,
 	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"promise": promise,
+	"judged":  judged,
 	"arrow": func(e matrix.Expect) string {
 		switch e {
 		case matrix.Up:
@@ -130,4 +131,15 @@ func WriteHTML(w io.Writer, r *runrecord.Run, o Options) error {
 		v.Rows = append(v.Rows, rv)
 	}
 	return page.Execute(w, v)
+}
+
+// judged reports whether any of a row's cells was judged: a drill that
+// errored after the fault window (its revert failed) still has verdicts.
+func judged(rr matrix.RowResult) bool {
+	for _, c := range rr.Cells {
+		if c.Verdict != matrix.Errored {
+			return true
+		}
+	}
+	return false
 }

@@ -85,7 +85,7 @@ func interruptedSuite(t *testing.T, done string) {
 		t.Fatal(err)
 	}
 	ginkgo.Describe("a drill", func() {
-		scenarios.ScenarioSpec(context.Background(), func() scenarios.ScenarioInput {
+		scenarios.ScenarioSpec(context.Background(), quickRow(), 0, func() scenarios.ScenarioInput {
 			in := quickInput(t, nil)
 			in.Guard = fault.NewGuard(l)
 			in.Row.Observe = d(time.Minute)

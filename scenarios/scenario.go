@@ -223,8 +223,9 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 			out.RevertError = out.RevertErr.Error()
 		}
 		row := in.Row
-		if out.Result.Fault == "" {
-			out.Result = matrix.RowResult{Fault: row.Fault, Source: row.Source, Recovery: row.Recovery.Duration}
+		if len(out.Result.Cells) == 0 {
+			// Errored before its cells were judged: each says so.
+			out.Result = matrix.ErroredRow(row, out.Error)
 		}
 		out.Result.Verdict = matrix.Errored
 	}()

@@ -47,9 +47,21 @@ type RevertLimiter interface {
 // seconds.
 const DefaultRevertTimeout = 5 * time.Minute
 
-// LongestRevert is the longest any built-in fault's revert may take: a Ctrl-C
-// during a drill waits this long for the revert to finish.
+// LongestRevert is the longest any built-in fault's revert may take, the
+// power drill's without its battery budget: see RevertLimitFor, which a
+// drill's interrupt grace is computed from.
 func LongestRevert() time.Duration { return max(DefaultRevertTimeout, upsRevertLimit) }
+
+// RevertLimitFor is the longest the revert of the matrix row fault may take
+// on a rack whose UPS battery lasts battery: the power drill's own limit
+// (every machine powered on, the battery budget, the halt margin), or the
+// guard's default for every other row.
+func RevertLimitFor(fault string, battery time.Duration) time.Duration {
+	if fault == "ups-power-loss" {
+		return max(DefaultRevertTimeout, upsRevertLimit+battery+upsHaltMargin)
+	}
+	return DefaultRevertTimeout
+}
 
 // Env is what rebuilding a fault from the ledger may use.
 type Env struct {

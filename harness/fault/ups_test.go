@@ -212,3 +212,17 @@ func TestUPSCommandsShutdownUnderwayIsTheScriptRunning(t *testing.T) {
 		t.Errorf("the plan's injection steps %+v do not say the UPS is driven by its own commands", in)
 	}
 }
+
+// The interrupt grace of a drill is computed from RevertLimitFor (issue 35,
+// point 9): it must be the power drill's own limit, battery budget included.
+func TestRevertLimitForIsThePowerDrills(t *testing.T) {
+	for _, battery := range []time.Duration{0, 5 * time.Minute, 30 * time.Minute} {
+		f := NewUPSPowerLoss("ups-power-loss", &upsMaster{}, "rackups", nil, battery)
+		if got, want := RevertLimitFor("ups-power-loss", battery), f.RevertLimit(); got < want {
+			t.Errorf("battery %s: RevertLimitFor %s, the drill's own limit %s", battery, got, want)
+		}
+	}
+	if got := RevertLimitFor("nfs-lost", time.Hour); got != DefaultRevertTimeout {
+		t.Errorf("nfs-lost: %s, want the guard's default %s", got, DefaultRevertTimeout)
+	}
+}

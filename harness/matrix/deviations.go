@@ -479,6 +479,17 @@ func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, j Judging) R
 	return rr
 }
 
+// ErroredRow is the result of a drill that failed before its cells could be
+// judged: verdict error, and every cell says it was not judged, and why.
+func ErroredRow(row *Row, why string) RowResult {
+	rr := RowResult{Fault: row.Fault, Source: row.Source, Verdict: Errored, Recovery: row.Recovery.Duration}
+	for _, p := range Probes {
+		rr.Cells = append(rr.Cells, CellResult{Fault: row.Fault, Probe: p, Promise: row.Cells[p], Verdict: Errored,
+			Observed: "unobserved", Why: "not judged: " + why})
+	}
+	return rr
+}
+
 // NotApplicableRow is the result for a row whose fault does not exist in this
 // environment (keepalived in k3d): reported, never counted as held.
 func NotApplicableRow(row *Row, why string) RowResult {

@@ -28,7 +28,7 @@ func specs() {
 			// runs the rows in the matrix's order.
 			at := types.CodeLocation{FileName: env.MatrixFile, LineNumber: i + 1}
 			Describe(row.Fault+": "+row.Title, at, Serial, Label(row.Labels...), func() {
-				scenarios.ScenarioSpec(context.Background(), func() scenarios.ScenarioInput {
+				scenarios.ScenarioSpec(context.Background(), &row, env.BatteryBudget(), func() scenarios.ScenarioInput {
 					in, err := env.DrillInput(&row)
 					Expect(err).NotTo(HaveOccurred())
 					return in

@@ -142,6 +142,15 @@ func (e *Env) RehearsalInput(row *matrix.Row, build func(ctx context.Context) (f
 	return in, nil
 }
 
+// BatteryBudget is the rack's UPS battery budget (0 without a UPS): the
+// power drill's revert, and so its interrupt grace, includes it.
+func (e *Env) BatteryBudget() time.Duration {
+	if e.Rack == nil || e.Rack.Spec.UPS == nil {
+		return 0
+	}
+	return e.Rack.Spec.UPS.BatteryBudget.Duration
+}
+
 // drillBase is what every drill of this run has: its row, the deviations,
 // the sampler's settings and the guard journaling into the run's ledger.
 func (e *Env) drillBase(row *matrix.Row) scenarios.ScenarioInput {

@@ -50,7 +50,7 @@ func specs() {
 			panic(err) // built in and tested: scenarios.TestRehearsalRow
 		}
 		Describe(row.Fault+": "+row.Title, func() {
-			scenarios.ScenarioSpec(context.Background(), func() scenarios.ScenarioInput {
+			scenarios.ScenarioSpec(context.Background(), row, env.BatteryBudget(), func() scenarios.ScenarioInput {
 				Expect(env.UpgradeTo).NotTo(BeEmpty(), "the rehearsal needs the target release (--to)")
 				if failed := env.FailedSpecs(); len(failed) > 0 {
 					Skip(NotRehearsed(failed))
