@@ -63,42 +63,64 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
 
 // WriteJUnit writes the run as JUnit XML: a testsuite per drill with a
 // testcase per matrix cell and per drill check, then a testsuite of the
-// conformance and pre-upgrade checks. A broken cell is a failure whose
-// message says promise, observation and timing; a declared deviation passes
-// and says so in system-out; a cell that does not apply is skipped.
+// conformance and pre-upgrade checks.
+//
+// Names are stable from run to run, so that CI history follows each test:
+// a cell is <fault>/<probe>, a drill check <fault>/<check id>, whatever the
+// budgets; the promise, the budget and the verdict of each cell are the
+// suite's properties (<probe>.promise, <probe>.budget, <probe>.verdict), as
+// Jenkins's schema has no properties on a testcase. A broken cell is a
+// failure whose message is its verdict's reason; a declared deviation is
+// skipped with the message "known deviation: <reason>", the convention of
+// pytest's expected failures (xfail), which Jenkins, GitLab and GitHub's
+// test reporters show as skipped, never as passed; a cell that does not
+// apply is skipped too. Each cell's time is the span it judged, from the
+// injection to its recovery (or the end of sampling), and each check's its
+// own duration.
 func WriteJUnit(w io.Writer, r *runrecord.Run) error {
 	all := junitSuites{Name: "rackdrill " + r.Suite + " on " + r.Rack, Time: seconds(r.Finished.Sub(r.Started))}
 	for _, d := range r.Drills {
 		res := d.Result
 		s := junitSuite{Name: "chaos." + res.Fault, Timestamp: res.Window.Inject.UTC().Format("2006-01-02T15:04:05"),
-			Time: seconds(res.Window.End.Sub(d.SteadyAt)),
+			Time: seconds(max(0, res.Window.End.Sub(d.SteadyAt))),
 			Properties: []junitProperty{{"source", res.Source}, {"verdict", string(res.Verdict)},
 				{"rack", r.Rack}, {"provider", r.Provider}}}
 		if s.Timestamp == "0001-01-01T00:00:00" {
 			s.Timestamp = r.Started.UTC().Format("2006-01-02T15:04:05")
+		}
+		if d.SteadyAt.IsZero() {
+			s.Time = "0.000"
 		}
 		if d.Error != "" || res.Verdict == matrix.Errored {
 			text := d.Error
 			if d.RevertError != "" {
 				text += "\nrevert: " + d.RevertError
 			}
-			s.add(junitCase{Name: res.Fault + ": the drill runs to its end", Classname: "chaos." + res.Fault, Time: "0.000",
+			s.add(junitCase{Name: res.Fault + "/drill", Classname: "chaos." + res.Fault, Time: "0.000",
 				Error: &junitFailure{Type: "error", Message: "the drill did not run to its end: " + firstLine(d.Error), Text: text}})
 		}
 		for _, c := range res.Cells {
-			tc := junitCase{Name: fmt.Sprintf("%s/%s: promised %s", res.Fault, c.Probe, promise(c.Promise)),
-				Classname: "chaos." + res.Fault, Time: seconds(res.Window.End.Sub(res.Window.Inject)), SystemOut: cellText(c)}
+			s.Properties = append(s.Properties, junitProperty{c.Probe + ".promise", string(c.Promise.During)},
+				junitProperty{c.Probe + ".budget", budget(c.Promise)}, junitProperty{c.Probe + ".verdict", string(c.Verdict)})
+			tc := junitCase{Name: res.Fault + "/" + c.Probe, Classname: "chaos." + res.Fault, Time: seconds(judgedSpan(res, c)), SystemOut: cellText(c)}
 			switch c.Verdict {
 			case matrix.Broken:
-				tc.Failure = &junitFailure{Type: "broken", Message: fmt.Sprintf("%s promised %s, observed %s: %s",
-					c.Probe, promise(c.Promise), c.Observed, c.Why), Text: cellText(c)}
+				tc.Failure = &junitFailure{Type: "broken", Message: c.Why, Text: cellText(c)}
+			case matrix.Errored:
+				tc.Error = &junitFailure{Type: "error", Message: c.Why, Text: cellText(c)}
+			case matrix.KnownDeviation:
+				tc.Skipped = &junitSkipped{Message: "known deviation: " + c.Reason}
 			case matrix.NotApplicable:
-				tc.Skipped = &junitSkipped{Message: c.Why}
+				tc.Skipped = &junitSkipped{Message: "not applicable: " + c.Why}
 			}
 			s.add(tc)
 		}
 		for _, c := range d.Checks {
-			tc := junitCase{Name: res.Fault + ": " + c.Name, Classname: "chaos." + res.Fault, Time: "0.000", SystemOut: c.Detail}
+			id := c.ID
+			if id == "" {
+				id = c.Name // a record written before checks had ids
+			}
+			tc := junitCase{Name: res.Fault + "/" + id, Classname: "chaos." + res.Fault, Time: seconds(c.Took), SystemOut: c.Name + ": " + c.Detail}
 			if !c.OK {
 				tc.Failure = &junitFailure{Type: "check", Message: c.Name + ": " + c.Detail, Text: c.Detail}
 			}
@@ -130,6 +152,32 @@ func WriteJUnit(w io.Writer, r *runrecord.Run) error {
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// judgedSpan is the span a cell judged: from the injection to its recovery
+// for good, or to the end of sampling when it did not recover.
+func judgedSpan(res matrix.RowResult, c matrix.CellResult) time.Duration {
+	w := res.Window
+	if w.Inject.IsZero() {
+		return 0
+	}
+	if c.TimeToRecovery != nil && c.Recovered {
+		return w.Revert.Sub(w.Inject) + *c.TimeToRecovery
+	}
+	return max(0, w.End.Sub(w.Inject))
+}
+
+// budget is a cell's budget in words, without its expectation.
+func budget(c matrix.Cell) string {
+	switch {
+	case c.During == matrix.Up && c.Within.Duration > 0 && c.Downtime.Duration > 0:
+		return fmt.Sprintf("blips up to %s, at most %s down in all", c.Within.Duration, c.Downtime.Duration)
+	case c.During == matrix.Up && c.Within.Duration > 0:
+		return fmt.Sprintf("blips up to %s", c.Within.Duration)
+	case c.During == matrix.Down && c.Within.Duration > 0:
+		return fmt.Sprintf("down within %s", c.Within.Duration)
+	}
+	return "none"
 }
 
 func (s *junitSuite) add(tc junitCase) {

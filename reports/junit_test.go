@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/runrecord"
 )
@@ -63,34 +65,71 @@ func TestJUnitShape(t *testing.T) {
 	}
 }
 
-// TestJUnitBrokenCell: a broken cell is a failure saying promise, observation
-// and timing, and a deviation passes but says so.
+// TestJUnitBrokenCell: a broken cell is a failure whose message is its
+// verdict's reason alone, a deviation is skipped as a known deviation (the
+// xfail convention CI dashboards show), and (issue 35, point 10) names stay
+// the same when budgets change, the promise and budget are properties, each
+// cell's time is the span it judged and each check's its own.
 func TestJUnitBrokenCell(t *testing.T) {
-	tti, ttr := 120*time.Millisecond, 3400*time.Millisecond
-	r := &runrecord.Run{Rack: "lab", Suite: "chaos", Drills: []runrecord.Drill{{Result: matrix.RowResult{Fault: "lb-master-lost", Verdict: matrix.Broken,
-		Cells: []matrix.CellResult{
-			{Fault: "lb-master-lost", Probe: "api", Verdict: matrix.Broken, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
-				TimeToImpact: &tti, LongestOutage: time.Minute, TotalDown: 58 * time.Second, Failed: 29, Samples: 240, TimeToRecovery: &ttr,
-				Why: "down for 1m0s, over the 10s budget"},
-			{Fault: "lb-master-lost", Probe: "lan", Verdict: matrix.KnownDeviation, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
-				Reason: "kubelets reach the API through the VIP"},
-			{Fault: "lb-master-lost", Probe: "internet", Verdict: matrix.NotApplicable, Why: "the rack has no tunnel"},
-		}}}}}
-	var buf bytes.Buffer
-	if err := WriteJUnit(&buf, r); err != nil {
-		t.Fatal(err)
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	run := func(within time.Duration) string {
+		tti, ttr, ttrLan := 120*time.Millisecond, 3400*time.Millisecond, 20*time.Second
+		r := &runrecord.Run{Rack: "lab", Suite: "chaos", Started: t0, Finished: t0.Add(2 * time.Minute), Drills: []runrecord.Drill{{
+			SteadyAt: t0.Add(-20 * time.Second),
+			Result: matrix.RowResult{Fault: "lb-master-lost", Verdict: matrix.Broken,
+				Window: matrix.Window{Inject: t0, Revert: t0.Add(60 * time.Second), End: t0.Add(87 * time.Second)},
+				Cells: []matrix.CellResult{
+					{Fault: "lb-master-lost", Probe: "api", Verdict: matrix.Broken, Observed: "down", Promise: matrix.Cell{During: matrix.Up, Within: metav1.Duration{Duration: within}},
+						TimeToImpact: &tti, LongestOutage: time.Minute, TotalDown: 58 * time.Second, Failed: 29, Samples: 240, TimeToRecovery: &ttr, Recovered: true,
+						Why: "down for 1m0s, over the 10s budget"},
+					{Fault: "lb-master-lost", Probe: "lan", Verdict: matrix.KnownDeviation, Observed: "down", Promise: matrix.Cell{During: matrix.Up},
+						TimeToRecovery: &ttrLan, Recovered: true, Reason: "kubelets reach the API through the VIP"},
+					{Fault: "lb-master-lost", Probe: "internet", Verdict: matrix.NotApplicable, Why: "the rack has no tunnel"},
+				}},
+			Checks: []runrecord.DrillCheck{{ID: "effect", Name: "the fault took effect: the VIP moved", OK: true, Took: 2500 * time.Millisecond}},
+		}}}
+		var buf bytes.Buffer
+		if err := WriteJUnit(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		return buf.String()
 	}
-	out := buf.String()
+	out := run(10 * time.Second)
 	for _, want := range []string{
-		`<failure message="api promised up, observed down: down for 1m0s, over the 10s budget" type="broken">`,
+		`<testcase name="lb-master-lost/api" classname="chaos.lb-master-lost" time="63.400">`,
+		`<failure message="down for 1m0s, over the 10s budget" type="broken">`,
 		"time to impact 120ms; longest outage 1m0s; time failing 58s (29 of 240 samples); time to recovery 3.4s",
-		"declared deviation: kubelets reach the API through the VIP",
-		`<skipped message="the rack has no tunnel">`,
-		`failures="1"`,
+		`<testcase name="lb-master-lost/lan" classname="chaos.lb-master-lost" time="80.000">`,
+		`<skipped message="known deviation: kubelets reach the API through the VIP">`,
+		`<skipped message="not applicable: the rack has no tunnel">`,
+		`<property name="api.budget" value="blips up to 10s">`,
+		`<property name="api.promise" value="up">`,
+		`<property name="lan.verdict" value="deviation">`,
+		`<testcase name="lb-master-lost/effect" classname="chaos.lb-master-lost" time="2.500">`,
+		`<testsuite name="chaos.lb-master-lost" tests="4" failures="1" errors="0" skipped="2" time="107.000"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("junit lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "Expected") {
+		t.Errorf("a failure message carries a matcher's words:\n%s", out)
+	}
+	names := func(x string) []string {
+		var got junitSuites
+		if err := xml.Unmarshal([]byte(x), &got); err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, s := range got.Suites {
+			for _, c := range s.Cases {
+				n = append(n, c.Name)
+			}
+		}
+		return n
+	}
+	if a, b := names(out), names(run(30*time.Second)); strings.Join(a, ",") != strings.Join(b, ",") {
+		t.Errorf("test names change with the budget: %v, then %v", a, b)
 	}
 }
 
@@ -156,9 +195,20 @@ func TestErroredDrillIsFailedInEveryReport(t *testing.T) {
 	}
 	html := buf.String()
 	for _, want := range []string{`<span class="badge broken" id="verdict">broken</span>`, `<span class="badge error">error</span>`,
-		"iptables: permission denied", "docker start: no such container"} {
+		"iptables: permission denied", "docker start: no such container", "its promises were not judged"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+	// Issue 35, point 8: a drill whose revert failed was judged on its
+	// samples; the page said its promises were not.
+	r.Drills[0].Error = "revert fault nfs-lost: docker start: no such container"
+	r.Drills[0].Result.Cells = []matrix.CellResult{{Fault: "nfs-lost", Probe: "api", Verdict: matrix.Held, Why: "stayed up"}}
+	buf.Reset()
+	if err := WriteHTML(&buf, r, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if html := buf.String(); strings.Contains(html, "its promises were not judged") || !strings.Contains(html, "Its promises were judged on the samples taken") {
+		t.Errorf("a revert-failed drill with judged cells: the report says otherwise")
 	}
 }

@@ -352,7 +352,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		}
 		aerr := <-awaited
 		if awaiter != nil {
-			c := Check{Name: row.Fault + " runs its course", OK: aerr == nil}
+			c := Check{ID: "course", Name: row.Fault + " runs its course", OK: aerr == nil, Took: time.Since(marked.injectedAt)}
 			if aerr != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -404,7 +404,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	}
 	out.Result = matrix.EvaluateRow(row, out.Timelines.Samples(), w, judging)
 	if e := out.Effect; e != nil {
-		c := Check{Name: "the fault took effect: " + e.What, OK: e.Seen,
+		c := Check{ID: "effect", Name: "the fault took effect: " + e.What, OK: e.Seen, Took: e.After,
 			Detail: fmt.Sprintf("seen %s after the injection (budget %s)", e.After.Round(100*time.Millisecond), e.Within)}
 		if !e.Seen {
 			c.Detail = fmt.Sprintf("fault did not take effect: not seen within %s of the injection; seen instead: %s", e.Within, e.Detail)
@@ -413,7 +413,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		out.Checks = append([]Check{c}, out.Checks...)
 	}
 	for _, c := range out.Checks {
-		if c.Name == row.Fault+" runs its course" && !c.OK {
+		if c.ID == "course" && !c.OK {
 			// Its promises were not exercised to the end: what the probes
 			// saw of a fault that stopped partway is no verdict of held.
 			out.Result.Verdict = matrix.Broken
@@ -425,8 +425,9 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		if limit <= 0 {
 			limit = 2 * time.Minute
 		}
+		started := time.Now()
 		diff, serr := rackstate.WaitSame(ctx, before, limit, in.Snapshot)
-		c := Check{Name: "residue: the rack as it was before the fault", OK: len(diff) == 0 && serr == nil}
+		c := Check{ID: "residue", Name: "residue: the rack as it was before the fault", OK: len(diff) == 0 && serr == nil, Took: time.Since(started)}
 		if serr != nil {
 			diff = append(diff, "state of the rack: "+serr.Error())
 		}

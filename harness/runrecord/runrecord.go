@@ -77,9 +77,14 @@ type Sample struct {
 
 // DrillCheck is one of a drill's promises besides the matrix's cells.
 type DrillCheck struct {
+	// ID names the check the same way in every run (effect, course,
+	// residue): JUnit's test name, so that CI history follows it.
+	ID     string `json:"id,omitempty"`
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// Took is how long the check itself took.
+	Took time.Duration `json:"took,omitempty"`
 }
 
 // Effect is how a fault's effect check went.
