@@ -25,10 +25,16 @@ func (g green) Check(context.Context) probe.Result {
 }
 
 // brokenFault fails where it is told to.
-type brokenFault struct{ inject, revert error }
+type brokenFault struct {
+	inject, revert error
+	injected       bool
+}
 
-func (f *brokenFault) Name() string                 { return "nfs-lost" }
-func (f *brokenFault) Inject(context.Context) error { return f.inject }
+func (f *brokenFault) Name() string { return "nfs-lost" }
+func (f *brokenFault) Inject(context.Context) error {
+	f.injected = true
+	return f.inject
+}
 func (f *brokenFault) Revert(context.Context) error { return f.revert }
 func (f *brokenFault) Record() (string, any)        { return "test-broken", nil }
 func (f *brokenFault) String() string               { return "broken fault" }
@@ -128,6 +134,59 @@ func TestFaultThatDidNotTakeEffectIsBroken(t *testing.T) {
 	}
 	if out, err := scenarios.Run(context.Background(), in); err != nil || out.Failed() || !out.Effect.Seen || !out.Checks[0].OK {
 		t.Errorf("seen effect: err %v, failed %v, effect %+v", err, out.Failed(), out.Effect)
+	}
+}
+
+// Issue 35, point 5: an effect is read before, during and after. A target
+// that did not answer before the fault is no evidence: nothing is injected.
+// A fault found undone mid-window fails the drill, naming what came back
+// and when.
+func TestEffectBeforeAndThroughTheWindow(t *testing.T) {
+	defer func(d time.Duration) { fault.EffectRecheck = d }(fault.EffectRecheck)
+	fault.EffectRecheck = 50 * time.Millisecond
+	f := &brokenFault{}
+	in := quickInput(t, f)
+	in.Effect = func(fault.Recordable) (fault.Effect, error) {
+		return fault.Effect{What: "the NFS server refuses NFS", Within: 300 * time.Millisecond, Held: true,
+			Before: func(context.Context) error { return errors.New("dial tcp 10.9.9.9:2049: connect: no route to host") },
+			Check:  func(context.Context) error { return nil }}, nil
+	}
+	out, err := scenarios.Run(context.Background(), in)
+	if !errors.Is(err, scenarios.ErrNotSteady) || !strings.Contains(err.Error(), "would prove nothing") || f.injected {
+		t.Errorf("a target that never answered: err %v, injected %v", err, f.injected)
+	}
+	if out.Result.Verdict != matrix.Errored {
+		t.Errorf("verdict %s, want error", out.Result.Verdict)
+	}
+	// Seen, then undone 150 ms into a 300 ms window.
+	in = quickInput(t, &brokenFault{})
+	var injected time.Time
+	in.Effect = func(fault.Recordable) (fault.Effect, error) {
+		injected = time.Now()
+		return fault.Effect{What: "no MetalLB pod runs", Within: 300 * time.Millisecond, Held: true,
+			Before: func(context.Context) error { return nil },
+			Check: func(context.Context) error {
+				if time.Since(injected) > 150*time.Millisecond {
+					return errors.New("still running: controller-7d9f")
+				}
+				return nil
+			}}, nil
+	}
+	out, err = scenarios.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Result.Verdict != matrix.Broken || !out.Failed() {
+		t.Errorf("a fault undone mid-window: verdict %s", out.Result.Verdict)
+	}
+	var held *scenarios.Check
+	for i := range out.Checks {
+		if out.Checks[i].ID == "held" {
+			held = &out.Checks[i]
+		}
+	}
+	if held == nil || held.OK || !strings.Contains(held.Detail, "controller-7d9f") || !strings.Contains(held.Detail, "after the injection") {
+		t.Errorf("the held check: %+v", out.Checks)
 	}
 }
 

@@ -293,12 +293,18 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		}
 	}
 	var effect *fault.Effect
+	var effectBefore string
 	if in.Effect != nil {
 		e, err := in.Effect(f)
 		if err != nil {
 			return out, fmt.Errorf("effect of fault %s: %w", row.Fault, err)
 		}
 		effect = &e
+		// The target must answer before the fault, or its silence after
+		// proves nothing: nothing is injected.
+		if effectBefore, err = e.BeforeFault(ctx); err != nil {
+			return out, fmt.Errorf("%w before %s: %v", ErrNotSteady, row.Fault, err)
+		}
 	}
 	settings := matrix.Settings{NodeGrace: in.NodeGrace}
 	if in.Conditions != nil {
@@ -322,9 +328,11 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		log.Info("fault in place; observing", "observe", row.Observe.Duration)
 		in.phase("fault in place")
 		effected := make(chan fault.EffectResult, 1)
+		stopWatch := make(chan struct{})
 		if effect != nil {
 			go func() {
-				r := effect.Wait(ctx, marked.injectedAt)
+				r := effect.Watch(ctx, marked.injectedAt, stopWatch)
+				r.Before = effectBefore
 				if r.Seen {
 					log.Info("the fault took effect", "effect", r.What, "after", r.After.Round(100*time.Millisecond))
 				} else {
@@ -346,7 +354,9 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		}
 		if effect != nil {
 			// Within the fault window: a budget longer than the observation
-			// holds the fault until it ends.
+			// holds the fault until it ends; a held effect is looked at
+			// until now, the revert.
+			close(stopWatch)
 			r := <-effected
 			out.Effect = &r
 		}
@@ -410,7 +420,18 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 			c.Detail = fmt.Sprintf("fault did not take effect: not seen within %s of the injection; seen instead: %s", e.Within, e.Detail)
 			out.Result.Verdict = matrix.Broken
 		}
-		out.Checks = append([]Check{c}, out.Checks...)
+		checks := []Check{c}
+		if e.Seen && len(e.Looks) > 0 || e.Undone != "" {
+			held := Check{ID: "held", Name: "the fault stayed in place until the revert", OK: e.Undone == "",
+				Detail: fmt.Sprintf("checked %d times, every %s, until the revert", len(e.Looks), fault.EffectRecheck)}
+			if e.Undone != "" {
+				held.Detail = fmt.Sprintf("undone %s after the injection, while it was meant to be in place: %s; the cells were judged against a fault that was gone",
+					e.UndoneAfter.Round(100*time.Millisecond), e.Undone)
+				out.Result.Verdict = matrix.Broken
+			}
+			checks = append(checks, held)
+		}
+		out.Checks = append(checks, out.Checks...)
 	}
 	for _, c := range out.Checks {
 		if c.ID == "course" && !c.OK {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,13 @@ import (
 // MetalLB pods go. A fault whose effect is not seen did not take effect: its
 // drill is broken whatever the probes said (a deviation never excuses it),
 // since cells judged against a fault that did nothing prove nothing.
+//
+// An effect is read three times: before the fault (Before: the target
+// answers, else "no answer" afterwards would prove nothing: a wrong address
+// or a harness with no route to the rack reads "closed"), after the
+// injection (Check, until seen), and through the window (Check again every
+// EffectRecheck, when Held): a fault found undone mid-window (a controller
+// restored it, a dead-man timer fired early) fails the drill.
 type Effect struct {
 	// What the effect is, in words.
 	What string `json:"what"`
@@ -33,10 +41,46 @@ type Effect struct {
 	// Check looks once: nil when the effect is seen, else what is seen
 	// instead.
 	Check func(ctx context.Context) error `json:"-"`
+	// Before looks once, before the fault: nil when the target shows the
+	// state the fault is to change (the port answers, the pods run), else
+	// what it shows instead. nil: nothing to look at before.
+	Before func(ctx context.Context) error `json:"-"`
+	// Held says the effect lasts until the revert and is checked again
+	// through the window; a fault that runs its course (the power drill's
+	// halts) is not.
+	Held bool `json:"held,omitempty"`
 }
 
 // EffectResult is how an effect check went, as run.json records it.
 type EffectResult = runrecord.Effect
+
+// EffectLook is one check of an effect through the window.
+type EffectLook = runrecord.EffectLook
+
+// BeforeFault checks that the target answers before the fault, a few times
+// over a few seconds (a probe's blip is not the target's absence); its
+// error says what was seen instead, and that the effect could not be
+// evidence.
+func (e Effect) BeforeFault(ctx context.Context) (string, error) {
+	if e.Before == nil {
+		return "", nil
+	}
+	var last error
+	for try := 0; try < 3; try++ {
+		cctx, cancel := context.WithTimeout(ctx, EffectCheckTimeout)
+		last = e.Before(cctx)
+		cancel()
+		if last == nil {
+			return "answered before the fault", nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(EffectPoll):
+		}
+	}
+	return "", fmt.Errorf("before the fault, the target of %q did not answer (%v): its silence afterwards would prove nothing, so the fault is not injected", e.What, last)
+}
 
 // Wait checks the effect until it is seen or its budget ends, from injected.
 func (e Effect) Wait(ctx context.Context, injected time.Time) EffectResult {
@@ -60,6 +104,49 @@ func (e Effect) Wait(ctx context.Context, injected time.Time) EffectResult {
 	return res
 }
 
+// Watch is Wait, then, once the effect is seen and when it is Held, a check
+// every EffectRecheck until stop is closed (the revert): each look is
+// recorded, and the first that finds the effect gone marks the fault undone,
+// with what came back and when.
+func (e Effect) Watch(ctx context.Context, injected time.Time, stop <-chan struct{}) EffectResult {
+	res := e.Wait(ctx, injected)
+	if !res.Seen || !e.Held {
+		return res
+	}
+	t := time.NewTicker(EffectRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return res
+		case <-stop:
+			return res
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, EffectCheckTimeout)
+		err := e.Check(cctx)
+		cancel()
+		select {
+		case <-stop:
+			return res // the revert began while looking: not evidence
+		default:
+		}
+		look := EffectLook{At: time.Now(), Seen: err == nil}
+		if err != nil {
+			look.Detail = err.Error()
+			if res.UndoneAfter == nil && ctx.Err() == nil {
+				after := look.At.Sub(injected)
+				res.Undone, res.UndoneAfter = err.Error(), &after
+			}
+		}
+		res.Looks = append(res.Looks, look)
+	}
+}
+
+// EffectRecheck is how often a held effect is checked again through the
+// window.
+var EffectRecheck = 5 * time.Second // a variable so that tests can look more often
+
 // EffectPoll is how often an effect is looked for; EffectCheckTimeout bounds
 // one look (a dial to a machine just killed must not hold the next one up).
 const (
@@ -82,11 +169,25 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 			addrs = append(addrs, net.JoinHostPort(node.Address, "10250"), net.JoinHostPort(node.Address, "2379"))
 		}
 		return Effect{What: "the kubelet (:10250) and etcd member (:2379) of " + strings.Join(targetsOf(f), ", ") + " no longer answer",
-			Within: 15 * time.Second, Check: portsClosed(addrs...)}, nil
+			Within: 15 * time.Second, Check: portsClosed(addrs...), Before: portsOpen(addrs...), Held: true}, nil
 	case "lb-master-lost":
 		master := r.Spec.ControlPlane.Keepalived.Master()
 		vip := r.Spec.ControlPlane.Endpoint.Host
-		return Effect{What: fmt.Sprintf("the API VIP %s moved from %s to a BACKUP", vip, master), Within: 15 * time.Second,
+		return Effect{What: fmt.Sprintf("the API VIP %s moved from %s to a BACKUP", vip, master), Within: 15 * time.Second, Held: true,
+			Before: func(ctx context.Context) error {
+				nodes, err := listed(ctx, b)
+				if err != nil {
+					return err
+				}
+				holder, err := rackstate.VIPHolder(ctx, nodes, vip)
+				switch {
+				case err != nil:
+					return err
+				case holder != master:
+					return fmt.Errorf("%s does not hold %s (held by %q): the MASTER is not where the topology says", master, vip, holder)
+				}
+				return nil
+			},
 			Check: func(ctx context.Context) error {
 				nodes, err := listed(ctx, b)
 				if err != nil {
@@ -105,46 +206,69 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 			}}, nil
 	case "cp-lb-lost":
 		ep := net.JoinHostPort(r.Spec.ControlPlane.Endpoint.Host, strconv.Itoa(r.Spec.ControlPlane.Endpoint.Port))
-		return Effect{What: "the API endpoint " + ep + " no longer accepts connections", Within: 15 * time.Second, Check: portsClosed(ep)}, nil
+		return Effect{What: "the API endpoint " + ep + " no longer accepts connections", Within: 15 * time.Second, Check: portsClosed(ep),
+			Before: portsOpen(ep), Held: true}, nil
 	case "metallb-dropped":
 		ns := r.Spec.MetalLB.Namespace
-		return Effect{What: "no MetalLB controller or speaker runs in " + ns, Within: time.Minute,
+		running := func(ctx context.Context) ([]string, error) {
+			cs, err := b.Kube()(ctx)
+			if err != nil {
+				return nil, err
+			}
+			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, err
+			}
+			var names []string
+			for _, p := range pods.Items {
+				if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodPending {
+					names = append(names, p.Name)
+				}
+			}
+			return names, nil
+		}
+		return Effect{What: "no MetalLB controller or speaker runs in " + ns, Within: time.Minute, Held: true,
+			Before: func(ctx context.Context) error {
+				names, err := running(ctx)
+				if err == nil && len(names) == 0 {
+					err = fmt.Errorf("no pod runs in %s: MetalLB is not there to drop", ns)
+				}
+				return err
+			},
 			Check: func(ctx context.Context) error {
-				cs, err := b.Kube()(ctx)
-				if err != nil {
-					return err
+				names, err := running(ctx)
+				if err == nil && len(names) > 0 {
+					err = fmt.Errorf("still running: %s", strings.Join(names, ", "))
 				}
-				pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-				if err != nil {
-					return err
-				}
-				var running []string
-				for _, p := range pods.Items {
-					if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodPending {
-						running = append(running, p.Name)
-					}
-				}
-				if len(running) > 0 {
-					return fmt.Errorf("still running: %s", strings.Join(running, ", "))
-				}
-				return nil
+				return err
 			}}, nil
 	case "tunnel-client-cut":
 		c := r.Spec.Tunnel.Client
-		return Effect{What: "no pod of " + c.Namespace + "/" + c.Deployment + " is ready", Within: 30 * time.Second,
+		ready := func(ctx context.Context) (int32, error) {
+			cs, err := b.Kube()(ctx)
+			if err != nil {
+				return 0, err
+			}
+			d, err := cs.AppsV1().Deployments(c.Namespace).Get(ctx, c.Deployment, metav1.GetOptions{})
+			if err != nil {
+				return 0, err
+			}
+			return d.Status.ReadyReplicas, nil
+		}
+		return Effect{What: "no pod of " + c.Namespace + "/" + c.Deployment + " is ready", Within: 30 * time.Second, Held: true,
+			Before: func(ctx context.Context) error {
+				n, err := ready(ctx)
+				if err == nil && n == 0 {
+					err = fmt.Errorf("no pod of %s/%s is ready: the tunnel client is not there to cut", c.Namespace, c.Deployment)
+				}
+				return err
+			},
 			Check: func(ctx context.Context) error {
-				cs, err := b.Kube()(ctx)
-				if err != nil {
-					return err
+				n, err := ready(ctx)
+				if err == nil && n > 0 {
+					err = fmt.Errorf("%d pod(s) ready again", n)
 				}
-				d, err := cs.AppsV1().Deployments(c.Namespace).Get(ctx, c.Deployment, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				if d.Status.ReadyReplicas > 0 {
-					return fmt.Errorf("%d pod(s) still ready", d.Status.ReadyReplicas)
-				}
-				return nil
+				return err
 			}}, nil
 	case "tunnel-server-lost":
 		t := r.Spec.Tunnel
@@ -157,15 +281,35 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 			eps = append(eps, net.JoinHostPort(addr, strconv.Itoa(port.Public)))
 		}
 		return Effect{What: "the tunnel server's public ports (" + strings.Join(eps, ", ") + ") are closed", Within: 15 * time.Second,
-			Check: portsClosed(eps...)}, nil
+			Check: portsClosed(eps...), Before: portsOpen(eps...), Held: true}, nil
 	case "nfs-lost":
 		addr := r.NFSAddress()
 		return Effect{What: "the NFS server " + addr + " refuses NFS (:2049) and the portmapper (:111)", Within: 15 * time.Second,
-			Check: portsClosed(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111"))}, nil
+			Check: portsClosed(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")),
+			Before: portsOpen(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")), Held: true}, nil
 	case "worker-lost":
 		w := targetsOf(f)[0]
 		addr := r.Node(w).Address
-		return Effect{What: "the kubelet of " + w + " (:10250) no longer answers and the node is NotReady", Within: 75 * time.Second,
+		return Effect{What: "the kubelet of " + w + " (:10250) no longer answers and the node is NotReady", Within: 75 * time.Second, Held: true,
+			Before: func(ctx context.Context) error {
+				if err := portsOpen(net.JoinHostPort(addr, "10250"))(ctx); err != nil {
+					return err
+				}
+				cs, err := b.Kube()(ctx)
+				if err != nil {
+					return err
+				}
+				n, err := cs.CoreV1().Nodes().Get(ctx, w, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				for _, c := range n.Status.Conditions {
+					if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+						return nil
+					}
+				}
+				return fmt.Errorf("node %s is not Ready before the fault", w)
+			},
 			Check: func(ctx context.Context) error {
 				if err := portsClosed(net.JoinHostPort(addr, "10250"))(ctx); err != nil {
 					return err
@@ -186,16 +330,18 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 				return nil
 			}}, nil
 	case "ups-power-loss":
-		// The drill's injection itself waits for the UPS to report OB (30 s
-		// at most), then upsmon's FSD after OB LB (60 s at most), and fails
-		// when it does not: the effect is seen once Inject returned (7 s on
-		// the lab). On a real rack, the forced shutdown is the effect: its
-		// command succeeded when Inject returned.
-		what := "the UPS reported on battery, then low battery, and upsmon forced the shutdown (the injection waits for each)"
-		if p == topology.ProviderSSH {
-			what = "the forced shutdown began: " + r.ServiceCommands(topology.ServiceUPS, r.Spec.UPS.Node).Stop + " succeeded on " + r.Spec.UPS.Node
+		// The UPS itself says it: on battery (OB) or forced shutdown (FSD),
+		// as upsd reports it to upsmon on the master; before the fault it
+		// must report online. A UPS that is not NUT's (spec.ups.commands)
+		// cannot be read: its effect is its forced-shutdown command
+		// succeeding, which the injection itself checks.
+		ups, ok := f.(*UPSPowerLoss)
+		if !ok || ups.params.Commands {
+			what := "the forced shutdown began: " + r.ServiceCommands(topology.ServiceUPS, r.Spec.UPS.Node).Stop + " succeeded on " + r.Spec.UPS.Node
+			return Effect{What: what, Within: 90*time.Second + time.Second, Check: func(context.Context) error { return nil }}, nil
 		}
-		return Effect{What: what, Within: 90*time.Second + time.Second, Check: func(context.Context) error { return nil }}, nil
+		return Effect{What: "the UPS " + ups.params.UPS + " reports on battery (OB) or a forced shutdown (FSD), as upsmon on " + ups.params.Master + " reads it",
+			Within: 90*time.Second + time.Second, Before: ups.online, Check: ups.onBatteryOrFSD}, nil
 	}
 	return Effect{}, fmt.Errorf("fault %s has no effect check", name)
 }
@@ -224,6 +370,37 @@ func listed(ctx context.Context, b Binder) ([]cluster.Node, error) {
 		return nil, errors.New("no provider to list the machines")
 	}
 	return b.Lister().Nodes(ctx)
+}
+
+// portsOpen checks that every address accepts a TCP connection: the state a
+// fault that closes them must be seen to change.
+func portsOpen(addrs ...string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var closed []string
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, a := range addrs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := net.Dialer{Timeout: 2 * time.Second}
+				c, err := d.DialContext(ctx, "tcp", a)
+				if err != nil {
+					mu.Lock()
+					closed = append(closed, fmt.Sprintf("%s (%v)", a, err))
+					mu.Unlock()
+					return
+				}
+				c.Close()
+			}()
+		}
+		wg.Wait()
+		if len(closed) > 0 {
+			slices.Sort(closed)
+			return fmt.Errorf("not accepting connections: %s", strings.Join(closed, ", "))
+		}
+		return nil
+	}
 }
 
 // portsClosed checks that no address accepts a TCP connection: refused, or no

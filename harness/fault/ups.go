@@ -121,6 +121,32 @@ func (f *UPSPowerLoss) upsStatus(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// online is the effect's look before the fault: the UPS reports on line,
+// neither on battery nor forcing a shutdown.
+func (f *UPSPowerLoss) online(ctx context.Context) error {
+	st, err := f.upsStatus(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("upsc %s@localhost on %s: %w", f.params.UPS, f.master.Name(), err)
+	case !strings.Contains(st, "OL") || strings.Contains(st, "OB") || strings.Contains(st, "FSD"):
+		return fmt.Errorf("UPS %s reports %q, not on line", f.params.UPS, st)
+	}
+	return nil
+}
+
+// onBatteryOrFSD is the effect: the UPS reports on battery, or upsmon's
+// forced shutdown.
+func (f *UPSPowerLoss) onBatteryOrFSD(ctx context.Context) error {
+	st, err := f.upsStatus(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("upsc %s@localhost on %s: %w", f.params.UPS, f.master.Name(), err)
+	case !strings.Contains(st, "OB") && !strings.Contains(st, "FSD"):
+		return fmt.Errorf("UPS %s reports %q: neither on battery nor a forced shutdown", f.params.UPS, st)
+	}
+	return nil
+}
+
 func (f *UPSPowerLoss) waitStatus(ctx context.Context, limit time.Duration, ok func(string) bool, want string) error {
 	var last string
 	err := poll.Until(ctx, 250*time.Millisecond, limit, func() (bool, error) {

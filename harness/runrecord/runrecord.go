@@ -96,6 +96,24 @@ type Effect struct {
 	After time.Duration `json:"after,omitempty"`
 	// Detail is the last thing seen instead, when it was not seen.
 	Detail string `json:"detail,omitempty"`
+	// Before is what the target showed before the fault (it answered):
+	// without it an effect is no evidence.
+	Before string `json:"before,omitempty"`
+	// Looks are the effect's checks through the window, once it was seen
+	// (every EffectRecheck): whether it was still in place, and when.
+	Looks []EffectLook `json:"looks,omitempty"`
+	// Undone, when set, is what came back while the fault was meant to be
+	// in place (a controller restored it, a dead-man timer fired early),
+	// and UndoneAfter when, from the injection: the drill fails.
+	Undone      string         `json:"undone,omitempty"`
+	UndoneAfter *time.Duration `json:"undoneAfter,omitempty"`
+}
+
+// EffectLook is one check of a fault's effect through the window.
+type EffectLook struct {
+	At     time.Time `json:"at"`
+	Seen   bool      `json:"seen"`
+	Detail string    `json:"detail,omitempty"`
 }
 
 // Check is one conformance or pre-upgrade check.
