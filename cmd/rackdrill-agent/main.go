@@ -9,14 +9,33 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"rackdrill.dev/rackdrill/harness/probe/agent"
 )
+
+// inCluster is a client of the rack's API through the kubernetes Service,
+// with the pod's service account. Each call makes a new one on a new
+// connection (a dialer of its own keeps client-go from sharing a cached
+// transport), and every request is bounded: a connection pinned to an API
+// server that died would otherwise hold every heal check after it.
+func inCluster() (kubernetes.Interface, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 5 * time.Second
+	cfg.Dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
+	return kubernetes.NewForConfig(cfg)
+}
 
 func main() {
 	listen := flag.String("listen", ":8080", "address to serve on")
@@ -33,6 +52,9 @@ func main() {
 	}
 	h := &agent.Handler{AppsURL: *appsURL, AppsMarker: agent.DemoMarker, Node: node, Demo: *demo,
 		Client: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" && !*demo {
+		h.Namespace, h.Kube = ns, inCluster
+	}
 	switch {
 	case *dataDir != "" && *nfsServer != "":
 		fmt.Fprintln(os.Stderr, "rackdrill-agent: --data-dir and --nfs-server are exclusive")

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/client-go/kubernetes"
 
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/probe/agent"
@@ -48,12 +47,15 @@ func ForRack(ctx context.Context, r *topology.Rack, p any, log logr.Logger) ([]P
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	spec := r.Spec
-	probes := []Probe{api, NewHeal(cs, spec.Probes.Namespace, healInterval, healTimeout)}
+	var endpoints []string
+	for _, n := range spec.Nodes {
+		if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
+			endpoints = append(endpoints, net.JoinHostPort(n.Address, strconv.Itoa(AgentNodePort)))
+		}
+	}
+	agents := NewAgents(endpoints)
+	probes := []Probe{api, NewHeal(agents, healInterval, healTimeout)}
 	unprobed := map[string]string{}
 	if spec.Ingress != nil {
 		opts := []HTTPOption{WithHost(spec.Probes.Host), WithMarker(agent.DemoMarker)}
@@ -83,13 +85,6 @@ func ForRack(ctx context.Context, r *topology.Rack, p any, log logr.Logger) ([]P
 	} else {
 		unprobed["internet"] = "the rack has no tunnel (spec.tunnel)"
 	}
-	var endpoints []string
-	for _, n := range spec.Nodes {
-		if n.HasRole(topology.RoleServer) || n.HasRole(topology.RoleWorker) {
-			endpoints = append(endpoints, net.JoinHostPort(n.Address, strconv.Itoa(AgentNodePort)))
-		}
-	}
-	agents := NewAgents(endpoints)
 	probes = append(probes, NewApps(agents))
 	var data *Data
 	if spec.Storage != nil && len(spec.Storage.StorageClasses) > 0 {

@@ -95,8 +95,8 @@ func TestSamplerTimelineThroughAnOutage(t *testing.T) {
 	}
 	w := matrix.Window{Inject: inject, Revert: revert, End: end}
 	samples := tl.Samples()
-	lanRes := matrix.Evaluate("test-outage", "lan", matrix.Cell{During: matrix.Down, Within: metav1.Duration{Duration: 200 * time.Millisecond}},
-		samples["lan"], w, time.Second, s.MaxGap("lan"))
+	lanRes := matrix.EvaluateSettled("test-outage", "lan", matrix.Cell{During: matrix.Down, Within: metav1.Duration{Duration: 200 * time.Millisecond}},
+		samples["lan"], w, time.Second, 300*time.Millisecond, s.MaxGap("lan"))
 	if lanRes.Verdict != matrix.Held || lanRes.Observed != "down" {
 		t.Errorf("lan: %s (%s): %s", lanRes.Verdict, lanRes.Observed, lanRes.Why)
 	}
@@ -106,8 +106,8 @@ func TestSamplerTimelineThroughAnOutage(t *testing.T) {
 	if !strings.Contains(samples["lan"][len(samples["lan"])/2].Err, "connection refused") {
 		t.Errorf("mid-outage sample error: %q", samples["lan"][len(samples["lan"])/2].Err)
 	}
-	inetRes := matrix.Evaluate("test-outage", "internet", matrix.Cell{During: matrix.Up, Within: metav1.Duration{Duration: 100 * time.Millisecond}},
-		samples["internet"], w, time.Second, s.MaxGap("internet"))
+	inetRes := matrix.EvaluateSettled("test-outage", "internet", matrix.Cell{During: matrix.Up, Within: metav1.Duration{Duration: 100 * time.Millisecond}},
+		samples["internet"], w, time.Second, 300*time.Millisecond, s.MaxGap("internet"))
 	if inetRes.Verdict != matrix.Held || inetRes.Observed != "up" || inetRes.TimeToImpact != nil {
 		t.Errorf("internet: %s (%s): %s", inetRes.Verdict, inetRes.Observed, inetRes.Why)
 	}

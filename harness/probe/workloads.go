@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -88,6 +89,12 @@ func Workloads(cfg WorkloadConfig) []any {
 	demoURL := fmt.Sprintf("http://%s.%s.svc/", DemoName, ns)
 
 	agentTpl := podTemplate(AgentName, container("--apps-url", demoURL))
+	// The heal check runs in the agent, through the in-cluster API path,
+	// with a service account that may only list and delete the probes'
+	// pods.
+	agentTpl.Spec.ServiceAccountName = AgentName
+	agentTpl.Spec.Containers[0].Env = append(agentTpl.Spec.Containers[0].Env, corev1.EnvVar{Name: "POD_NAMESPACE",
+		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}})
 	if cfg.NFSServer != "" {
 		c := &agentTpl.Spec.Containers[0]
 		c.Args = append(c.Args, "--nfs-server", cfg.NFSServer, "--nfs-export", cfg.NFSExport)
@@ -123,6 +130,12 @@ func Workloads(cfg WorkloadConfig) []any {
 						Name: DemoName, Port: networkingv1.ServiceBackendPort{Number: 80}}}}}}}}}}},
 		&appsv1.Deployment{ObjectMeta: meta(HealName), Spec: appsv1.DeploymentSpec{
 			Replicas: &two, Selector: sel(HealName), Template: podTemplate(HealName, container())}},
+		&corev1.ServiceAccount{ObjectMeta: meta(AgentName)},
+		&rbacv1.Role{ObjectMeta: meta(AgentName), Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"},
+			Verbs: []string{"get", "list", "delete"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: meta(AgentName),
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: AgentName},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: AgentName, Namespace: ns}}},
 		&appsv1.DaemonSet{ObjectMeta: meta(AgentName), Spec: appsv1.DaemonSetSpec{Selector: sel(AgentName), Template: agentTpl}},
 		&corev1.Service{ObjectMeta: meta(AgentName), Spec: corev1.ServiceSpec{
 			Type:                  corev1.ServiceTypeNodePort,

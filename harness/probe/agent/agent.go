@@ -5,7 +5,9 @@
 // The harness asks an agent over HTTP (a NodePort with externalTrafficPolicy
 // Local, so each node's own agent answers); the agent then does the in-cluster
 // work: a request to the demo app's Service (apps), a write-then-read on the
-// NFS-backed volume (storage), writing and verifying checksummed records (data).
+// NFS-backed volume (storage), writing and verifying checksummed records (data),
+// a pod of the heal Deployment deleted and replaced, through the in-cluster
+// API path (heal).
 // Every answer is a Report in JSON.
 package agent
 
@@ -25,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
 )
 
 // Report is every answer of the agent.
@@ -99,6 +103,11 @@ type Handler struct {
 	Client *http.Client
 	// Demo makes the agent the demo app: it serves only its page and health.
 	Demo bool
+	// Kube makes a client of the rack's API from inside the cluster (the
+	// kubernetes Service), a new connection each heal check; Namespace is
+	// the heal Deployment's. nil: the agent has no heal check.
+	Kube      func() (kubernetes.Interface, error)
+	Namespace string
 }
 
 // ServeHTTP implements http.Handler.
@@ -138,6 +147,8 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) *Report {
 		rep = Report{OK: true, Detail: "agent on " + h.Node}
 	case PathApps:
 		rep = h.apps(r.Context())
+	case PathHeal:
+		rep = h.heal(r.Context())
 	case PathStorage:
 		rep = h.storage(r.Context())
 	case PathWrite:

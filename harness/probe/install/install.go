@@ -140,6 +140,7 @@ func Plan(r *topology.Rack) []string {
 	if wc.StorageClass != "" {
 		objs += fmt.Sprintf(", PersistentVolumeClaim %s (64Mi, ReadWriteMany, StorageClass %s)", probe.DataClaim, wc.StorageClass)
 	}
+	objs += fmt.Sprintf(", ServiceAccount, Role and RoleBinding %s (get, list and delete pods in %s only: the agents' heal check, through the in-cluster API path)", probe.AgentName, ns)
 	objs += fmt.Sprintf(", DaemonSet %s (every node, every taint tolerated), NodePort Service %s on port %d",
 		probe.AgentName, probe.AgentName, probe.AgentNodePort)
 	lines = append(lines, fmt.Sprintf("apply:   in namespace %s, server-side (field manager %s): %s", ns, rackclient.FieldManager, objs))
