@@ -285,7 +285,7 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 	case "nfs-lost":
 		addr := r.NFSAddress()
 		return Effect{What: "the NFS server " + addr + " refuses NFS (:2049) and the portmapper (:111)", Within: 15 * time.Second,
-			Check: portsClosed(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")),
+			Check:  portsClosed(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")),
 			Before: portsOpen(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")), Held: true}, nil
 	case "worker-lost":
 		w := targetsOf(f)[0]

@@ -27,7 +27,6 @@ func healPod(name string) *corev1.Pod {
 		Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
 }
 
-
 // Issue 35, point 7: the heal probe reached the API through the VIP, so
 // under cp-lb-lost and server-kill-2 it repeated the api cell. It is now
 // asked of the agents (NodeIP:NodePort), which delete and watch a heal pod
