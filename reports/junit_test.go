@@ -212,3 +212,19 @@ func TestErroredDrillIsFailedInEveryReport(t *testing.T) {
 		t.Errorf("a revert-failed drill with judged cells: the report says otherwise")
 	}
 }
+
+// Issue 35, point 5: the effect's looks through the window are drawn on the
+// drill's timeline, an undone one in red.
+func TestTimelineDrawsTheEffectsLooks(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	d := runrecord.Drill{Result: matrix.RowResult{Fault: "metallb-dropped", Window: matrix.Window{Inject: t0, Revert: t0.Add(60 * time.Second), End: t0.Add(80 * time.Second)}},
+		Timelines: map[string][]runrecord.Sample{"api": {{At: t0.Add(-time.Second), OK: true}, {At: t0.Add(79 * time.Second), OK: true}}},
+		Effect: &runrecord.Effect{What: "no MetalLB pod runs", Seen: true, After: 4 * time.Second, Looks: []runrecord.EffectLook{
+			{At: t0.Add(9 * time.Second), Seen: true}, {At: t0.Add(14 * time.Second), Detail: "still running: controller-7d9f"}}}}
+	svg := string(timeline(d))
+	for _, want := range []string{`class="effect seen"`, `class="effect held"`, `class="effect undone"`, "undone: still running: controller-7d9f"} {
+		if !strings.Contains(svg, want) {
+			t.Errorf("timeline lacks %q", want)
+		}
+	}
+}

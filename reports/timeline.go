@@ -26,7 +26,8 @@ const (
 // timeline draws one drill as inline SVG: a lane per probe, green where its
 // samples were up and red where they were down, the injection and the
 // revert as vertical lines, the row's recovery budget as a dashed line after
-// the revert, and each cell's own budget on its lane (the longest blip an up
+// the revert, the fault's effect as dots at the top (first seen, then each
+// look through the window, red where undone), and each cell's own budget on its lane (the longest blip an up
 // promise allows, the deadline by which a down promise must be down).
 func timeline(d runrecord.Drill) template.HTML {
 	var probes []string
@@ -146,6 +147,27 @@ func timeline(d runrecord.Drill) template.HTML {
 		fmt.Fprintf(&b, `<line class="%s" x1="%.1f" y1="%d" x2="%.1f" y2="%d"><title>step %d: %s, %s to %s</title></line><text class="steplabel" x="%.1f" y="%d" text-anchor="middle">%d</text>`,
 			class, x(st.Start), axisHeight-6, x(st.Start), bottom, i+1, html.EscapeString(st.Name), rel(st.Start, origin), rel(st.End, origin),
 			x(st.Start), axisHeight-8, i+1)
+	}
+	// The fault's effect: a dot where it was first seen and at each look
+	// through the window, red where it was found undone.
+	if e := d.Effect; e != nil && !res.Window.Inject.IsZero() {
+		dot := func(t time.Time, class, what string) {
+			if t.Before(start) || t.After(end) {
+				return
+			}
+			fmt.Fprintf(&b, `<circle class="effect %s" cx="%.1f" cy="%d" r="2.5"><title>%s at %s</title></circle>`,
+				class, x(t), axisHeight-3, html.EscapeString(what), rel(t, origin))
+		}
+		if e.Seen {
+			dot(res.Window.Inject.Add(e.After), "seen", "the fault took effect: "+e.What)
+		}
+		for _, l := range e.Looks {
+			if l.Seen {
+				dot(l.At, "held", "still in place")
+			} else {
+				dot(l.At, "undone", "undone: "+l.Detail)
+			}
+		}
 	}
 	mark("inject", res.Window.Inject, "inject")
 	mark("revert", res.Window.Revert, "revert")
