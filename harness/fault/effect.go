@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -284,48 +285,47 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 			Check: portsClosed(eps...), Before: portsOpen(eps...), Held: true}, nil
 	case "nfs-lost":
 		addr := r.NFSAddress()
+		ports := []string{net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")}
 		return Effect{What: "the NFS server " + addr + " refuses NFS (:2049) and the portmapper (:111)", Within: 15 * time.Second,
-			Check:  portsClosed(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")),
-			Before: portsOpen(net.JoinHostPort(addr, "2049"), net.JoinHostPort(addr, "111")), Held: true}, nil
+			Check: portsClosed(ports...), Before: portsOpen(ports...), Held: true}, nil
 	case "worker-lost":
 		w := targetsOf(f)[0]
 		addr := r.Node(w).Address
+		// ready says whether the node is Ready, as the controller-manager
+		// marked it.
+		ready := func(ctx context.Context) (bool, error) {
+			cs, err := b.Kube()(ctx)
+			if err != nil {
+				return false, err
+			}
+			n, err := cs.CoreV1().Nodes().Get(ctx, w, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		}
+		kubelet := net.JoinHostPort(addr, "10250")
 		return Effect{What: "the kubelet of " + w + " (:10250) no longer answers and the node is NotReady", Within: 75 * time.Second, Held: true,
 			Before: func(ctx context.Context) error {
-				if err := portsOpen(net.JoinHostPort(addr, "10250"))(ctx); err != nil {
+				if err := portsOpen(kubelet)(ctx); err != nil {
 					return err
 				}
-				cs, err := b.Kube()(ctx)
-				if err != nil {
-					return err
+				if ok, err := ready(ctx); err != nil || !ok {
+					return cmp.Or(err, fmt.Errorf("node %s is not Ready before the fault", w))
 				}
-				n, err := cs.CoreV1().Nodes().Get(ctx, w, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				for _, c := range n.Status.Conditions {
-					if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-						return nil
-					}
-				}
-				return fmt.Errorf("node %s is not Ready before the fault", w)
+				return nil
 			},
 			Check: func(ctx context.Context) error {
-				if err := portsClosed(net.JoinHostPort(addr, "10250"))(ctx); err != nil {
+				if err := portsClosed(kubelet)(ctx); err != nil {
 					return err
 				}
-				cs, err := b.Kube()(ctx)
-				if err != nil {
-					return err
-				}
-				n, err := cs.CoreV1().Nodes().Get(ctx, w, metav1.GetOptions{})
-				if err != nil {
-					return err
-				}
-				for _, c := range n.Status.Conditions {
-					if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-						return fmt.Errorf("node %s is still Ready (the node grace has not ended)", w)
-					}
+				if ok, err := ready(ctx); err != nil || ok {
+					return cmp.Or(err, fmt.Errorf("node %s is still Ready (the node grace has not ended)", w))
 				}
 				return nil
 			}}, nil

@@ -36,12 +36,7 @@ func TestDowntimeHonouredAsWritten(t *testing.T) {
 // a 90 s within on a 120 s window could be down 75% of the fault and be "up".
 // The default is now a stated share of the row's window, never raised.
 func TestDefaultDowntimeIsAShareOfTheWindow(t *testing.T) {
-	m, err := matrix.Parse([]byte(`apiVersion: rackdrill.dev/v1alpha1
-kind: ImpactMatrix
-probes: [api, heal, lan, internet, apps, storage, data]
-defaults: {settle: 20s, observe: 60s, recovery: 3m, upWithin: 5s, downWithin: 30s, upDowntime: 15%}
-rows:
-  - fault: worker-lost
+	m, err := matrix.Parse([]byte(matrixHead+`  - fault: worker-lost
     source: doc
     observe: 120s
     cells: {api: {during: up}, heal: {during: up, within: 75s, downtime: 35s}, lan: {during: up, within: 30s}, internet: {during: up}, apps: {during: up, within: 90s}, storage: {during: up}, data: {during: any}}
@@ -121,12 +116,7 @@ func overlay(t *testing.T, m *matrix.Matrix, body string) *matrix.Deviations {
 
 func workerLostMatrix(t *testing.T) *matrix.Matrix {
 	t.Helper()
-	m, err := matrix.Parse([]byte(`apiVersion: rackdrill.dev/v1alpha1
-kind: ImpactMatrix
-probes: [api, heal, lan, internet, apps, storage, data]
-defaults: {settle: 20s, observe: 60s, recovery: 3m, upWithin: 5s, downWithin: 30s, upDowntime: 15%}
-rows:
-  - fault: worker-lost
+	m, err := matrix.Parse([]byte(matrixHead+`  - fault: worker-lost
     source: doc
     observe: 120s
     cells: {api: {during: up}, heal: {during: up}, lan: {during: up, within: 30s}, internet: {during: up, within: 30s}, apps: {during: up}, storage: {during: up}, data: {during: any}}
@@ -327,3 +317,12 @@ func TestRecoveryForGoodNeedsTheSettleWindow(t *testing.T) {
 		t.Errorf("one heal after the revert: recovery held: %s", got.Why)
 	}
 }
+
+// matrixHead is a matrix file's head, up to its rows, with the shipped
+// defaults' shape.
+const matrixHead = `apiVersion: rackdrill.dev/v1alpha1
+kind: ImpactMatrix
+probes: [api, heal, lan, internet, apps, storage, data]
+defaults: {settle: 20s, observe: 60s, recovery: 3m, upWithin: 5s, downWithin: 30s, upDowntime: 15%}
+rows:
+`
