@@ -331,12 +331,16 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 		stopWatch := make(chan struct{})
 		if effect != nil {
 			go func() {
-				r := effect.Watch(ctx, marked.injectedAt, stopWatch)
+				r := effect.Wait(ctx, marked.injectedAt)
 				r.Before = effectBefore
 				if r.Seen {
 					log.Info("the fault took effect", "effect", r.What, "after", r.After.Round(100*time.Millisecond))
 				} else {
 					log.Info("THE FAULT DID NOT TAKE EFFECT", "effect", r.What, "within", r.Within, "seen instead", r.Detail)
+				}
+				r = effect.Keep(ctx, marked.injectedAt, r, stopWatch)
+				if r.Undone != "" {
+					log.Info("THE FAULT WAS UNDONE while it was meant to be in place", "after", r.UndoneAfter.Round(100*time.Millisecond), "seen", r.Undone)
 				}
 				effected <- r
 			}()

@@ -32,7 +32,7 @@ func inCluster() (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = 5 * time.Second
+	cfg.Timeout = 5 * time.Second // each request has a shorter limit of its own (agent.Heal)
 	cfg.Dial = (&net.Dialer{Timeout: 2 * time.Second}).DialContext
 	return kubernetes.NewForConfig(cfg)
 }

@@ -110,7 +110,11 @@ func (e Effect) Wait(ctx context.Context, injected time.Time) EffectResult {
 // recorded, and the first that finds the effect gone marks the fault undone,
 // with what came back and when.
 func (e Effect) Watch(ctx context.Context, injected time.Time, stop <-chan struct{}) EffectResult {
-	res := e.Wait(ctx, injected)
+	return e.Keep(ctx, injected, e.Wait(ctx, injected), stop)
+}
+
+// Keep is Watch's second half, from Wait's result res.
+func (e Effect) Keep(ctx context.Context, injected time.Time, res EffectResult, stop <-chan struct{}) EffectResult {
 	if !res.Seen || !e.Held {
 		return res
 	}

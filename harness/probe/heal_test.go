@@ -3,6 +3,7 @@ package probe_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -36,10 +37,13 @@ func TestHealIsObservedFromInsideTheCluster(t *testing.T) {
 	cs := kubefake.NewClientset(healPod("heal-a"), healPod("heal-b"))
 	// The ReplicaSet controller, as the fake has none: a deleted heal pod
 	// is replaced by a Ready one.
+	replaced := 0
 	cs.PrependReactor("delete", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		replaced++
+		name := fmt.Sprintf("heal-r%d", replaced)
 		go func() {
 			time.Sleep(100 * time.Millisecond)
-			_, _ = cs.CoreV1().Pods("rackdrill-probes").Create(context.Background(), healPod("heal-c"), metav1.CreateOptions{})
+			_, _ = cs.CoreV1().Pods("rackdrill-probes").Create(context.Background(), healPod(name), metav1.CreateOptions{})
 		}()
 		return false, nil, nil
 	})
@@ -55,8 +59,22 @@ func TestHealIsObservedFromInsideTheCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r := heal.Check(ctx)
-	if !r.OK || !strings.Contains(r.Detail, "replaced by heal-c") || !strings.Contains(r.Detail, "seen from worker-2, through the kubernetes Service") {
+	if !r.OK || !strings.Contains(r.Detail, "replaced by heal-r1") || !strings.Contains(r.Detail, "seen from worker-2, through the kubernetes Service") {
 		t.Fatalf("heal through the agent: %+v", r)
+	}
+	// A connection that meets a dead API server (still in the kubernetes
+	// Service's endpoints) is tried again on a new one: the cluster healed.
+	calls := 0
+	flaky := httptest.NewServer(&agent.Handler{Node: "worker-3", Namespace: "rackdrill-probes", Kube: func() (kubernetes.Interface, error) {
+		calls++
+		if calls%2 == 1 {
+			return nil, errors.New("dial tcp 10.96.0.1:443: i/o timeout")
+		}
+		return cs, nil
+	}})
+	defer flaky.Close()
+	if r := probe.NewHeal(probe.NewAgents([]string{strings.TrimPrefix(flaky.URL, "http://")}), time.Second, 5*time.Second).Check(ctx); !r.OK {
+		t.Errorf("every other connection to a dead API server: %+v", r)
 	}
 	// The in-cluster path gone: the agent says so, from inside.
 	inCluster = false
@@ -64,6 +82,8 @@ func TestHealIsObservedFromInsideTheCluster(t *testing.T) {
 		t.Errorf("no in-cluster API: %+v", r)
 	}
 	// An agent without a service account has no heal check, and says so.
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	bare := httptest.NewServer(&agent.Handler{Node: "n"})
 	defer bare.Close()
 	if r := probe.NewHeal(probe.NewAgents([]string{strings.TrimPrefix(bare.URL, "http://")}), time.Second, time.Second).Check(ctx); r.OK ||

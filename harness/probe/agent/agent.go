@@ -148,7 +148,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) *Report {
 	case PathApps:
 		rep = h.apps(r.Context())
 	case PathHeal:
-		rep = h.heal(r.Context())
+		rep = h.heal(r.Context(), r.URL.Query().Get("within"))
 	case PathStorage:
 		rep = h.storage(r.Context())
 	case PathWrite:
