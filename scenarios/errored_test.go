@@ -254,3 +254,35 @@ func TestFaultThatDidNotRunItsCourseIsNotHeld(t *testing.T) {
 		t.Errorf("run to its end: verdict %s, err %v, checks %+v", out.Result.Verdict, err, out.Checks)
 	}
 }
+
+// slowGreen answers every request, each after took: the heal probe's shape.
+type slowGreen struct {
+	name string
+	took time.Duration
+}
+
+func (s slowGreen) Name() string { return s.name }
+func (s slowGreen) Check(ctx context.Context) probe.Result {
+	time.Sleep(s.took)
+	return probe.Result{OK: true, Took: s.took}
+}
+
+// The recovery's settle window waited for three answers of every probe, one
+// of them the answer of a heal sent before the revert, which the verdict does
+// not count: worker-lost's heal was "not recovered for good: 2 answers" on
+// the lab. The wait counts what the verdict counts.
+func TestRecoveryWaitCountsWhatTheVerdictCounts(t *testing.T) {
+	in := quickInput(t, &brokenFault{})
+	in.Probes = []probe.Probe{green("api"), slowGreen{"heal", 400 * time.Millisecond}}
+	in.Unprobed = map[string]string{"lan": "-", "internet": "-", "apps": "-", "storage": "-", "data": "-"}
+	in.Row.Settle, in.Row.Recovery = d(1500*time.Millisecond), d(5*time.Second)
+	out, err := scenarios.Run(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range out.Result.Cells {
+		if c.Probe == "heal" && !c.RecoveryHeld {
+			t.Errorf("a slow probe green throughout: %s", c.Why)
+		}
+	}
+}

@@ -91,13 +91,15 @@ func watchLive(ctx context.Context, s *probe.Sampler, live func(map[string]bool)
 }
 
 // sampledAfter reports whether every probe's last check began after t.
-// answeredSince reports whether every probe answered at least n times
-// since t: a settle window of one slow probe's single answer proves little.
+// answeredSince reports whether every probe answered at least n requests
+// sent since t: a settle window of one slow probe's single answer proves
+// little. A request sent before t (before the revert) is not counted, as
+// the verdict does not count it (matrix's judgeRecovery).
 func answeredSince(tl probe.Timelines, probes []string, t time.Time, n int) bool {
 	for _, p := range probes {
 		count := 0
 		for _, r := range tl[p] {
-			if !r.At.Before(t) {
+			if !r.At.Add(-r.Took).Before(t) {
 				count++
 			}
 		}
