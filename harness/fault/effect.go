@@ -178,33 +178,29 @@ func EffectOf(f Recordable, b Binder, r *topology.Rack, p topology.ProviderName)
 	case "lb-master-lost":
 		master := r.Spec.ControlPlane.Keepalived.Master()
 		vip := r.Spec.ControlPlane.Endpoint.Host
+		holder := func(ctx context.Context) (string, error) {
+			nodes, err := listed(ctx, b)
+			if err != nil {
+				return "", err
+			}
+			return rackstate.VIPHolder(ctx, nodes, vip)
+		}
 		return Effect{What: fmt.Sprintf("the API VIP %s moved from %s to a BACKUP", vip, master), Within: 15 * time.Second, Held: true,
 			Before: func(ctx context.Context) error {
-				nodes, err := listed(ctx, b)
-				if err != nil {
-					return err
+				h, err := holder(ctx)
+				if err == nil && h != master {
+					err = fmt.Errorf("%s does not hold %s (held by %q): the MASTER is not where the topology says", master, vip, h)
 				}
-				holder, err := rackstate.VIPHolder(ctx, nodes, vip)
-				switch {
-				case err != nil:
-					return err
-				case holder != master:
-					return fmt.Errorf("%s does not hold %s (held by %q): the MASTER is not where the topology says", master, vip, holder)
-				}
-				return nil
+				return err
 			},
 			Check: func(ctx context.Context) error {
-				nodes, err := listed(ctx, b)
-				if err != nil {
-					return err
-				}
-				holder, err := rackstate.VIPHolder(ctx, nodes, vip)
+				h, err := holder(ctx)
 				switch {
 				case err != nil:
 					return err
-				case holder == "":
+				case h == "":
 					return fmt.Errorf("no machine holds %s", vip)
-				case holder == master:
+				case h == master:
 					return fmt.Errorf("%s still holds %s", master, vip)
 				}
 				return nil
