@@ -85,6 +85,10 @@ func (a *Agents) call(ctx context.Context, method, path string, body []byte) (ag
 	return agent.Report{}, fmt.Errorf("no agent answered: %w", errors.Join(errs...))
 }
 
+// agentAnswerMargin is the time an agent's answer is given to come back
+// before the probe's deadline.
+const agentAnswerMargin = 250 * time.Millisecond
+
 // agentCheck is a probe answered by an agent endpoint.
 type agentCheck struct {
 	name   string
@@ -104,7 +108,16 @@ func (p *agentCheck) Name() string { return p.name }
 
 func (p *agentCheck) Check(ctx context.Context) Result {
 	start := time.Now()
-	rep, err := p.agents.call(ctx, http.MethodGet, p.path, nil)
+	path := p.path
+	// The agent gets the probe's time less a margin for its answer, so that
+	// an app that hangs (a dead pod still in the Service, a DNS server that
+	// never answers) is reported by the agent with its cause, and is not
+	// taken for the agent's own failure (which would send the next check to
+	// another node).
+	if dl, ok := ctx.Deadline(); ok {
+		path += "?within=" + max(time.Until(dl)-agentAnswerMargin, agentAnswerMargin).Round(time.Millisecond).String()
+	}
+	rep, err := p.agents.call(ctx, http.MethodGet, path, nil)
 	return reportResult(rep, err, time.Since(start))
 }
 

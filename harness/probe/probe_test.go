@@ -295,3 +295,68 @@ func TestAgentWithoutVolumeSaysSo(t *testing.T) {
 		t.Error("unexpected timeout")
 	}
 }
+
+// A check that hangs at the app behind an agent (a dead pod still in the
+// Service, or a DNS server that never answers) is the app's failure: the
+// agent reports why before the probe's own time is up, and the probe keeps
+// asking that agent, which is alive. Seen on the lab's worker-lost: the run
+// record said only "no answer within 2s" for 26 failed apps checks.
+func TestAgentReportsAHangingAppBeforeTheProbeGivesUp(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer app.Close()
+	var eps []string
+	for i := 0; i < 3; i++ {
+		a := newSwitchable(t, &agent.Handler{AppsURL: app.URL + "/", Node: fmt.Sprintf("node-%d", i)})
+		eps = append(eps, a.addr)
+	}
+	apps := probe.NewApps(probe.NewAgents(eps))
+	s := probe.NewSampler([]probe.Probe{apps}, probe.WithInterval(10*time.Millisecond),
+		probe.WithTimeout(time.Second), probe.WithLimits(time.Minute, 3))
+	tl := s.Run(context.Background())
+	if len(tl["apps"]) != 3 {
+		t.Fatalf("%d samples", len(tl["apps"]))
+	}
+	for i, r := range tl["apps"] {
+		if r.OK || r.Err == nil {
+			t.Fatalf("check %d against a hanging app: ok", i)
+		}
+		if msg := r.Err.Error(); !strings.Contains(msg, "agent on node-0") || strings.Contains(msg, "no answer within") {
+			t.Errorf("check %d: %q; want node-0's own account of the hang (the agent is alive: the next check asks it again)", i, msg)
+		}
+		if msg := r.Err.Error(); !strings.Contains(msg, "stuck at: answer from "+strings.TrimPrefix(app.URL, "http://")) {
+			t.Errorf("check %d: %q; want where the request was stuck", i, msg)
+		}
+		if r.Took > time.Second {
+			t.Errorf("check %d took %s, past the probe's 1s", i, r.Took)
+		}
+	}
+}
+
+// A probe that gives up at its deadline with its own error is recorded with
+// that error (why it failed: a lookup, a connect, an answer that never came),
+// not with the sampler's "no answer".
+func TestSamplerKeepsTheProbesOwnTimeoutError(t *testing.T) {
+	s := probe.NewSampler([]probe.Probe{ctxProbe{}}, probe.WithInterval(10*time.Millisecond),
+		probe.WithTimeout(200*time.Millisecond), probe.WithLimits(time.Minute, 3))
+	for i, r := range s.Run(context.Background())["ctx"] {
+		if r.OK || r.Err == nil || !strings.Contains(r.Err.Error(), "lookup app: i/o timeout") {
+			t.Errorf("check %d: %+v; want the probe's own error", i, r)
+		}
+	}
+}
+
+// ctxProbe fails when its context ends, as a net dial does.
+type ctxProbe struct{}
+
+func (ctxProbe) Name() string { return "ctx" }
+func (ctxProbe) Check(ctx context.Context) probe.Result {
+	<-ctx.Done()
+	return probe.Result{Err: errors.New("dial tcp: lookup app: i/o timeout")}
+}

@@ -215,6 +215,10 @@ func (s *Sampler) MaxGaps() map[string]time.Duration {
 	return out
 }
 
+// ownAccountWait is how long past its deadline a probe's own error is waited
+// for before the sampler records "no answer".
+const ownAccountWait = 100 * time.Millisecond
+
 // check runs one bounded check; a probe that ignores its context is abandoned
 // at the timeout and reported as failed.
 func (s *Sampler) check(ctx context.Context, p Probe, timeout time.Duration) Result {
@@ -233,7 +237,15 @@ func (s *Sampler) check(ctx context.Context, p Probe, timeout time.Duration) Res
 	case r := <-ch:
 		return r
 	case <-ctx.Done():
-		return Result{Err: fmt.Errorf("probe %s: no answer within %s", p.Name(), timeout)}
+		// A probe that gives up at its deadline says why (a lookup, a
+		// connect, an answer that never came): its own account is kept
+		// when it comes at once.
+		select {
+		case r := <-ch:
+			return r
+		case <-time.After(ownAccountWait):
+			return Result{Err: fmt.Errorf("probe %s: no answer within %s", p.Name(), timeout)}
+		}
 	}
 }
 

@@ -21,11 +21,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -146,11 +148,15 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) *Report {
 	case PathHealth:
 		rep = Report{OK: true, Detail: "agent on " + h.Node}
 	case PathApps:
-		rep = h.apps(r.Context())
+		ctx, cancel := boundedBy(r.Context(), r.URL.Query().Get("within"))
+		defer cancel()
+		rep = h.apps(ctx)
 	case PathHeal:
 		rep = h.heal(r.Context(), r.URL.Query().Get("within"))
 	case PathStorage:
-		rep = h.storage(r.Context())
+		ctx, cancel := boundedBy(r.Context(), r.URL.Query().Get("within"))
+		defer cancel()
+		rep = h.storage(ctx)
 	case PathWrite:
 		n, _ := strconv.Atoi(r.URL.Query().Get("records"))
 		rep = h.write(r.Context(), n)
@@ -167,7 +173,29 @@ func (h *Handler) fail(err error) Report {
 	return Report{Error: fmt.Sprintf("agent on %s: %v", h.Node, err)}
 }
 
+// boundedBy is ctx bounded by within (a duration the harness gives the check
+// so that the agent answers before the harness gives up); ctx as it is when
+// within is absent or not a positive duration.
+func boundedBy(ctx context.Context, within string) (context.Context, context.CancelFunc) {
+	if d, err := time.ParseDuration(within); err == nil && d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
+}
+
 func (h *Handler) apps(ctx context.Context) Report {
+	// Where a request that failed was stuck: the Service name's lookup (a
+	// DNS server that never answers), the connection to one backend (a dead
+	// pod still in the Service), or that backend's answer.
+	var mu sync.Mutex
+	stage := "lookup of " + h.AppsURL
+	set := func(s string) { mu.Lock(); stage = s; mu.Unlock() }
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		ConnectStart: func(_, addr string) { set("connection to " + addr) },
+		GotConn: func(i httptrace.GotConnInfo) {
+			set("answer from " + i.Conn.RemoteAddr().String())
+		},
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.AppsURL, nil)
 	if err != nil {
 		return h.fail(err)
@@ -178,7 +206,9 @@ func (h *Handler) apps(ctx context.Context) Report {
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return h.fail(err)
+		mu.Lock()
+		defer mu.Unlock()
+		return h.fail(fmt.Errorf("%w (stuck at: %s)", err, stage))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
