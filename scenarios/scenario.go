@@ -177,15 +177,7 @@ func (in *ScenarioInput) validate() error {
 // recovery budget for the steady state's own wait.
 func (in *ScenarioInput) samplingLimit() time.Duration {
 	r := in.Row
-	return 2*r.Recovery.Duration + r.Settle.Duration + r.Observe.Duration + in.Course + recoverySettle(r)
-}
-
-// recoverySettle is how long every probe must stay green after the revert.
-func recoverySettle(r *matrix.Row) time.Duration {
-	if r.RecoverySettle.Duration > 0 {
-		return r.RecoverySettle.Duration
-	}
-	return matrix.DefaultRecoverySettle
+	return 2*r.Recovery.Duration + r.Settle.Duration + r.Observe.Duration + in.Course + r.Settled()
 }
 
 func (in *ScenarioInput) probeNames() []string {
@@ -407,7 +399,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	// Recovery: until every probe has been green for the settle window with
 	// several answers, or the budget and the window end; the evaluation says
 	// which probe did not make it, or did not stay.
-	settle := recoverySettle(row)
+	settle := row.Settled()
 	_, _ = waitGreen(ctx, sampler, in.probeNames(), settle, row.Recovery.Duration+settle, w.Revert)
 	w.End = time.Now()
 	out.Timelines = stop()

@@ -467,7 +467,7 @@ func EvaluateRow(row *Row, timelines map[string][]Sample, w Window, j Judging) R
 		if c.Except != "" {
 			excused = j.Excused[c.Except]
 		}
-		res := j.Deviations.Apply(evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration, row.RecoverySettle.Duration, gap, excused), j.Settings)
+		res := j.Deviations.Apply(evaluate(row.Fault, p, c, timelines[p], w, row.Recovery.Duration, row.Settled(), gap, excused), j.Settings)
 		rr.Cells = append(rr.Cells, res)
 		switch {
 		case res.Verdict == Broken:

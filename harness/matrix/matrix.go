@@ -232,12 +232,12 @@ func (m *Matrix) validate() field.ErrorList {
 }
 
 func (m *Matrix) applyDefaults() {
+	fill(&m.Defaults.RecoverySettle, metav1.Duration{Duration: DefaultRecoverySettle})
 	for i := range m.Rows {
 		r := &m.Rows[i]
 		fill(&r.Settle, m.Defaults.Settle)
 		fill(&r.Observe, m.Defaults.Observe)
 		fill(&r.Recovery, m.Defaults.Recovery)
-		fill(&m.Defaults.RecoverySettle, metav1.Duration{Duration: DefaultRecoverySettle})
 		fill(&r.RecoverySettle, m.Defaults.RecoverySettle)
 		for p, c := range r.Cells {
 			switch c.During {
@@ -250,6 +250,16 @@ func (m *Matrix) applyDefaults() {
 			r.Cells[p] = c
 		}
 	}
+}
+
+// Settled is how long every probe must stay green after the revert for the
+// row's recovery to count: its own, or DefaultRecoverySettle for a row built
+// without the matrix's defaults.
+func (r *Row) Settled() time.Duration {
+	if r.RecoverySettle.Duration > 0 {
+		return r.RecoverySettle.Duration
+	}
+	return DefaultRecoverySettle
 }
 
 // DefaultRecoverySettle is the settle window after the revert when the

@@ -203,7 +203,8 @@ func (e *Env) snapshot(ctx context.Context) (rackstate.Snapshot, error) {
 
 // dump writes the artifacts of a failed drill.
 func (e *Env) dump(ctx context.Context, dir string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	// The interrupt grace counts on this limit (scenarios.RevertGrace).
+	ctx, cancel := context.WithTimeout(ctx, scenarios.DumpLimit)
 	defer cancel()
 	nodes, err := e.Nodes.Nodes(ctx)
 	if err != nil {
