@@ -103,8 +103,19 @@ func (f *UPSPowerLoss) devFile() string { return "/etc/nut/" + f.params.UPS + ".
 // setStatus rewrites ups.status and battery.charge in dummy-ups's state file,
 // which the driver reads again when it changes.
 func (f *UPSPowerLoss) setStatus(ctx context.Context, status string, charge int) error {
-	script := fmt.Sprintf(`sed -i -e 's/^ups.status:.*/ups.status: %s/' -e 's/^battery.charge:.*/battery.charge: %d/' %s`, status, charge, f.devFile())
-	return exec.Run(f.master.Command(ctx, "sh", "-c", script))
+	return exec.Run(f.master.Command(ctx, "sh", "-c", statusScript(f.devFile(), status, charge)))
+}
+
+// statusScript rewrites dummy-ups's state file. The driver reads the file
+// again only when its modification time changes, in whole seconds (NUT 2.8
+// compares st_mtime): a rewrite in the same second as the one before goes
+// unseen, and the UPS stays "OB" where the drill wrote "OB LB" (seen on the
+// K3s lab, where upsd reported OB quickly). The script moves the time a
+// second past the previous one when the clock has not.
+func statusScript(file, status string, charge int) string {
+	return fmt.Sprintf(`f=%s; before=$(stat -c %%Y "$f") && `+
+		`sed -i -e 's/^ups.status:.*/ups.status: %s/' -e 's/^battery.charge:.*/battery.charge: %d/' "$f" && `+
+		`if [ "$(stat -c %%Y "$f")" -le "$before" ]; then touch -d "@$((before + 1))" "$f"; fi`, file, status, charge)
 }
 
 // WithCommands says the UPS is not NUT's: FSD is the rack's own

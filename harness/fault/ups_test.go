@@ -226,3 +226,39 @@ func TestRevertLimitForIsThePowerDrills(t *testing.T) {
 		t.Errorf("nfs-lost: %s, want the guard's default %s", got, DefaultRevertTimeout)
 	}
 }
+
+// dummy-ups re-reads its state file only when the file's time changes, in
+// whole seconds: "OB" then "OB LB" written within one second left the K3s
+// lab's UPS at "OB", upsmon never forced the shutdown, and the drill failed
+// at injection. Every rewrite must move the time on.
+func TestUPSStatusRewritesAreSeenWithinOneSecond(t *testing.T) {
+	file := t.TempDir() + "/rackups.dev"
+	if err := os.WriteFile(file, []byte("ups.status: OL\nbattery.charge: 100\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mtime := func() int64 {
+		st, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.ModTime().Unix()
+	}
+	prev := mtime()
+	for _, w := range []struct {
+		status string
+		charge int
+	}{{"OB", 60}, {"OB LB", 10}, {"OL", 10}} {
+		if out, err := osexec.Command("sh", "-c", statusScript(file, w.status, w.charge)).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", w.status, err, out)
+		}
+		now := mtime()
+		if now <= prev {
+			t.Errorf("after writing %q the file's time is %d, not past the previous %d: dummy-ups would not read it", w.status, now, prev)
+		}
+		prev = now
+		b, _ := os.ReadFile(file)
+		if want := "ups.status: " + w.status + "\n"; !strings.Contains(string(b), want) {
+			t.Errorf("file after %q: %q", w.status, b)
+		}
+	}
+}
