@@ -221,6 +221,36 @@ func TestSeed004(t *testing.T) {
 	}
 }
 
+// On K3s nothing inside the cluster reaches the API through the rack's load
+// balancer: losing it leaves healing up (the K3s lab's in-cluster heal probe
+// saw 12 replaced pods of 12 through cp-lb-lost), while the API through the
+// load balancer goes. On kubeadm the kubelets reach the API through the VIP,
+// and healing stops.
+func TestK3sKeepsHealingWithoutTheAPILoadBalancer(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		p    topology.ProviderName
+		heal matrix.Expect
+	}{
+		{"lab-k3s.yaml", "", matrix.Up},
+		{"lab-k3s-ssh.yaml", "", matrix.Up},
+		{"rack-seed004.example.yaml", "", matrix.Up},
+		{"rack-seed000.example.yaml", topology.ProviderSSH, matrix.Up},
+		{"lab.yaml", "", matrix.Down},
+	} {
+		_, d := derive(t, c.file, c.p)
+		if got := cell(t, d, "cp-lb-lost", "heal"); got.During != c.heal || (got.During == matrix.Up && got.Within.Duration == 0) {
+			t.Errorf("%s: cp-lb-lost heal %s, want %s", c.file, promises.Describe(got), c.heal)
+		}
+		if got := cell(t, d, "cp-lb-lost", "api"); got.During != matrix.Down {
+			t.Errorf("%s: cp-lb-lost api %s, want down (the API through the load balancer)", c.file, promises.Describe(got))
+		}
+		if why := reasons(d, "cp-lb-lost"); (c.heal == matrix.Up) != strings.Contains(why, "client-side load balancer") {
+			t.Errorf("%s: cp-lb-lost reasons:\n%s", c.file, why)
+		}
+	}
+}
+
 // The converged lab (seed 000's shape): server-kill-1 takes the etcd leader,
 // either server. Whichever it is, the quorum goes; only server-1's loss also
 // moves the VIP, and the LAN with it. The matrix's row must hold for both
