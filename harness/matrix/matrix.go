@@ -240,16 +240,22 @@ func (m *Matrix) applyDefaults() {
 		fill(&r.Recovery, m.Defaults.Recovery)
 		fill(&r.RecoverySettle, m.Defaults.RecoverySettle)
 		for p, c := range r.Cells {
-			switch c.During {
-			case Up:
-				fill(&c.Within, m.Defaults.UpWithin)
-				fill(&c.Downtime, metav1.Duration{Duration: m.Defaults.UpDowntime.Of(r.Observe.Duration)})
-			case Down:
-				fill(&c.Within, m.Defaults.DownWithin)
-			}
-			r.Cells[p] = c
+			r.Cells[p] = m.Defaults.Cell(c, r.Observe.Duration)
 		}
 	}
+}
+
+// Cell is c with what it leaves out filled from d, in a row observed for
+// observe: an up cell's blip and downtime, a down cell's onset.
+func (d Defaults) Cell(c Cell, observe time.Duration) Cell {
+	switch c.During {
+	case Up:
+		fill(&c.Within, d.UpWithin)
+		fill(&c.Downtime, metav1.Duration{Duration: d.UpDowntime.Of(observe)})
+	case Down:
+		fill(&c.Within, d.DownWithin)
+	}
+	return c
 }
 
 // Settled is how long every probe must stay green after the revert for the

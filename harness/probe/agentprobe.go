@@ -89,6 +89,23 @@ func (a *Agents) call(ctx context.Context, method, path string, body []byte) (ag
 // before the probe's deadline.
 const agentAnswerMargin = 250 * time.Millisecond
 
+// agentWithin is the time an agent's check may take (its ?within=): what is
+// left of ctx's time less margin, so that the agent reports why a check
+// failed before the probe gives up on it; at most limit (none when 0).
+func agentWithin(ctx context.Context, margin, limit time.Duration) string {
+	within := limit
+	if dl, ok := ctx.Deadline(); ok {
+		left := max(time.Until(dl)-margin, margin)
+		if within == 0 || left < within {
+			within = left
+		}
+	}
+	if within <= 0 {
+		return ""
+	}
+	return "?within=" + within.Round(time.Millisecond).String()
+}
+
 // agentCheck is a probe answered by an agent endpoint.
 type agentCheck struct {
 	name   string
@@ -108,16 +125,11 @@ func (p *agentCheck) Name() string { return p.name }
 
 func (p *agentCheck) Check(ctx context.Context) Result {
 	start := time.Now()
-	path := p.path
-	// The agent gets the probe's time less a margin for its answer, so that
-	// an app that hangs (a dead pod still in the Service, a DNS server that
+	// An app that hangs (a dead pod still in the Service, a DNS server that
 	// never answers) is reported by the agent with its cause, and is not
 	// taken for the agent's own failure (which would send the next check to
 	// another node).
-	if dl, ok := ctx.Deadline(); ok {
-		path += "?within=" + max(time.Until(dl)-agentAnswerMargin, agentAnswerMargin).Round(time.Millisecond).String()
-	}
-	rep, err := p.agents.call(ctx, http.MethodGet, path, nil)
+	rep, err := p.agents.call(ctx, http.MethodGet, p.path+agentWithin(ctx, agentAnswerMargin, 0), nil)
 	return reportResult(rep, err, time.Since(start))
 }
 

@@ -35,13 +35,8 @@ func (h *Heal) Timeout() time.Duration  { return h.timeout }
 // Check implements Probe.
 func (h *Heal) Check(ctx context.Context) Result {
 	start := time.Now()
-	// The agent gives the check what is left of the probe's time less a
-	// margin, and reports why a heal did not happen before the probe gives
-	// up on it.
-	within := h.timeout - 2*time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		within = min(within, time.Until(dl)-time.Second)
-	}
-	rep, err := h.agents.call(ctx, http.MethodGet, agent.PathHeal+"?within="+within.Round(time.Millisecond).String(), nil)
+	// The agent reports why a heal did not happen before the probe gives up
+	// on it.
+	rep, err := h.agents.call(ctx, http.MethodGet, agent.PathHeal+agentWithin(ctx, time.Second, h.timeout-2*time.Second), nil)
 	return reportResult(rep, err, time.Since(start))
 }

@@ -353,9 +353,8 @@ func deriveChoice(m *matrix.Matrix, r *topology.Rack, doc matrix.Row, pl fault.P
 	// takes access from outside the cluster, not the cluster's healing.
 	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s && len(gone) == 0 &&
 		(doc.Fault == apiLBGone || slices.Contains(parts, apiLBGone)) && row.Cells["heal"].During == matrix.Down {
-		row.Cells["heal"] = matrix.Cell{During: matrix.Up, Within: m.Defaults.UpWithin,
-			Downtime: metav1.Duration{Duration: m.Defaults.UpDowntime.Of(row.Observe.Duration)},
-			Note:     "K3s: agents reach the servers through their own client-side load balancer, pods through the kubernetes Service"}
+		row.Cells["heal"] = m.Defaults.Cell(matrix.Cell{During: matrix.Up,
+			Note: "K3s: agents reach the servers through their own client-side load balancer, pods through the kubernetes Service"}, row.Observe.Duration)
 		o.reasons = append(o.reasons, "K3s agents reach the servers through their own client-side load balancer and pods reach the API through the kubernetes Service: the cluster keeps replacing lost pods without the API's load balancer (heal up; only access from outside the cluster goes)")
 	}
 	o.row = row

@@ -148,13 +148,13 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) *Report {
 	case PathHealth:
 		rep = Report{OK: true, Detail: "agent on " + h.Node}
 	case PathApps:
-		ctx, cancel := boundedBy(r.Context(), r.URL.Query().Get("within"))
+		ctx, cancel := boundedBy(r.Context(), r.URL.Query().Get("within"), 0)
 		defer cancel()
 		rep = h.apps(ctx)
 	case PathHeal:
 		rep = h.heal(r.Context(), r.URL.Query().Get("within"))
 	case PathStorage:
-		ctx, cancel := boundedBy(r.Context(), r.URL.Query().Get("within"))
+		ctx, cancel := boundedBy(r.Context(), r.URL.Query().Get("within"), 0)
 		defer cancel()
 		rep = h.storage(ctx)
 	case PathWrite:
@@ -174,13 +174,17 @@ func (h *Handler) fail(err error) Report {
 }
 
 // boundedBy is ctx bounded by within (a duration the harness gives the check
-// so that the agent answers before the harness gives up); ctx as it is when
-// within is absent or not a positive duration.
-func boundedBy(ctx context.Context, within string) (context.Context, context.CancelFunc) {
-	if d, err := time.ParseDuration(within); err == nil && d > 0 {
-		return context.WithTimeout(ctx, d)
+// so that the agent answers before the harness gives up), or by def when
+// within is absent or not a positive duration (no bound when def is 0).
+func boundedBy(ctx context.Context, within string, def time.Duration) (context.Context, context.CancelFunc) {
+	d, err := time.ParseDuration(within)
+	if err != nil || d <= 0 {
+		d = def
 	}
-	return context.WithCancel(ctx)
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 func (h *Handler) apps(ctx context.Context) Report {

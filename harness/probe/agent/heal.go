@@ -138,13 +138,9 @@ func podReady(p *corev1.Pod) bool {
 const healWithin = 25 * time.Second
 
 func (h *Handler) heal(ctx context.Context, within string) Report {
-	d, err := time.ParseDuration(within)
-	if err != nil || d <= 0 {
-		d = healWithin
-	}
 	// The agent answers before the harness gives up on it, so that a heal
 	// that did not happen is reported with its reason, not as a timeout.
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := boundedBy(ctx, within, healWithin)
 	defer cancel()
 	if h.Kube == nil {
 		return h.fail(fmt.Errorf("no in-cluster API client (the agent runs outside a pod, or without its service account)"))
