@@ -317,6 +317,7 @@ func Run(ctx context.Context, in ScenarioInput) (out Outcome, err error) {
 	var w matrix.Window
 	in.phase("injecting")
 	holdErr := in.Guard.Hold(ctx, marked, holdFor, func(ctx context.Context) error {
+		w.InPlace = time.Now()
 		log.Info("fault in place; observing", "observe", row.Observe.Duration)
 		in.phase("fault in place")
 		effected := make(chan fault.EffectResult, 1)

@@ -27,7 +27,11 @@ func (s Sample) Sent() time.Time { return s.At.Add(-s.Took) }
 // Window is when the fault was in place, and how long the harness watched after.
 type Window struct {
 	Inject time.Time `json:"inject"`
-	Revert time.Time `json:"revert"`
+	// InPlace is when the injection's last step was done (a fault of several
+	// steps, two servers or two balancers one after the other, is only
+	// partly in place before). Zero: at Inject.
+	InPlace time.Time `json:"inPlace,omitempty"`
+	Revert  time.Time `json:"revert"`
 	// End is when sampling stopped; recovery is judged on samples up to it.
 	End time.Time `json:"end"`
 }
@@ -354,12 +358,14 @@ func judgeDuring(res *CellResult, c Cell, before, overlap []Sample, w Window, ma
 	gap, gapAt := longestGap(overlap, w)
 	res.LongestGap = gap
 	// "Down" means down from the first failure to the revert; anything else that
-	// failed for longer than an allowed blip is "flapping".
+	// failed for longer than an allowed blip is "flapping". An answer to a
+	// request sent while the injection was still under way (the second
+	// server not yet killed) is no sign the path came back.
 	firstFail := slices.IndexFunc(during, func(s Sample) bool { return !s.OK })
 	stayedDown := firstFail >= 0
 	var backUp time.Time
 	if stayedDown {
-		if i := slices.IndexFunc(during[firstFail:], func(s Sample) bool { return s.OK }); i >= 0 {
+		if i := slices.IndexFunc(during[firstFail:], func(s Sample) bool { return s.OK && !s.At.Before(w.InPlace) }); i >= 0 {
 			stayedDown, backUp = false, during[firstFail+i].At
 		}
 	}

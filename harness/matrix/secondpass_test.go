@@ -326,3 +326,40 @@ probes: [api, heal, lan, internet, apps, storage, data]
 defaults: {settle: 20s, observe: 60s, recovery: 3m, upWithin: 5s, downWithin: 30s, upDowntime: 15%}
 rows:
 `
+
+// Point 11, found by the third kubeadm run: a fault of several steps (two
+// servers killed one after the other; keepalived and HAProxy stopped on one
+// load balancer, then the other) is not in place until its last step. An
+// answer while the injection is still under way (the API through the second
+// server, or the VIP moved to the second balancer) is no sign that the
+// path came back: server-kill-2 and cp-lb-lost api were "flapping", hence
+// broken, when the machine was slow enough that the injection took 2-6 s.
+// An answer after the fault is in place still is.
+func TestDownCellIgnoresAnswersWhileTheInjectionRuns(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 21, 19, 43, 0, time.UTC)
+	inPlace := t0.Add(6 * time.Second)
+	w := matrix.Window{Inject: t0, InPlace: inPlace, Revert: t0.Add(66 * time.Second), End: t0.Add(90 * time.Second)}
+	c := matrix.Cell{During: matrix.Down, Within: metaDur(30 * time.Second)}
+	fast := func(int) time.Duration { return 50 * time.Millisecond }
+	// 250 ms apart from -5 s: down from +0.1 s, one answer at +2.3 s (the
+	// VIP on the second balancer, not yet stopped), down to the revert.
+	okDuring := func(i int) bool {
+		at := -5*time.Second + 250*time.Millisecond*time.Duration(i)
+		return at < 0 || (at >= 2250*time.Millisecond && at < 2500*time.Millisecond) || at >= 67*time.Second
+	}
+	samples := requests(t0, -5*time.Second, 380, 200*time.Millisecond, fast, okDuring)
+	got := judge(t, c, samples, w, time.Minute)
+	if got.Verdict != matrix.Held || got.Observed != "down" {
+		t.Errorf("an answer at +2.3 s of a 6 s injection: %s (%s), want held, down: %s", got.Verdict, got.Observed, got.Why)
+	}
+	// The same answer once the fault is in place (+7.3 s): flapping.
+	okLater := func(i int) bool {
+		at := -5*time.Second + 250*time.Millisecond*time.Duration(i)
+		return at < 0 || (at >= 7250*time.Millisecond && at < 7500*time.Millisecond) || at >= 67*time.Second
+	}
+	samples = requests(t0, -5*time.Second, 380, 200*time.Millisecond, fast, okLater)
+	got = judge(t, c, samples, w, time.Minute)
+	if got.Verdict != matrix.Broken || got.Observed != "flapping" || !strings.Contains(got.Why, "came back up at +7.") {
+		t.Errorf("an answer at +7.3 s, the fault in place since +6 s: %s (%s), want broken, flapping: %s", got.Verdict, got.Observed, got.Why)
+	}
+}
