@@ -232,18 +232,42 @@ func (n *node) wrap(op string, err error) error {
 // (SIGRTMIN+3 for systemd, which then powers off) and kills after the timeout.
 func (n *node) Stop(ctx context.Context) error {
 	t := n.p.stopTimeout
+	fzs, _ := n.freezers(ctx)
 	_, err := n.dc().ContainerStop(ctx, n.id, client.ContainerStopOptions{Timeout: &t})
+	if err == nil {
+		return nil
+	}
+	// As Kill: a frozen process inside holds the machine up.
+	if thawed, _ := thaw(fzs); len(thawed) > 0 && n.waitExited(ctx, 15*time.Second) == nil {
+		n.p.log.Info("the stop waited on a frozen cgroup inside the machine; thawed, the machine is down", "node", n.name, "thawed", thawed, "docker said", err.Error())
+		return nil
+	}
 	return n.wrap("stop", err)
 }
 
-// Kill is a hard power loss: SIGKILL to every process of the node.
+// Kill is a hard power loss: SIGKILL to every process of the node. A
+// process frozen inside (runc freezes a pod container's cgroup while it
+// applies its settings) would keep the machine half dead, its init a zombie:
+// what is frozen is thawed, and the kill completes.
 func (n *node) Kill(ctx context.Context) error {
 	running, err := n.Running(ctx)
 	if err != nil || !running {
 		return err
 	}
+	fzs, _ := n.freezers(ctx)
 	_, err = n.dc().ContainerKill(ctx, n.id, client.ContainerKillOptions{Signal: "KILL"})
-	return n.wrap("kill", err)
+	if err == nil {
+		return nil
+	}
+	thawed, terr := thaw(fzs)
+	if len(thawed) == 0 {
+		return n.wrap("kill", errors.Join(err, terr))
+	}
+	if werr := n.waitExited(ctx, 15*time.Second); werr != nil {
+		return n.wrap("kill", errors.Join(err, fmt.Errorf("thawed %s: %w", strings.Join(thawed, ", "), werr)))
+	}
+	n.p.log.Info("the kill waited on a frozen cgroup inside the machine; thawed, the machine is down", "node", n.name, "thawed", thawed, "docker said", err.Error())
+	return nil
 }
 
 // Start powers the node on; a no-op if it runs.
