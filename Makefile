@@ -56,6 +56,8 @@ vet: ## go vet and gofmt
 # compiled, and their wiring is tested by suites/framework. The lab images are
 # built by TestIntegrationLabImages: seconds when they exist, a cold build
 # (about 17 minutes on 2 cores) on a fresh machine.
+# The tests' runs keep their fault ledgers here, not in the user's state folder.
+test: export RACKDRILL_STATE_DIR ?= $(abspath $(ARTIFACTS))/test-state
 test: vet images lint-workflows ## every test of the repo (Docker-backed ones too)
 	$(GO) test -count=1 -run '^$$' ./suites/...
 	$(GO) test -count=1 -timeout 75m $$($(GO) list ./... | grep -vE '/suites/(chaos|conformance|preupgrade)$$')
@@ -90,7 +92,7 @@ RACKDRILL := $(GO) build -o bin/rackdrill ./cmd/rackdrill && bin/rackdrill
 
 .PHONY: lab
 lab: images ## bring the lab of TOPOLOGY up, unless it is up already
-	@if $(RACKDRILL) status --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) | grep -q "is not up"; then \
+	@if $(RACKDRILL) status --topology $(TOPOLOGY) --artifacts $(ARTIFACTS) 2>/dev/null | grep -q "no machine of rack"; then \
 	  $(RACKDRILL) up --topology $(TOPOLOGY) --artifacts $(ARTIFACTS); \
 	else echo "lab: $(TOPOLOGY) is up already (rackdrill status)"; fi
 

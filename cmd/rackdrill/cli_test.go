@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"rackdrill.dev/rackdrill/harness/fault"
 )
 
 var (
@@ -132,17 +134,20 @@ func TestPlanListsEveryRow(t *testing.T) {
 	}
 
 	js, _, code := rackdrill(t, "plan", "-o", "json")
-	var rows []struct {
-		Row  struct{ Fault string }
-		Plan struct {
-			Applicable bool
-			Targets    []string
+	var plan struct {
+		Kind, Rack, Provider string
+		Rows                 []struct {
+			Row  struct{ Fault string }
+			Plan struct {
+				Applicable bool
+				Targets    []string
+			}
 		}
 	}
-	if err := json.Unmarshal([]byte(js), &rows); err != nil || code != 0 || len(rows) != 10 {
-		t.Fatalf("plan -o json: exit %d, %d rows, %v", code, len(rows), err)
+	if err := json.Unmarshal([]byte(js), &plan); err != nil || code != 0 || len(plan.Rows) != 10 || plan.Kind != "Plan" || plan.Rack != "lab" || plan.Provider != "containers" {
+		t.Fatalf("plan -o json: exit %d, kind %q rack %q provider %q, %d rows, %v", code, plan.Kind, plan.Rack, plan.Provider, len(plan.Rows), err)
 	}
-	k3d, _, _ := rackdrill(t, "plan", "-t", "kind-configs/k3d-ha.yaml", "--fault", "lb-master-lost")
+	k3d, _, _ := rackdrill(t, "plan", "-t", "kind-configs/k3d-ha.yaml", "--scenario", "lb-master-lost")
 	if !strings.Contains(k3d, "NOT APPLICABLE") {
 		t.Errorf("k3d lb-master-lost:\n%s", k3d)
 	}
@@ -189,14 +194,17 @@ func TestPlanDerivesEachExampleRack(t *testing.T) {
 	}
 
 	seed002, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed002.example.yaml", "-o", "json")
-	var rows []struct {
-		Row     struct{ Fault string }
-		Plan    struct{ Applicable bool }
-		Derived *struct{ NotApplicable string }
+	var plan struct {
+		Rows []struct {
+			Row     struct{ Fault string }
+			Plan    struct{ Applicable bool }
+			Derived *struct{ NotApplicable string }
+		}
 	}
-	if err := json.Unmarshal([]byte(seed002), &rows); err != nil || code != 0 {
+	if err := json.Unmarshal([]byte(seed002), &plan); err != nil || code != 0 {
 		t.Fatalf("seed 002: exit %d, %v: %s", code, err, errOut)
 	}
+	rows := plan.Rows
 	var applicable []string
 	for _, r := range rows {
 		if r.Plan.Applicable {
@@ -211,19 +219,20 @@ func TestPlanDerivesEachExampleRack(t *testing.T) {
 
 	// Its NAS is an appliance without systemd: the plan says its dead-man
 	// timer is a shell timer.
-	nfs, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed002.example.yaml", "--fault", "nfs-lost")
+	nfs, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed002.example.yaml", "--scenario", "nfs-lost")
 	if code != 0 || !strings.Contains(nfs, "mycloud-ex2  dead-man timer (a detached shell timer, setsid sleep 2m0s, for a machine without systemd") {
 		t.Errorf("seed 002 nfs-lost: exit %d %s\n%s", code, errOut, nfs)
 	}
 
-	seed004, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed004.example.yaml", "--fault", "server-kill-1")
+	seed004, errOut, code := rackdrill(t, "plan", "-t", "kind-configs/rack-seed004.example.yaml", "--scenario", "server-kill-1")
 	if code != 0 || !strings.Contains(seed004, "worker-lost's promises apply") || !strings.Contains(seed004, "apps=up(blip<=1m30s") || strings.Contains(seed004, "QUORUM") {
 		t.Errorf("seed 004 server-kill-1: exit %d %s\n%s", code, errOut, seed004)
 	}
 }
 
 func TestUnknownInputExits2(t *testing.T) {
-	for _, args := range [][]string{{"explode"}, {"plan", "--fault", "meteor"}, {"plan", "-o", "yaml"}} {
+	for _, args := range [][]string{{"explode"}, {"plan", "--fault", "meteor"}, {"plan", "--scenario", "meteor"}, {"plan", "-o", "yaml"},
+		{"plan", "--provider", "bogus"}, {"version", "-o", "yaml"}} {
 		_, errOut, code := rackdrill(t, args...)
 		if code != 2 || errOut == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
@@ -277,6 +286,10 @@ func TestProbesImageFollowsTheTopology(t *testing.T) {
 // any directory: the documented matrix and overlays are built in.
 func TestStandaloneFromAnyDirectory(t *testing.T) {
 	dir := t.TempDir()
+	// The user's state folder (the fault ledgers), kept out of the home
+	// folder of whoever runs the tests.
+	state := filepath.Join(t.TempDir(), "state")
+	t.Setenv(fault.StateEnv, state)
 	seed, err := os.ReadFile("../../kind-configs/rack-seed001.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -292,9 +305,15 @@ func TestStandaloneFromAnyDirectory(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "scenarios/impact-matrix.yaml (built in)") || strings.Count(out, "    expects: ") != 9 {
 		t.Errorf("plan: exit %d\n%s%s", code, out, errOut)
 	}
-	out, errOut, code = run("run", "-t", "rack.yaml", "--dry-run", "--scenario", "nfs-lost", "--artifacts", filepath.Join(dir, "artifacts"))
+	out, errOut, code = run("run", "-t", "rack.yaml", "--dry-run", "--scenario", "nfs-lost")
 	if code != 0 || !strings.Contains(out, "nfs-lost") || !strings.Contains(out, "dry run") {
 		t.Errorf("run --dry-run: exit %d\n%s%s", code, out, errOut)
+	}
+	// A dry run writes nothing: no artifacts folder, no ledger.
+	for _, p := range []string{filepath.Join(dir, "_artifacts"), state} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the dry run wrote %s (%v)", p, err)
+		}
 	}
 	if strings.Contains(out+errOut, "run rackdrill from its repository") {
 		t.Errorf("needs the repository:\n%s%s", out, errOut)
@@ -332,8 +351,9 @@ spec:
 		t.Errorf("preflight: exit %d, want 2 naming the unreachable host\n%s%s", code, out, errOut)
 	}
 	out, errOut, code = run("recover", "-t", "loopback.yaml", "--artifacts", art)
-	if code != 0 || !strings.Contains(out+errOut, "nothing to recover") {
-		t.Errorf("recover: exit %d\n%s%s", code, out, errOut)
+	if code != 0 || !strings.Contains(out+errOut, "nothing to recover") ||
+		!strings.Contains(out, "rack loopback: no fault in "+filepath.Join(state, "racks", "loopback", "ledger")) {
+		t.Errorf("recover: exit %d, want where it looked\n%s%s", code, out, errOut)
 	}
 	// up builds the lab from rackdrill's source: outside the repository it
 	// says so, and what works from anywhere.
@@ -431,5 +451,91 @@ func TestRunRefusesTheRehearsalOnARealRack(t *testing.T) {
 	out, errOut, code := rackdrill(t, "run", "-t", topo, "--label-filter", "conformance || rehearsal", "--dry-run", "--artifacts", t.TempDir())
 	if code != 0 || strings.Contains(out+errOut, "rolling-upgrade") || strings.Contains(errOut, "unreachable") {
 		t.Errorf("--label-filter 'conformance || rehearsal' --dry-run: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// Issue 36, the conventions of kubectl, kind and k3d: a version command, a
+// topology that is never a silent default outside a clone, a warning said
+// once, -o json with a kind.
+func TestCLIConventions(t *testing.T) {
+	out, errOut, code := rackdrill(t, "version")
+	if code != 0 || !strings.HasPrefix(out, "rackdrill ") || !strings.Contains(out, "go:     go1.") {
+		t.Errorf("version: exit %d\n%s%s", code, out, errOut)
+	}
+	js, _, code := rackdrill(t, "version", "-o", "json")
+	var v struct{ Kind, Version, Module, Go string }
+	if err := json.Unmarshal([]byte(js), &v); err != nil || code != 0 || v.Kind != "Version" || v.Module != "rackdrill.dev/rackdrill" || v.Version == "" {
+		t.Errorf("version -o json: exit %d, %+v, %v\n%s", code, v, err, js)
+	}
+
+	// Outside a clone, no topology means no rack: the lab's file is the
+	// default only where it exists. $RACKDRILL_TOPOLOGY names one.
+	dir := t.TempDir()
+	out, errOut, code = rackdrillIn(t, dir, "plan")
+	if code != 2 || !strings.Contains(errOut, "no topology: give the rack's file with --topology FILE or $RACKDRILL_TOPOLOGY") {
+		t.Errorf("plan outside a clone without --topology: exit %d\n%s%s", code, out, errOut)
+	}
+	seed, err := os.ReadFile("../../kind-configs/rack-seed000.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "home.yaml"), seed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RACKDRILL_TOPOLOGY", "home.yaml")
+	out, errOut, code = rackdrillIn(t, dir, "plan", "--scenario", "nfs-lost")
+	if code != 0 || !strings.Contains(out, "Plan for rack seed000") {
+		t.Errorf("plan with $RACKDRILL_TOPOLOGY: exit %d\n%s%s", code, out, errOut)
+	}
+	// The topology's warning, said once although the CLI and the suites
+	// both load the file.
+	t.Setenv(fault.StateEnv, t.TempDir())
+	out, errOut, code = rackdrillIn(t, dir, "run", "--dry-run", "--scenario", "nfs-lost")
+	if n := strings.Count(out+errOut, "etcd quorum is 2"); code != 0 || n != 1 {
+		t.Errorf("run --dry-run: exit %d, the quorum warning said %d times, want once\n%s%s", code, n, out, errOut)
+	}
+	t.Setenv("RACKDRILL_TOPOLOGY", "")
+
+	js, _, code = rackdrill(t, "validate", "-o", "json", "kind-configs/lab.yaml", "harness/topology/testdata/invalid-no-provider.yaml")
+	var val struct {
+		Kind  string
+		Files []struct {
+			File, Rack, Error string
+			OK                bool
+		}
+	}
+	if err := json.Unmarshal([]byte(js), &val); err != nil || code != 2 || val.Kind != "Validation" || len(val.Files) != 2 ||
+		!val.Files[0].OK || val.Files[0].Rack != "lab" || val.Files[1].OK || !strings.Contains(val.Files[1].Error, "spec.provider: Required value") {
+		t.Errorf("validate -o json: exit %d, %+v, %v\n%s", code, val, err, js)
+	}
+}
+
+// status looks at any rack and says, by its exit status, whether it is up: a
+// rack with no machine is not (exit 1, the reason printed), -o json too.
+func TestStatusOfARackThatIsNotUp(t *testing.T) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("lists the lab's containers: needs Docker")
+	}
+	lab, err := os.ReadFile("../../kind-configs/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ghost := strings.Replace(string(lab), "name: lab\n", "name: ghost-rack\n", 1)
+	if err := os.WriteFile(filepath.Join(dir, "ghost.yaml"), []byte(ghost), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := rackdrillIn(t, dir, "status", "-t", "ghost.yaml")
+	if code != 1 || !strings.Contains(out, "rack ghost-rack is not up") || !strings.Contains(out, "no machine of rack ghost-rack exists") {
+		t.Errorf("status of a rack that does not exist: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	js, _, code := rackdrillIn(t, dir, "status", "-t", "ghost.yaml", "-o", "json")
+	var st struct {
+		Kind, Rack string
+		Up         bool
+		Problems   []string
+	}
+	if err := json.Unmarshal([]byte(js), &st); err != nil || code != 1 || st.Kind != "Status" || st.Rack != "ghost-rack" || st.Up || len(st.Problems) != 1 {
+		t.Errorf("status -o json: exit %d, %+v, %v\n%s", code, st, err, js)
 	}
 }

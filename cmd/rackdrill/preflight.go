@@ -74,7 +74,7 @@ environment.`,
 				return nil
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-			opts := framework.Options{Topology: g.topology, Artifacts: g.artifacts, UpgradeTo: to, AcceptNewHostKeys: accept}
+			opts := framework.Options{Topology: g.topology, WarningsShown: true, Artifacts: g.artifacts, UpgradeTo: to, AcceptNewHostKeys: accept}
 			if err := framework.Reachable(cmd.Context(), log, opts); err != nil {
 				return err
 			}

@@ -63,10 +63,13 @@ func testRecover(t *testing.T, mode fault.PowerMode, sig syscall.Signal) {
 		t.Fatalf("node not running before the fault: %v %v", running, err)
 	}
 
-	artifacts := t.TempDir()
+	// The rack's ledger is in the state folder, which the harness and
+	// recover find from the environment, whatever folder each started in.
+	t.Setenv(fault.StateEnv, t.TempDir())
 	harness := exec.Command(os.Args[0], "-test.run=^TestHelperHoldFault$", "-test.v")
+	harness.Dir = t.TempDir()
 	harness.Env = append(os.Environ(), "RACKDRILL_HELPER=hold", "RACKDRILL_HELPER_RACK="+rack,
-		"RACKDRILL_HELPER_LEDGER="+ledgerDir(artifacts), "RACKDRILL_HELPER_MODE="+string(mode))
+		"RACKDRILL_HELPER_MODE="+string(mode))
 	out, err := harness.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +88,7 @@ func testRecover(t *testing.T, mode fault.PowerMode, sig syscall.Signal) {
 		t.Fatal(err)
 	}
 	werr := harness.Wait()
-	l, _ := fault.OpenLedger(ledgerDir(artifacts))
+	l, _ := fault.LedgerFor(rack)
 	entries, _ := l.Entries()
 
 	if sig != syscall.SIGKILL {
@@ -103,7 +106,8 @@ func testRecover(t *testing.T, mode fault.PowerMode, sig syscall.Signal) {
 		t.Fatalf("after SIGKILL: node running %v (want not), ledger %+v (want the fault)", running, entries)
 	}
 	bin := buildRackdrill(t)
-	rec := exec.CommandContext(ctx, bin, "recover", "--artifacts", artifacts)
+	rec := exec.CommandContext(ctx, bin, "recover")
+	rec.Dir = t.TempDir() // another folder than the harness's
 	recOut, err := rec.CombinedOutput()
 	if err != nil {
 		t.Fatalf("rackdrill recover: %v\n%s", err, recOut)
@@ -117,8 +121,10 @@ func testRecover(t *testing.T, mode fault.PowerMode, sig syscall.Signal) {
 	if entries, _ := l.Entries(); len(entries) != 0 {
 		t.Errorf("ledger not cleared: %+v", entries)
 	}
-	again, err := exec.CommandContext(ctx, bin, "recover", "--artifacts", artifacts).CombinedOutput()
-	if err != nil || !strings.Contains(string(again), "nothing to recover") {
+	second := exec.CommandContext(ctx, bin, "recover")
+	second.Dir = t.TempDir()
+	again, err := second.CombinedOutput()
+	if err != nil || !strings.Contains(string(again), "nothing to recover") || !strings.Contains(string(again), "rack "+rack+": no fault in ") {
 		t.Errorf("second recover: %v\n%s", err, again)
 	}
 }
@@ -133,7 +139,7 @@ func TestHelperHoldFault(t *testing.T) {
 	rack := os.Getenv("RACKDRILL_HELPER_RACK")
 	prov := containers.NewProvider(rack, containers.WithStopTimeout(5))
 	node := nasNode(ctx, t, prov)
-	l, err := fault.OpenLedger(os.Getenv("RACKDRILL_HELPER_LEDGER"))
+	l, err := fault.LedgerFor(rack)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,7 +143,7 @@ broken, 2 bad input or a broken environment.`,
 				return ctx.Err()
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-			opts := framework.Options{Topology: g.topology, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew,
+			opts := framework.Options{Topology: g.topology, WarningsShown: true, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew,
 				Matrix: matrixF, Deviations: devF}
 			// On a real rack, the framework connects after the gate and
 			// before any spec (an unreachable machine, a wrong host key, a

@@ -116,6 +116,23 @@ func run(topo, bin string, trials int, only, out string, seed uint64) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	// The trials' runs keep the rack's ledger in a state folder of their
+	// own (the operator's is left alone), and recover, run from another
+	// folder without --topology, must find it there as a user's would.
+	if os.Getenv(fault.StateEnv) == "" {
+		st, err := filepath.Abs(filepath.Join(out, "state"))
+		if err != nil {
+			return err
+		}
+		os.Setenv(fault.StateEnv, st)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	ledger, err := fault.LedgerFor(r.Metadata.Name)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("killtest: seed %d, %d trial(s) per fault, artifacts in %s\n", seed, trials, out)
 	var all []Trial
 	n := 0
@@ -130,7 +147,7 @@ func run(topo, bin string, trials int, only, out string, seed uint64) error {
 			delay := time.Duration(rng.Int64N(int64(ph.max(&row)) + 1))
 			n++
 			dir := filepath.Join(out, fmt.Sprintf("%02d-%s", n, row.Fault))
-			t := trial(bin, topo, dir, &row, ph.line, delay, take)
+			t := trial(bin, topo, dir, ledger, &row, ph.line, delay, take)
 			all = append(all, t)
 			fmt.Printf("killtest: %2d %-18s killed %-5v in %-14q +%-6s (%s from start): recover exit %d, ledger left %d, residue clean %v%s\n",
 				n, t.Fault, t.Killed, t.Phase, t.InPhase.Round(100*time.Millisecond), t.KilledAfter.Round(time.Second),
@@ -169,7 +186,7 @@ func errSuffix(t Trial) string {
 
 // trial kills one run at delay after the line of phase, recovers, and checks
 // the residue against the rack as it was before.
-func trial(bin, topo, dir string, row *matrix.Row, phase string, delay time.Duration, take func(context.Context) (rackstate.Snapshot, error)) Trial {
+func trial(bin, topo, dir string, ledger *fault.Ledger, row *matrix.Row, phase string, delay time.Duration, take func(context.Context) (rackstate.Snapshot, error)) Trial {
 	t := Trial{Fault: row.Fault, Phase: phase}
 	start := time.Now()
 	defer func() { t.Took = time.Since(start) }()
@@ -223,16 +240,17 @@ func trial(bin, topo, dir string, row *matrix.Row, phase string, delay time.Dura
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 		t.Killed = ws.Signaled() && ws.Signal() == syscall.SIGKILL
 	}
-	entries, _ := os.ReadDir(filepath.Join(dir, "ledger"))
+	entries, _ := ledger.Entries()
 	t.LedgerBefore = len(entries)
-	rec := exec.Command(bin, "recover", "--artifacts", dir)
+	rec := exec.Command(bin, "recover")
+	rec.Dir = os.TempDir() // not where the run started: the ledger is found from anywhere
 	var recOut bytes.Buffer
 	rec.Stdout, rec.Stderr = &recOut, &recOut
 	_ = rec.Run()
 	t.Recover = strings.TrimSpace(recOut.String())
 	t.RecoverExit = rec.ProcessState.ExitCode()
-	left, _ := os.ReadDir(filepath.Join(dir, "ledger"))
-	t.Recovered = t.RecoverExit == 0 && len(left) == 0
+	left, lerr := ledger.Entries()
+	t.Recovered = t.RecoverExit == 0 && len(left) == 0 && lerr == nil
 	diff, err := rackstate.WaitSame(ctx, before, 5*time.Minute, take)
 	if err != nil {
 		diff = append(diff, "state of the rack: "+err.Error())

@@ -173,22 +173,41 @@ type HaltReporter interface {
 	LastHalt(ctx context.Context) (Halt, error)
 }
 
-// Arch is the CPU architecture of machine n as Kubernetes names it (amd64,
-// arm64, arm), read with uname -m; declared, the topology's spec.nodes[].arch,
-// must agree with it when given.
+// Arch is the architecture of machine n's userland as Kubernetes names it
+// (amd64, arm64, arm): what its kubelet and containers run as, read with
+// uname -m and the userland's word size (getconf LONG_BIT). A Raspberry Pi
+// running 32-bit Raspberry Pi OS on its 64-bit kernel says aarch64 to uname
+// and is arm. declared, the topology's spec.nodes[].arch, must agree with it
+// when given.
 func Arch(ctx context.Context, n Node, declared string) (string, error) {
-	out, err := exec.Output(n.Command(ctx, "uname", "-m"))
+	out, err := exec.Output(n.Command(ctx, "sh", "-c", "uname -m; getconf LONG_BIT 2>/dev/null || true"))
 	if err != nil {
 		return "", fmt.Errorf("%s: uname -m: %w", n.Name(), err)
 	}
-	m := strings.TrimSpace(string(out))
-	arch, ok := map[string]string{"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64",
-		"armv7l": "arm", "armv7": "arm", "armv8l": "arm", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}[m]
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "", fmt.Errorf("%s: uname -m printed nothing", n.Name())
+	}
+	m, bits := f[0], ""
+	if len(f) > 1 {
+		bits = f[1]
+	}
+	arch, ok := topology.CanonicalArch(m)
 	if !ok {
 		return "", fmt.Errorf("%s: uname -m says %q, an architecture rackdrill does not build for (amd64, arm64, armv7)", n.Name(), m)
 	}
+	seen := "uname -m: " + m
+	if bits == "32" {
+		switch arch {
+		case "arm64":
+			arch, seen = "arm", seen+", a 32-bit userland"
+		case "arm":
+		default:
+			return "", fmt.Errorf("%s: a 32-bit userland on %s (uname -m), which rackdrill does not build for (amd64, arm64, armv7)", n.Name(), m)
+		}
+	}
 	if declared != "" && declared != arch {
-		return "", fmt.Errorf("%s: the topology says arch %s (spec.nodes[].arch, amd64 when left out) and the machine is %s (uname -m: %s)", n.Name(), declared, arch, m)
+		return "", fmt.Errorf("%s: the topology says arch %s (spec.nodes[].arch, amd64 when left out) and the machine's userland is %s (%s)", n.Name(), declared, arch, seen)
 	}
 	return arch, nil
 }

@@ -49,8 +49,16 @@ func TestArch(t *testing.T) {
 		{"x86_64", "", "amd64", ""},
 		{"aarch64", "arm64", "arm64", ""},
 		{"armv7l", "", "arm", ""},
-		{"aarch64", "amd64", "", "says arch amd64 (spec.nodes[].arch, amd64 when left out) and the machine is arm64"},
+		{"aarch64", "amd64", "", "says arch amd64 (spec.nodes[].arch, amd64 when left out) and the machine's userland is arm64"},
 		{"mips", "", "", `uname -m says "mips"`},
+		// getconf LONG_BIT after uname -m: the userland's word size. A Pi
+		// running 32-bit Raspberry Pi OS on its 64-bit kernel says
+		// aarch64 to uname and runs an arm kubelet: it is arm.
+		{"aarch64\n32", "arm", "arm", ""},
+		{"aarch64\n32", "", "arm", ""},
+		{"aarch64\n64", "arm64", "arm64", ""},
+		{"aarch64\n32", "arm64", "", "the machine's userland is arm (uname -m: aarch64, a 32-bit userland)"},
+		{"x86_64\n32", "", "", "a 32-bit userland on x86_64"},
 	} {
 		got, err := cluster.Arch(ctx, unameNode{tc.machine}, tc.declared)
 		if tc.err != "" {

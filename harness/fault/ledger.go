@@ -36,10 +36,12 @@ type Entry struct {
 // reverted. A file here means a fault may still be in place.
 type Ledger struct{ dir string }
 
-// OpenLedger opens (creating) the ledger folder dir.
+// OpenLedger opens the ledger folder dir; the folder is created by the first
+// Record, so that a run that injects nothing (a dry run, conformance) writes
+// nothing.
 func OpenLedger(dir string) (*Ledger, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open fault ledger: %w", err)
+	if dir == "" {
+		return nil, errors.New("open fault ledger: no folder")
 	}
 	return &Ledger{dir: dir}, nil
 }
@@ -59,6 +61,9 @@ func newID(fault string) string {
 func (l *Ledger) Record(e Entry) error {
 	data, err := json.MarshalIndent(e, "", "  ")
 	if err != nil {
+		return fmt.Errorf("record fault %s: %w", e.Fault, err)
+	}
+	if err := os.MkdirAll(l.dir, 0o700); err != nil {
 		return fmt.Errorf("record fault %s: %w", e.Fault, err)
 	}
 	final := filepath.Join(l.dir, e.ID+".json")

@@ -224,7 +224,7 @@ func WaitSame(ctx context.Context, before Snapshot, timeout time.Duration, take 
 }
 
 // Steady is the snapshot of a rack's steady state taken before a fault, kept
-// in the artifacts folder so that `rackdrill recover` can check, after a killed
+// in the rack's state folder so that `rackdrill recover` can check, after a killed
 // run, that the rack is as it was.
 type Steady struct {
 	Topology string    `json:"topology"`
@@ -233,8 +233,9 @@ type Steady struct {
 	Snapshot Snapshot  `json:"snapshot"`
 }
 
-// SteadyFile is where a run keeps the steady state of its current drill.
-func SteadyFile(artifacts string) string { return filepath.Join(artifacts, "steady-state.json") }
+// SteadyFile is where a run keeps the steady state of its current drill, in
+// the rack's state folder.
+func SteadyFile(rackDir string) string { return filepath.Join(rackDir, "steady-state.json") }
 
 // SaveSteady writes s to path.
 func SaveSteady(path string, s Steady) error {
@@ -242,7 +243,10 @@ func SaveSteady(path string, s Steady) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o644)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
 }
 
 // LoadSteady reads what SaveSteady wrote.

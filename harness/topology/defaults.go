@@ -27,9 +27,9 @@ const (
 // SetDefaults fills what the file left out. It is idempotent.
 func SetDefaults(r *Rack) {
 	s := &r.Spec
-	if s.Provider == "" {
-		s.Provider = ProviderContainers
-	}
+	// No default provider: a rack file that leaves it out is refused
+	// (validate), never taken for the Docker lab, whose networks would
+	// take the rack's own addresses on the operator's machine.
 	k := &s.Kubernetes
 	if k.Distribution == "" {
 		// A K3s release names itself (v1.33.5+k3s1): a K3s rack that leaves
@@ -59,6 +59,9 @@ func SetDefaults(r *Rack) {
 			case admin != nil:
 				n.Network = admin.Name
 			}
+		}
+		if a, ok := CanonicalArch(n.Arch); ok {
+			n.Arch = a // uname's name (aarch64, armv7l, x86_64) as Kubernetes says it
 		}
 		if n.Arch == "" {
 			n.Arch = DefaultArch
@@ -152,4 +155,20 @@ func SetDefaults(r *Rack) {
 	if p.Namespace == "" {
 		p.Namespace = DefaultProbeNamespace
 	}
+}
+
+// unameArches maps what `uname -m` and Debian's dpkg say to the names
+// Kubernetes gives (a node's status.nodeInfo.architecture, image platforms).
+var unameArches = map[string]string{
+	"x86_64": "amd64", "amd64": "amd64",
+	"aarch64": "arm64", "arm64": "arm64", "armv8": "arm64",
+	"armv7l": "arm", "armv7": "arm", "armv8l": "arm", "armhf": "arm", "arm": "arm",
+	"ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64",
+}
+
+// CanonicalArch is a machine architecture as Kubernetes names it: amd64,
+// arm64, arm (32-bit ARMv7). It takes uname's and Debian's names too.
+func CanonicalArch(a string) (string, bool) {
+	c, ok := unameArches[strings.ToLower(strings.TrimSpace(a))]
+	return c, ok
 }

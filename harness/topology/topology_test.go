@@ -246,3 +246,30 @@ func TestNFSReachedOnTheStorageNetwork(t *testing.T) {
 		}
 	}
 }
+
+// A Pi's arch may be written as uname says it (issue 36: aarch64 was refused
+// without a hint): uname's and Debian's names are taken and rewritten to
+// Kubernetes', which the kubelet reports and the images are built for.
+func TestArchNames(t *testing.T) {
+	for written, want := range map[string]string{"aarch64": "arm64", "armv7l": "arm", "armhf": "arm", "x86_64": "amd64", "arm": "arm"} {
+		doc := `apiVersion: rackdrill.dev/v1alpha1
+kind: Rack
+metadata: {name: pis}
+spec:
+  provider: ssh
+  networks: [{name: lan, cidr: 10.1.0.0/24, purpose: admin}]
+  nodes:
+    - {name: solo, roles: [server], address: 10.1.0.5}
+    - {name: pi-1, roles: [worker], address: 10.1.0.6, arch: "` + written + `"}
+  controlPlane: {endpoint: {host: 10.1.0.5}}
+`
+		r, _, err := topology.Parse([]byte(doc), "pis.yaml")
+		if err != nil {
+			t.Errorf("arch %q: %v", written, err)
+			continue
+		}
+		if got := r.Node("pi-1").Arch; got != want {
+			t.Errorf("arch %q became %q, want %q", written, got, want)
+		}
+	}
+}

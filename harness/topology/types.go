@@ -152,7 +152,10 @@ type Node struct {
 	// Addresses are the machine's addresses on the rack's other networks
 	// (seed 000: its storage and internode VLANs), one per network.
 	Addresses []NodeAddress `json:"addresses,omitempty"`
-	// Arch is the CPU architecture as Kubernetes names it: amd64, arm64, arm.
+	// Arch is the architecture of the machine's userland as Kubernetes
+	// names it (amd64, arm64, arm; uname's x86_64, aarch64, armv7l are
+	// taken and rewritten): what its kubelet reports. A Pi running 32-bit
+	// Raspberry Pi OS on a 64-bit kernel is arm.
 	Arch   string            `json:"arch,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
 	Taints []Taint           `json:"taints,omitempty"`

@@ -101,6 +101,9 @@ func (v *validator) kubernetes() {
 	}
 	switch v.r.Spec.Provider {
 	case ProviderContainers, ProviderK3d, ProviderSSH:
+	case "":
+		v.add(field.Required(field.NewPath("spec", "provider"),
+			"say which: ssh (your own machines), containers (the offline lab in Docker) or k3d; a rack file without it is never taken for the lab"))
 	default:
 		v.add(field.NotSupported(field.NewPath("spec", "provider"), v.r.Spec.Provider, []ProviderName{ProviderContainers, ProviderK3d, ProviderSSH}))
 	}
@@ -187,7 +190,8 @@ func (v *validator) nodes() {
 		v.nodeAddress(np, n, addrs)
 		v.moreAddresses(np, n, addrs)
 		if !slices.Contains(knownArches, n.Arch) {
-			v.add(field.NotSupported(np.Child("arch"), n.Arch, knownArches))
+			v.add(field.Invalid(np.Child("arch"), n.Arch, "the architecture of the machine's userland, as Kubernetes names it: "+
+				strings.Join(knownArches, ", ")+" (uname's x86_64, aarch64 and armv7l are taken too; a Pi with 32-bit Raspberry Pi OS is arm, whatever its kernel)"))
 		}
 		for k, val := range n.Labels {
 			for _, msg := range validation.IsQualifiedName(k) {

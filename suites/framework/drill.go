@@ -168,7 +168,7 @@ func (e *Env) observe(in *scenarios.ScenarioInput) {
 	row := in.Row
 	in.Snapshot = e.snapshot
 	in.OnSteady = func(s rackstate.Snapshot) error {
-		return rackstate.SaveSteady(rackstate.SteadyFile(e.Artifacts),
+		return rackstate.SaveSteady(rackstate.SteadyFile(e.StateDir),
 			rackstate.Steady{Topology: e.TopologyFile, Fault: row.Fault, Taken: time.Now(), Snapshot: s})
 	}
 	in.Dump = func(ctx context.Context, why string) (string, error) {

@@ -65,8 +65,11 @@ type Env struct {
 	Deviations   *matrix.Deviations
 	Artifacts    string
 	Ledger       *fault.Ledger
-	Log          logr.Logger
-	Nodes        cluster.NodeLister
+	// StateDir is the rack's state folder (fault.RackDir): the ledger and
+	// the steady state kept for recover.
+	StateDir string
+	Log      logr.Logger
+	Nodes    cluster.NodeLister
 	// Client is the rack's API through its control-plane endpoint, for the
 	// checks and the harness's operations; Kube is the faults' client of it
 	// (each request bounded by rackclient.FaultTimeout). Both are made once,
@@ -124,6 +127,9 @@ type Options struct {
 	KubernetesVersion string
 	// AcceptNewHostKeys: see Env.AcceptNewHostKeys.
 	AcceptNewHostKeys bool
+	// WarningsShown: the caller printed the topology's warnings already
+	// (the CLI loads it first); they are logged at debug level only.
+	WarningsShown bool
 }
 
 func flagOptions() Options {
@@ -158,12 +164,21 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	}
 	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now(), UpgradeTo: o.UpgradeTo, AcceptNewHostKeys: o.AcceptNewHostKeys}
 	env.TopologyFile = def(o.Topology, "kind-configs/lab.yaml")
+	// The ledger and the steady state name the file: recover, run from
+	// another folder, reads it again.
+	if abs, err := filepath.Abs(env.TopologyFile); err == nil {
+		env.TopologyFile = abs
+	}
 	r, warns, err := topology.Load(env.TopologyFile)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range warns {
-		log.Info("topology warning", "warning", w.String())
+		if o.WarningsShown {
+			log.V(1).Info("topology warning", "warning", w.String())
+		} else {
+			log.Info("topology warning", "warning", w.String())
+		}
 	}
 	if o.KubernetesVersion != "" {
 		r.Spec.Kubernetes.Version = o.KubernetesVersion
@@ -204,10 +219,14 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 			log.Info("deviation not needed: this rack's derived matrix promises it", "overlay", devName, "fault", dv.Fault, "probe", dv.Probe, "observed", dv.Observed)
 		}
 	}
-	if err := os.MkdirAll(env.Artifacts, 0o755); err != nil {
-		return nil, fmt.Errorf("artifacts folder: %w", err)
+	// One ledger per rack, in the user's state folder, whatever folder the
+	// run started from: recover finds it from anywhere. Nothing is created
+	// before a fault is recorded, nor the artifacts folder before the specs
+	// run, so a dry run writes nothing.
+	if env.StateDir, err = fault.RackDir(r.Metadata.Name); err != nil {
+		return nil, err
 	}
-	if env.Ledger, err = fault.OpenLedger(filepath.Join(env.Artifacts, "ledger")); err != nil {
+	if env.Ledger, err = fault.LedgerFor(r.Metadata.Name); err != nil {
 		return nil, err
 	}
 	return env, nil
@@ -217,6 +236,10 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 // machine of the topology is there. It fails, saying how to bring the rack up,
 // when the rack does not exist.
 func (e *Env) Connect(ctx context.Context) error {
+	// Past the gate: the run writes its reports and dumps from here on.
+	if err := os.MkdirAll(e.Artifacts, 0o755); err != nil {
+		return fmt.Errorf("artifacts folder: %w", err)
+	}
 	r := *e.Rack
 	r.Spec.Provider = e.Provider
 	p, err := providers.For(&r, providers.WithLogger(e.Log), providers.WithArtifacts(e.Artifacts),
@@ -339,6 +362,9 @@ func (e *Env) WriteRun(name string) (string, error) {
 			return "", err
 		}
 		run.Drills = append(run.Drills, d)
+	}
+	if err := os.MkdirAll(e.Artifacts, 0o755); err != nil {
+		return "", fmt.Errorf("artifacts folder: %w", err)
 	}
 	p := filepath.Join(e.Artifacts, name)
 	return p, run.Write(p)

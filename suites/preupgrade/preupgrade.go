@@ -57,14 +57,14 @@ func writeJSON(env *framework.Env, name string, v any) (string, error) {
 
 func specs() {
 	Describe("upgrade", Label("preupgrade"), Ordered, func() {
-		It("no fault of an earlier run is still in place (the fault ledger is empty) [artifacts/ledger]", func(ctx context.Context) {
-			check(ctx, "no fault of an earlier run is still in place", "artifacts/ledger", func(_ context.Context, env *framework.Env) (string, error) {
+		It("no fault of an earlier run is still in place (the fault ledger is empty) [state/ledger]", func(ctx context.Context) {
+			check(ctx, "no fault of an earlier run is still in place", "state/ledger", func(_ context.Context, env *framework.Env) (string, error) {
 				live, err := env.Ledger.Entries()
 				if err != nil {
 					return "", err
 				}
 				if len(live) > 0 {
-					return "", fmt.Errorf("%d faults of an earlier run are still recorded: run `rackdrill recover --artifacts %s` before upgrading", len(live), env.Artifacts)
+					return "", fmt.Errorf("%d faults of an earlier run are still recorded: run `rackdrill recover` before upgrading (the ledger: %s)", len(live), env.Ledger.Dir())
 				}
 				return "the fault ledger is empty", nil
 			})

@@ -17,6 +17,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe/install"
@@ -73,9 +74,12 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		return p
 	}
 	good := write("lab-smoke-ssh.yaml", nil)
+	// The rack's fault ledger, in a state folder of the test's own.
+	state := t.TempDir()
 	run := func(args ...string) (string, string, int) {
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), fault.StateEnv+"="+state)
 		var o, e bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &o, &e
 		err := cmd.Run()
@@ -92,8 +96,8 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 	deadMen := func() string {
 		return strings.TrimSpace(dockerExec(t, ctx, nas, "systemctl", "list-units", "--all", "--no-legend", "--plain", "rackdrill-deadman-*"))
 	}
-	ledger := func(artifacts string) int {
-		es, _ := os.ReadDir(filepath.Join(artifacts, "ledger"))
+	ledger := func(string) int {
+		es, _ := os.ReadDir(filepath.Join(state, "racks", r.Metadata.Name, "ledger"))
 		return len(es)
 	}
 	// Every session sshd opens, on every machine: the lab's sshd logs each
@@ -252,7 +256,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		}
 		// The later run: `rackdrill recover` reverts again (idempotent),
 		// cancels the fired timers and passes the residue check.
-		stdout, stderr, code := run("recover", "--artifacts", a)
+		stdout, stderr, code := run("recover")
 		if code != 0 || !strings.Contains(stdout, "residue check passed") {
 			t.Fatalf("recover: exit %d\n%s\n%s", code, stdout, stderr)
 		}
