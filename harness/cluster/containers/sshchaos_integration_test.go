@@ -204,6 +204,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		before := sessions()
 		cmd := exec.CommandContext(ctx, bin, "run", "--topology", good, "--artifacts", a, "--scenario", "cp-lb-lost", "--yes")
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), fault.StateEnv+"="+state) // the ledger the checks below read
 		pipe, _ := cmd.StdoutPipe()
 		cmd.Stderr = testWriter{t}
 		if err := cmd.Start(); err != nil {
