@@ -22,9 +22,9 @@ import (
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
-// legacyLedgerDir is where rackdrill before 0.3 journaled live faults: under
-// the artifacts folder of the directory the run started in. recover still
-// reads it.
+// legacyLedgerDir is where earlier versions of rackdrill journaled live
+// faults: under the artifacts folder of the directory the run started in.
+// recover still reads it.
 func legacyLedgerDir(artifacts string) string { return filepath.Join(artifacts, "ledger") }
 
 // ledgerToRecover is one fault ledger recover looks at, and where the steady

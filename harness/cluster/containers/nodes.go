@@ -232,17 +232,13 @@ func (n *node) wrap(op string, err error) error {
 // (SIGRTMIN+3 for systemd, which then powers off) and kills after the timeout.
 func (n *node) Stop(ctx context.Context) error {
 	t := n.p.stopTimeout
-	fzs, _ := n.freezers(ctx)
+	_, pid, _ := n.inspect(ctx)
+	fzs, _ := n.freezers(pid)
 	_, err := n.dc().ContainerStop(ctx, n.id, client.ContainerStopOptions{Timeout: &t})
 	if err == nil {
 		return nil
 	}
-	// As Kill: a frozen process inside holds the machine up.
-	if thawed, _ := thaw(fzs); len(thawed) > 0 && n.waitExited(ctx, 15*time.Second) == nil {
-		n.p.log.Info("the stop waited on a frozen cgroup inside the machine; thawed, the machine is down", "node", n.name, "thawed", thawed, "docker said", err.Error())
-		return nil
-	}
-	return n.wrap("stop", err)
+	return n.thawHeld(ctx, "stop", fzs, err)
 }
 
 // Kill is a hard power loss: SIGKILL to every process of the node. A
@@ -250,24 +246,16 @@ func (n *node) Stop(ctx context.Context) error {
 // applies its settings) would keep the machine half dead, its init a zombie:
 // what is frozen is thawed, and the kill completes.
 func (n *node) Kill(ctx context.Context) error {
-	running, err := n.Running(ctx)
+	running, pid, err := n.inspect(ctx)
 	if err != nil || !running {
 		return err
 	}
-	fzs, _ := n.freezers(ctx)
+	fzs, _ := n.freezers(pid)
 	_, err = n.dc().ContainerKill(ctx, n.id, client.ContainerKillOptions{Signal: "KILL"})
 	if err == nil {
 		return nil
 	}
-	thawed, terr := thaw(fzs)
-	if len(thawed) == 0 {
-		return n.wrap("kill", errors.Join(err, terr))
-	}
-	if werr := n.waitExited(ctx, 15*time.Second); werr != nil {
-		return n.wrap("kill", errors.Join(err, fmt.Errorf("thawed %s: %w", strings.Join(thawed, ", "), werr)))
-	}
-	n.p.log.Info("the kill waited on a frozen cgroup inside the machine; thawed, the machine is down", "node", n.name, "thawed", thawed, "docker said", err.Error())
-	return nil
+	return n.thawHeld(ctx, "kill", fzs, err)
 }
 
 // Start powers the node on; a no-op if it runs.
@@ -282,11 +270,20 @@ func (n *node) Start(ctx context.Context) error {
 
 // Running reports whether the container runs.
 func (n *node) Running(ctx context.Context) (bool, error) {
+	running, _, err := n.inspect(ctx)
+	return running, err
+}
+
+// inspect reads whether the container runs and the pid of its init.
+func (n *node) inspect(ctx context.Context) (running bool, pid int, err error) {
 	res, err := n.dc().ContainerInspect(ctx, n.id, client.ContainerInspectOptions{})
 	if err != nil {
-		return false, n.wrap("inspect", err)
+		return false, 0, n.wrap("inspect", err)
 	}
-	return res.Container.State != nil && res.Container.State.Running, nil
+	if st := res.Container.State; st != nil {
+		return st.Running, st.Pid, nil
+	}
+	return false, 0, nil
 }
 
 // Command runs a command in the node, as docker exec does.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/client"
+	"rackdrill.dev/rackdrill/harness/poll"
 )
 
 // freezer is one freezer hierarchy of a machine: its cgroup folder, the
@@ -20,18 +20,15 @@ type freezer struct {
 	frozen, thaw string // frozen "" (v1): anything but thaw is frozen or freezing
 }
 
-// freezers finds the machine's freezer cgroups from /proc of its init, so
-// only where the Docker daemon runs on this machine (the lab's case). It is
-// read before a kill: a killed init's cgroups are no longer listed.
-func (n *node) freezers(ctx context.Context) ([]freezer, error) {
-	res, err := n.dc().ContainerInspect(ctx, n.id, client.ContainerInspectOptions{})
-	if err != nil {
-		return nil, err
-	}
-	if res.Container.State == nil || res.Container.State.Pid == 0 {
+// freezers finds the machine's freezer cgroups from /proc of its init (pid,
+// 0 when it does not run), so only where the Docker daemon runs on this
+// machine (the lab's case). It is read before a kill: a killed init's cgroups
+// are no longer listed.
+func (n *node) freezers(pid int) ([]freezer, error) {
+	if pid == 0 {
 		return nil, nil
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", res.Container.State.Pid))
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		return nil, fmt.Errorf("the machine's cgroups (is the Docker daemon on this machine?): %w", err)
 	}
@@ -96,24 +93,25 @@ func machineCgroup(path, id string) string {
 	return ""
 }
 
-// waitExited waits until the machine no longer runs.
-func (n *node) waitExited(ctx context.Context, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	for {
-		running, err := n.Running(ctx)
-		if err != nil {
-			return err
-		}
-		if !running {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("still running %s after the kill", limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+// heldExitLimit is how long a machine whose frozen cgroups were thawed may
+// take to exit.
+const heldExitLimit = 15 * time.Second
+
+// thawHeld is Kill's and Stop's answer to Docker failing op with err: when a
+// frozen cgroup inside the machine held it up, the cgroups are thawed and the
+// machine is waited for until it exits; otherwise err stands.
+func (n *node) thawHeld(ctx context.Context, op string, fzs []freezer, err error) error {
+	thawed, terr := thaw(fzs)
+	if len(thawed) == 0 {
+		return n.wrap(op, errors.Join(err, terr))
 	}
+	werr := poll.Until(ctx, 200*time.Millisecond, heldExitLimit, func() (bool, error) {
+		running, err := n.Running(ctx)
+		return !running, err
+	})
+	if werr != nil {
+		return n.wrap(op, errors.Join(err, fmt.Errorf("thawed %s, the machine did not exit: %w", strings.Join(thawed, ", "), werr)))
+	}
+	n.p.log.Info("Docker's "+op+" waited on a frozen cgroup inside the machine; thawed, the machine is down", "node", n.name, "thawed", thawed, "docker said", err.Error())
+	return nil
 }
