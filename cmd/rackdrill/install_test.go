@@ -7,8 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/mod/module"
-	modzip "golang.org/x/mod/zip"
+	"rackdrill.dev/rackdrill/internal/modinstall"
 )
 
 // TestGoInstallAtAVersion installs rackdrill the way a rack owner does, `go
@@ -18,7 +17,8 @@ import (
 // then validates and plans a rack from a directory with no repository in
 // it. It catches what a build inside the clone cannot: a replace directive
 // (go install refuses it), and a file the binary embeds that the module zip
-// leaves out.
+// leaves out. The lab's smoke test runs the same installed binary against the
+// lab over SSH (harness/cluster/containers).
 func TestGoInstallAtAVersion(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -30,50 +30,11 @@ func TestGoInstallAtAVersion(t *testing.T) {
 		}
 		t.Skipf("not a git clone: %v", err)
 	}
-	const version = "v0.0.1"
-	mod := module.Version{Path: "rackdrill.dev/rackdrill", Version: version}
-	proxy := t.TempDir()
-	at := filepath.Join(proxy, "rackdrill.dev", "rackdrill", "@v")
-	if err := os.MkdirAll(at, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	zf, err := os.Create(filepath.Join(at, version+".zip"))
+	in, err := modinstall.Install(root, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := modzip.CreateFromVCS(zf, mod, root, "HEAD", ""); err != nil {
-		t.Fatalf("the module zip of HEAD: %v", err)
-	}
-	if err := zf.Close(); err != nil {
-		t.Fatal(err)
-	}
-	gomod, err := exec.Command("git", "-C", root, "show", "HEAD:go.mod").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, content := range map[string][]byte{
-		"list":            []byte(version + "\n"),
-		version + ".info": []byte(`{"Version":"` + version + `","Time":"2026-12-05T00:00:00Z"}`),
-		version + ".mod":  gomod,
-	} {
-		if err := os.WriteFile(filepath.Join(at, name), content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	upstream, err := exec.Command("go", "env", "GOPROXY").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	work, gobin := t.TempDir(), t.TempDir()
-	install := exec.Command("go", "install", "rackdrill.dev/rackdrill/cmd/rackdrill@"+version)
-	install.Dir = work
-	install.Env = append(os.Environ(),
-		"GOPROXY=file://"+proxy+","+strings.TrimSpace(string(upstream)),
-		"GONOSUMDB=rackdrill.dev/rackdrill", // a version made here: the checksum database has never seen it
-		"GOBIN="+gobin, "GOFLAGS=", "GOWORK=off")
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("go install rackdrill.dev/rackdrill/cmd/rackdrill@%s: %v\n%s", version, err, out)
-	}
+	work := t.TempDir()
 	seed, err := os.ReadFile(filepath.Join(root, "kind-configs", "rack-seed000.example.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -81,16 +42,30 @@ func TestGoInstallAtAVersion(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "rack.yaml"), seed, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"validate", "rack.yaml"}, {"plan", "-t", "rack.yaml"}} {
-		cmd := exec.Command(filepath.Join(gobin, "rackdrill"), args...)
+	for _, args := range [][]string{{"validate", "rack.yaml"}, {"plan", "-t", "rack.yaml"}, {"version"},
+		{"probes", "install", "--dry-run", "-t", "rack.yaml"}} {
+		cmd := exec.Command(in.Bin, args...)
 		cmd.Dir = work
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Errorf("installed rackdrill %s: %v\n%s", strings.Join(args, " "), err, out)
 			continue
 		}
-		if args[0] == "plan" && !strings.Contains(string(out), "(built in)") {
-			t.Errorf("installed rackdrill plan does not use the built-in matrix:\n%s", out)
+		switch args[0] {
+		case "plan":
+			if !strings.Contains(string(out), "(built in)") {
+				t.Errorf("installed rackdrill plan does not use the built-in matrix:\n%s", out)
+			}
+		case "probes":
+			// Outside a clone, the agent is built from the module at the
+			// binary's own version.
+			if want := "built on this machine from rackdrill.dev/rackdrill@" + in.Version; !strings.Contains(string(out), want) {
+				t.Errorf("installed rackdrill probes install --dry-run lacks %q:\n%s", want, out)
+			}
+		case "version":
+			if !strings.Contains(string(out), "rackdrill "+in.Version+"\n") {
+				t.Errorf("installed rackdrill version does not say %s:\n%s", in.Version, out)
+			}
 		}
 	}
 }

@@ -121,7 +121,7 @@ and set spec.probes.image; without a registry, rackdrill loads it over SSH itsel
 					}
 				}
 			}
-			b, err := lab.NewRepoBuilder(cmd.OutOrStdout())
+			b, err := lab.NewToolBuilder(cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}

@@ -74,12 +74,21 @@ func (b *Builder) AgentImage(ctx context.Context, archs []string) (AgentArchive,
 		}
 		plats = append(plats, p)
 	}
-	if _, err := b.goVersion(); err != nil {
-		return AgentArchive{}, err
-	}
-	src, err := b.hash("agent")
+	goVer, err := b.goVersion()
 	if err != nil {
 		return AgentArchive{}, err
+	}
+	// From the clone rackdrill runs in (keyed by the agent's sources), else
+	// from rackdrill's module at this binary's version (keyed by it).
+	build, src := agentBuild, ""
+	if b.RepoRoot != "" {
+		if src, err = b.hash("agent"); err != nil {
+			return AgentArchive{}, err
+		}
+	} else if v := ModuleVersion(); v != "" {
+		build, src = agentModuleBuild(v, strings.TrimPrefix(goVer, "go")), "module "+ModulePath+"@"+v
+	} else {
+		return AgentArchive{}, ErrNoAgentSource
 	}
 	key := shortHash("agent image\n" + src + "\n" + strings.Join(archs, ","))
 	out := AgentArchive{Path: filepath.Join(b.CacheDir, "oci", "agent-"+key+".tar"), Ref: AgentRepository + ":" + key}
@@ -93,7 +102,7 @@ func (b *Builder) AgentImage(ctx context.Context, archs []string) (AgentArchive,
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for i, a := range archs {
 		t0 := time.Now()
-		dir, err := b.binariesFor(ctx, "agent", agentBuild, a)
+		dir, err := b.binariesFor(ctx, "agent", build, a)
 		if err != nil {
 			return AgentArchive{}, err
 		}

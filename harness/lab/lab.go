@@ -211,7 +211,7 @@ func (b *Builder) goVersion() (string, error) {
 	}
 	out, err := exec.Output(b.cmdr.Command(context.Background(), "go", "env", "GOVERSION"))
 	if err != nil {
-		return "", fmt.Errorf("go is needed to build and name the lab's images: %w", err)
+		return "", fmt.Errorf("Go is needed to build the lab's images and what rackdrill puts on a rack (the probe agent, etcdctl), and `go env GOVERSION` failed: %w", err)
 	}
 	b.goVer = strings.TrimSpace(string(out))
 	return b.goVer, nil

@@ -74,7 +74,7 @@ if command -v crictl >/dev/null; then
   id=$(crictl ps -q --name '^etcd$' | head -n 1)
   if [ -n "$id" ]; then exec crictl exec "$id" etcdctl "$@"; fi
 fi
-echo "etcdctl is not installed on this server, and no etcd pod runs here" >&2
+echo "etcdctl is not installed on this server, and no etcd pod runs here (rackdrill probes install puts rackdrill's at ` + OwnEtcdctl + `)" >&2
 exit 127`
 
 // OwnEtcdctl is where rackdrill puts its etcdctl on a server that has none
@@ -87,16 +87,7 @@ const OwnEtcdctl = "/var/lib/rackdrill/etcdctl"
 // read there. build gives the path of etcdctl for an architecture.
 func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, build func(arch string) (string, error)) error {
 	var errs []error
-	for _, n := range nodes {
-		if !slices.Contains(n.Roles(), topology.RoleServer) {
-			continue
-		}
-		if up, err := n.Running(ctx); err != nil || !up {
-			continue
-		}
-		if exec.Run(n.Command(ctx, "sh", "-c", "command -v etcdctl >/dev/null || [ -x "+OwnEtcdctl+" ]")) == nil {
-			continue
-		}
+	for _, n := range LackingEtcdctl(ctx, nodes) {
 		declared := ""
 		if tn := r.Node(n.Name()); tn != nil {
 			declared = tn.Arch
@@ -121,6 +112,25 @@ func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, b
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// LackingEtcdctl are the running servers among nodes that have no etcdctl
+// (neither installed nor rackdrill's own).
+func LackingEtcdctl(ctx context.Context, nodes []cluster.Node) []cluster.Node {
+	var out []cluster.Node
+	for _, n := range nodes {
+		if !slices.Contains(n.Roles(), topology.RoleServer) {
+			continue
+		}
+		if up, err := n.Running(ctx); err != nil || !up {
+			continue
+		}
+		if exec.Run(n.Command(ctx, "sh", "-c", "command -v etcdctl >/dev/null || [ -x "+OwnEtcdctl+" ]")) == nil {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // Etcdctl is the command every server can run against its local etcd member:

@@ -89,7 +89,7 @@ func (e *Env) UpgradeTarget() (preflight.Minor, error) {
 
 // Etcdutl is the path of etcdutl on this machine (built on first use).
 func (e *Env) Etcdutl(ctx context.Context) (string, error) {
-	b, err := lab.NewRepoBuilder(io.Discard)
+	b, err := lab.NewToolBuilder(io.Discard)
 	if err != nil {
 		return "", err
 	}

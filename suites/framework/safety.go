@@ -18,7 +18,6 @@ import (
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe/install"
 	"rackdrill.dev/rackdrill/harness/promises"
-	"rackdrill.dev/rackdrill/harness/rackstate"
 	"rackdrill.dev/rackdrill/harness/topology"
 	"rackdrill.dev/rackdrill/harness/upgrade"
 )
@@ -283,9 +282,6 @@ func (s Safety) Confirm(r *topology.Rack, rows []PlannedRow) error {
 	fmt.Fprintf(w, "Probe workloads: installed first if namespace %s lacks them or they are not ready (looked for once connected):\n", r.Spec.Probes.Namespace)
 	for _, l := range install.Plan(r) {
 		fmt.Fprintf(w, "  %s\n", l)
-	}
-	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
-		fmt.Fprintf(w, "K3s ships no etcdctl: rackdrill copies its own to %s on each server that has none, to read etcd's members and leader.\n", rackstate.OwnEtcdctl)
 	}
 	if s.Derivation != nil {
 		PrintDerivation(w, s.MatrixFile, s.Derivation)

@@ -120,6 +120,8 @@ func Plan(r *topology.Rack) []string {
 	var lines []string
 	if img := r.Spec.Probes.Image; img != "" {
 		lines = append(lines, fmt.Sprintf("image:   %s (spec.probes.image), pulled by the nodes from the rack's registry", img))
+	} else if lab.PublishedAgent != "" {
+		lines = append(lines, fmt.Sprintf("image:   %s (published with this release for every architecture), pulled by the nodes", lab.PublishedAgent))
 	} else {
 		var names []string
 		for _, n := range r.Spec.Nodes {
@@ -127,9 +129,23 @@ func Plan(r *topology.Rack) []string {
 				names = append(names, n.Name)
 			}
 		}
-		lines = append(lines,
-			fmt.Sprintf("image:   %s:<hash>, built on this machine for each node's architecture (spec.nodes[].arch, checked against uname -m)", lab.AgentRepository),
-			fmt.Sprintf("load:    over SSH on %s: %s images import --platform linux/<arch> - (skipped where the image is already there)", strings.Join(names, ", "), ctr(r)))
+		src, err := agentSource()
+		if err != nil {
+			lines = append(lines, "image:   none can be had: "+err.Error())
+		} else {
+			lines = append(lines,
+				fmt.Sprintf("image:   %s, for each node's architecture (spec.nodes[].arch, checked against uname -m)", src),
+				fmt.Sprintf("load:    over SSH on %s: %s images import --platform linux/<arch> - (skipped where the image is already there)", strings.Join(names, ", "), ctr(r)))
+		}
+	}
+	if r.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+		var servers []string
+		for _, n := range r.Spec.Nodes {
+			if n.HasRole(topology.RoleServer) {
+				servers = append(servers, n.Name)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("etcdctl: K3s ships none: over SSH on %s, where none is installed, rackdrill's own (etcd's etcdctl, built on this machine for the server's architecture) is written to %s, to read etcd's members and leader", strings.Join(servers, ", "), rackstate.OwnEtcdctl))
 	}
 	wc := Config(r, "")
 	objs := "Namespace, Deployment, PodDisruptionBudget (minAvailable 1) and Service " + probe.DemoName
@@ -218,13 +234,28 @@ func (o *Rack) say(format string, args ...any) {
 	fmt.Fprintf(o.out(), "probes: "+format+"\n", args...)
 }
 
+// agentSource says where the agent image comes from, for the plan.
+func agentSource() (string, error) {
+	b, err := lab.NewToolBuilder(io.Discard)
+	if err != nil {
+		return "", err
+	}
+	return b.AgentSource()
+}
+
 // Install puts the probe workloads on the rack and waits until they are ready:
-// the image on every node that runs a kubelet, then the workloads. A second
-// Install converges: an image already loaded is not sent again, the objects
-// are applied server-side.
+// etcdctl on the K3s servers that have none, the image on every node that
+// runs a kubelet, then the workloads. A second Install converges: an image
+// already loaded is not sent again, the objects are applied server-side.
 func (o *Rack) Install(ctx context.Context) error {
 	t0 := time.Now()
+	if err := o.placeEtcdctl(ctx); err != nil {
+		return err
+	}
 	image := o.Rack.Spec.Probes.Image
+	if image == "" && lab.PublishedAgent != "" {
+		image = lab.PublishedAgent
+	}
 	if image == "" {
 		var err error
 		if image, err = o.loadImage(ctx); err != nil {
@@ -288,12 +319,9 @@ func (o *Rack) agentImage(ctx context.Context) (lab.AgentArchive, map[string]str
 		archOf[n.Name()] = a
 		archs = append(archs, a)
 	}
-	b := o.Builder
-	if b == nil {
-		var err error
-		if b, err = lab.NewRepoBuilder(o.out()); err != nil {
-			return lab.AgentArchive{}, nil, err
-		}
+	b, err := o.builder()
+	if err != nil {
+		return lab.AgentArchive{}, nil, err
 	}
 	t0 := time.Now()
 	img, err := b.AgentImage(ctx, archs)
@@ -306,6 +334,41 @@ func (o *Rack) agentImage(ctx context.Context) (lab.AgentArchive, map[string]str
 	}
 	o.say("agent image %s for %s: %s (%d KiB) in %s", img.Ref, strings.Join(img.Platforms, ", "), how, img.Size/1024, time.Since(t0).Round(100*time.Millisecond))
 	return img, archOf, nil
+}
+
+func (o *Rack) builder() (*lab.Builder, error) {
+	if o.Builder != nil {
+		return o.Builder, nil
+	}
+	return lab.NewToolBuilder(o.out())
+}
+
+// lackingEtcdctl are the running K3s servers with no etcdctl (K3s ships
+// none): rackdrill's own is put there when the probes are installed.
+func (o *Rack) lackingEtcdctl(ctx context.Context) []cluster.Node {
+	if o.Rack.Spec.Kubernetes.Distribution != topology.DistributionK3s {
+		return nil
+	}
+	return rackstate.LackingEtcdctl(ctx, o.Nodes)
+}
+
+// placeEtcdctl writes rackdrill's etcdctl on the K3s servers that lack one.
+func (o *Rack) placeEtcdctl(ctx context.Context) error {
+	lacking := o.lackingEtcdctl(ctx)
+	if len(lacking) == 0 {
+		return nil
+	}
+	b, err := o.builder()
+	if err != nil {
+		return err
+	}
+	if err := rackstate.PlaceEtcdctl(ctx, lacking, o.Rack, func(arch string) (string, error) { return b.EtcdctlFor(ctx, arch) }); err != nil {
+		return err
+	}
+	for _, n := range lacking {
+		o.say("%s: wrote etcdctl at %s", n.Name(), rackstate.OwnEtcdctl)
+	}
+	return nil
 }
 
 // loadImage builds the agent image for the architectures of the nodes that
@@ -472,6 +535,9 @@ func (o *Rack) Ensure(ctx context.Context, approve func(why string) error) error
 		// upgraded since they were installed): this one's is installed.
 		want := o.Rack.Spec.Probes.Image
 		if want == "" {
+			want = lab.PublishedAgent
+		}
+		if want == "" {
 			img, _, err := o.agentImage(ctx)
 			if err != nil {
 				return err
@@ -485,6 +551,16 @@ func (o *Rack) Ensure(ctx context.Context, approve func(why string) error) error
 		if have := ds.Spec.Template.Spec.Containers[0].Image; have != want {
 			why = fmt.Sprintf("the agents run %s, and this rackdrill's agent is %s", have, want)
 		}
+	}
+	if lacking := o.lackingEtcdctl(ctx); len(lacking) > 0 {
+		var names []string
+		for _, n := range lacking {
+			names = append(names, n.Name())
+		}
+		if why != "" {
+			why += "; "
+		}
+		why += fmt.Sprintf("no etcdctl on K3s server(s) %s", strings.Join(names, ", "))
 	}
 	if why == "" {
 		o.say("the workloads are in namespace %s and ready", o.Rack.Spec.Probes.Namespace)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/probe/install"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
@@ -84,8 +85,39 @@ func TestPlan(t *testing.T) {
 	k3s := load(t, "../../../kind-configs/rack-seed001.example.yaml", func(s string) string {
 		return toK3s(s)
 	})
-	if plan := strings.Join(install.Plan(k3s), "\n"); !strings.Contains(plan, "k3s ctr -n k8s.io images import") {
-		t.Errorf("on K3s the image is loaded with k3s ctr:\n%s", plan)
+	if plan := strings.Join(install.Plan(k3s), "\n"); !strings.Contains(plan, "k3s ctr -n k8s.io images import") ||
+		!strings.Contains(plan, "etcdctl: K3s ships none: over SSH on n100-001, n100-002, n100-003, where none is installed, rackdrill's own") {
+		t.Errorf("on K3s the image is loaded with k3s ctr, and etcdctl is a step of the plan:\n%s", plan)
+	}
+	if strings.Contains(strings.Join(install.Plan(seed), "\n"), "etcdctl") {
+		t.Errorf("kubeadm's servers have etcdctl in the etcd pod: nothing is written for it")
+	}
+}
+
+// A release's binary uses the agent image the release published: nothing is
+// built or loaded over SSH.
+func TestPlanWithAPublishedAgent(t *testing.T) {
+	defer func(old string) { lab.PublishedAgent = old }(lab.PublishedAgent)
+	lab.PublishedAgent = "ghcr.io/rackdrill/agent:v0.3.0"
+	plan := strings.Join(install.Plan(load(t, "../../../kind-configs/rack-seed001.example.yaml", nil)), "\n")
+	if !strings.Contains(plan, "image:   ghcr.io/rackdrill/agent:v0.3.0 (published with this release for every architecture), pulled by the nodes") || strings.Contains(plan, "load:") {
+		t.Errorf("with a published agent nothing is built or loaded:\n%s", plan)
+	}
+}
+
+// Outside a clone, a binary with no version (go build, not go install
+// …@version) and no published agent says in its plan how to get one.
+func TestPlanWithoutAnAgentSource(t *testing.T) {
+	r := load(t, "../../../kind-configs/rack-seed001.example.yaml", nil)
+	t.Chdir(t.TempDir())
+	plan := strings.Join(install.Plan(r), "\n")
+	for _, want := range []string{"image:   none can be had: this rackdrill cannot build the probe agent", "Set spec.probes.image", "go install at a version"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("the plan lacks %q:\n%s", want, plan)
+		}
+	}
+	if strings.Contains(plan, "load:") {
+		t.Errorf("nothing to load:\n%s", plan)
 	}
 }
 
