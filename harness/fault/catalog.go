@@ -374,7 +374,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			return NewAll(pl.Fault, ctrl, speakers), nil
+			return guarded(pl.Fault, b, r, p, ctrl, speakers), nil
 		},
 	}
 
@@ -388,7 +388,11 @@ func init() {
 		},
 		build: func(ctx context.Context, b Binder, r *topology.Rack, p topology.ProviderName, pl Plan) (Recordable, error) {
 			c := r.Spec.Tunnel.Client
-			return NewScale(ctx, pl.Fault, b.Kube(), c.Namespace, c.Deployment)
+			sc, err := NewScale(ctx, pl.Fault, b.Kube(), c.Namespace, c.Deployment)
+			if err != nil {
+				return nil, err
+			}
+			return guarded(pl.Fault, b, r, p, sc), nil
 		},
 	}
 

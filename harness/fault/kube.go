@@ -138,11 +138,17 @@ func (f *Unschedule) Inject(ctx context.Context) error {
 // Revert removes the harness's key and sets every previous key again (a JSON
 // merge patch: idempotent).
 func (f *Unschedule) Revert(ctx context.Context) error {
+	return f.patch(ctx, f.revertSelector())
+}
+
+// revertSelector is the merge patch of the nodeSelector that reverts the
+// fault.
+func (f *Unschedule) revertSelector() map[string]any {
 	sel := map[string]any{DropSelectorKey: nil}
 	for k, v := range f.Previous {
 		sel[k] = v
 	}
-	return f.patch(ctx, sel)
+	return sel
 }
 
 // Record implements Recordable.

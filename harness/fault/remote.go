@@ -231,6 +231,9 @@ func (f *Remote) Inject(ctx context.Context) error {
 			}
 			armed[s.Node] = true
 		}
+		if s.Inject == "" {
+			continue // a guard's timer only (APIGuard)
+		}
 		var stderr strings.Builder
 		if err := n.Command(ctx, "sh", "-c", s.Inject).SetStderr(&stderr).Run(); err != nil {
 			return fmt.Errorf("node %s: %q: %w %s", s.Node, s.Inject, err, strings.TrimSpace(stderr.String()))
@@ -271,15 +274,38 @@ func (f *Remote) heartbeat(ctx context.Context) {
 	}
 }
 
-// Revert stops the heartbeat, runs every machine's revert (in reverse order,
-// all of them even if one fails) and cancels the timers of the machines that
-// reverted.
-func (f *Remote) Revert(ctx context.Context) error {
+// stopHeartbeat stops re-arming the timers.
+func (f *Remote) stopHeartbeat() {
 	if f.stop != nil {
 		close(f.stop)
 		f.beating.Wait()
 		f.stop = nil
 	}
+}
+
+// cancel stops the heartbeat and cancels every machine's timer, reverting
+// nothing (an APIGuard's faults revert themselves).
+func (f *Remote) cancel(ctx context.Context) error {
+	f.stopHeartbeat()
+	var errs []error
+	for _, node := range machines(f.Cmds) {
+		n, err := f.node(ctx, node)
+		if err == nil {
+			argv := f.disarmCommand(node)
+			err = exec.Run(n.Command(ctx, argv[0], argv[1:]...))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node %s: cancel the dead-man timer %s: %w", node, DeadManUnit(f.ID), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Revert stops the heartbeat, runs every machine's revert (in reverse order,
+// all of them even if one fails) and cancels the timers of the machines that
+// reverted.
+func (f *Remote) Revert(ctx context.Context) error {
+	f.stopHeartbeat()
 	var errs []error
 	failed := map[string]bool{}
 	for i := len(f.Cmds) - 1; i >= 0; i-- {
