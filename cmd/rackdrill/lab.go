@@ -34,8 +34,9 @@ func providerFor(cmd *cobra.Command, g *globalOptions, r *topology.Rack, opts ..
 	if err != nil {
 		return nil, fmt.Errorf("--lab-waits: %w", err)
 	}
+	kc, fallback := g.kubeconfigFiles()
 	base := []providers.Option{providers.WithLogger(newLogger(cmd.ErrOrStderr(), g.verbosity)),
-		providers.WithArtifacts(g.artifacts), providers.WithLabWaits(waits)}
+		providers.WithArtifacts(g.artifacts), providers.WithLabWaits(waits), providers.WithKubeconfig(kc, fallback)}
 	p, err := providers.For(r, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", g.topology, err)

@@ -74,12 +74,15 @@ environment.`,
 				return nil
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
-			opts := framework.Options{Topology: g.topology, WarningsShown: true, Artifacts: g.artifacts, UpgradeTo: to, AcceptNewHostKeys: accept}
+			kc, kcFallback := g.kubeconfigFiles()
+			opts := framework.Options{Topology: g.topology, WarningsShown: true, Artifacts: g.artifacts, UpgradeTo: to, AcceptNewHostKeys: accept,
+				Kubeconfig: kc, KubeconfigFallback: kcFallback}
 			if err := framework.Reachable(cmd.Context(), log, opts); err != nil {
 				return err
 			}
 			prog := &progress{w: cmd.OutOrStdout()}
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
+				Color:       colorful(os.Stdout),
 				Options:     opts,
 				Suites:      "conformance+preupgrade",
 				LabelFilter: preflightLabels, Timeout: timeout, Verbose: verbose,

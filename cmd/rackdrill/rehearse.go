@@ -166,6 +166,7 @@ It refuses a real rack: rackdrill never upgrades one.`,
 			prog := &progress{w: out}
 			start := time.Now()
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
+				Color: colorful(os.Stdout),
 				Options: framework.Options{Topology: g.topology, WarningsShown: true, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, UpgradeTo: to,
 					KubernetesVersion: r.Spec.Kubernetes.Version},
 				Suites: "conformance+preupgrade+rehearsal",

@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"rackdrill.dev/rackdrill/harness/cluster/providers"
+	"rackdrill.dev/rackdrill/harness/fault"
 	"rackdrill.dev/rackdrill/harness/topology"
 )
 
@@ -26,6 +28,19 @@ type globalOptions struct {
 	artifacts     string
 	verbosity     int
 	labWaits      string
+	kubeconfig    string
+}
+
+// kubeconfigFiles is the rule for a real rack's kubeconfig: --kubeconfig
+// replaces the admin kubeconfig read from a server; $KUBECONFIG is read only
+// when no server gives one (a rack whose admin kubeconfig lives elsewhere),
+// so that a KUBECONFIG exported for another cluster changes nothing. The lab
+// and k3d hold their own.
+func (g *globalOptions) kubeconfigFiles() (paths string, fallback bool) {
+	if g.kubeconfig != "" {
+		return g.kubeconfig, false
+	}
+	return os.Getenv("KUBECONFIG"), true
 }
 
 func newRootCommand() *cobra.Command {
@@ -48,9 +63,14 @@ every path, and reports which promises held.`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.topology, "topology", "t", "", "rack topology file ($"+TopologyEnv+"; in a clone of rackdrill, "+DefaultTopology+")")
-	pf.StringVar(&g.artifacts, "artifacts", defaultArtifacts(), "folder for reports, the fault ledger and dumps ($ARTIFACTS)")
+	pf.StringVar(&g.artifacts, "artifacts", defaultArtifacts(), "folder for reports and dumps ($ARTIFACTS)")
+	pf.StringVar(&g.kubeconfig, "kubeconfig", "", "real rack: read this kubeconfig instead of the servers' admin kubeconfig ($KUBECONFIG is read only when no server gives one)")
 	pf.IntVarP(&g.verbosity, "v", "v", 0, "log verbosity (0 for the user, 1+ for debugging)")
 	pf.StringVar(&g.labWaits, "lab-waits", os.Getenv("RACKDRILL_LAB_WAITS"), "lengthen the lab build's waits on a slow machine: all=2x, or nodes-ready=6m,add-on=5m ($RACKDRILL_LAB_WAITS)")
+	_ = root.RegisterFlagCompletionFunc("topology", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+	})
+	_ = root.RegisterFlagCompletionFunc("kubeconfig", cobra.FixedCompletions(nil, cobra.ShellCompDirectiveDefault))
 	root.AddCommand(
 		newValidateCommand(g),
 		newPlanCommand(g),
@@ -66,6 +86,7 @@ every path, and reports which promises held.`,
 		newReportCommand(g),
 		newVersionCommand(),
 	)
+	completeFlags(root)
 	return root
 }
 
@@ -175,4 +196,27 @@ func newValidateCommand(g *globalOptions) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
+}
+
+// completeFlags lets the shell complete the values of --scenario (the
+// matrix's rows) and --provider on every command that takes them (`rackdrill
+// completion bash|zsh|fish|powershell` writes the script).
+func completeFlags(root *cobra.Command) {
+	var names []string
+	for _, p := range providers.Names {
+		names = append(names, string(p))
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Flags().Lookup("scenario") != nil {
+			_ = c.RegisterFlagCompletionFunc("scenario", cobra.FixedCompletions(fault.Names, cobra.ShellCompDirectiveNoFileComp))
+		}
+		if c.Flags().Lookup("provider") != nil {
+			_ = c.RegisterFlagCompletionFunc("provider", cobra.FixedCompletions(names, cobra.ShellCompDirectiveNoFileComp))
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }

@@ -143,7 +143,9 @@ broken, 2 bad input or a broken environment.`,
 				return ctx.Err()
 			}
 			log := newLogger(cmd.ErrOrStderr(), g.verbosity)
+			kc, kcFallback := g.kubeconfigFiles()
 			opts := framework.Options{Topology: g.topology, WarningsShown: true, Provider: string(r.Spec.Provider), Artifacts: g.artifacts, AcceptNewHostKeys: acceptNew,
+				Kubeconfig: kc, KubeconfigFallback: kcFallback,
 				Matrix: matrixF, Deviations: devF}
 			// On a real rack, the framework connects after the gate and
 			// before any spec (an unreachable machine, a wrong host key, a
@@ -154,6 +156,7 @@ broken, 2 bad input or a broken environment.`,
 			stop()
 			prog := &progress{w: out}
 			env, ok, err := framework.RunInProcess(framework.RunConfig{
+				Color:       colorful(os.Stdout),
 				Options:     opts,
 				Suites:      "conformance+chaos",
 				LabelFilter: labels, Focus: focus, Timeout: timeout, Verbose: verbose,

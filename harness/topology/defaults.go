@@ -139,9 +139,8 @@ func SetDefaults(r *Rack) {
 			u.MinCharge = DefaultUPSMinCharge
 		}
 	}
-	if s.SSH != nil && s.SSH.Port == 0 {
-		s.SSH.Port = 22
-	}
+	// spec.ssh.port stays unset when left out: the user's ~/.ssh/config may
+	// give one, else the ssh provider dials 22.
 	p := &s.Probes
 	if p.Interval.Duration == 0 {
 		p.Interval.Duration = DefaultProbeInterval

@@ -87,6 +87,10 @@ type Env struct {
 	// AcceptNewHostKeys lets the ssh provider record host keys it sees for
 	// the first time (--accept-new-host-keys).
 	AcceptNewHostKeys bool
+	// Kubeconfig, KubeconfigFallback: the ssh provider's kubeconfig from
+	// files (--kubeconfig, or $KUBECONFIG when no server gives one).
+	Kubeconfig         string
+	KubeconfigFallback bool
 
 	suite string
 	// approved are the chaos rows a real rack's safety gate let through;
@@ -125,8 +129,10 @@ type Options struct {
 	// topology's spec.kubernetes.version (rehearse --from: the lab started
 	// at the real rack's release).
 	KubernetesVersion string
-	// AcceptNewHostKeys: see Env.AcceptNewHostKeys.
-	AcceptNewHostKeys bool
+	// AcceptNewHostKeys, Kubeconfig, KubeconfigFallback: see Env's.
+	AcceptNewHostKeys  bool
+	Kubeconfig         string
+	KubeconfigFallback bool
 	// WarningsShown: the caller printed the topology's warnings already
 	// (the CLI loads it first); they are logged at debug level only.
 	WarningsShown bool
@@ -162,7 +168,8 @@ func Load(log logr.Logger, o Options) (*Env, error) {
 	if artifacts == "" {
 		artifacts = os.Getenv("ARTIFACTS")
 	}
-	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now(), UpgradeTo: o.UpgradeTo, AcceptNewHostKeys: o.AcceptNewHostKeys}
+	env := &Env{Artifacts: def(artifacts, "_artifacts"), Log: log, started: time.Now(), UpgradeTo: o.UpgradeTo, AcceptNewHostKeys: o.AcceptNewHostKeys,
+		Kubeconfig: o.Kubeconfig, KubeconfigFallback: o.KubeconfigFallback}
 	env.TopologyFile = def(o.Topology, "kind-configs/lab.yaml")
 	// The ledger and the steady state name the file: recover, run from
 	// another folder, reads it again.
@@ -243,7 +250,7 @@ func (e *Env) Connect(ctx context.Context) error {
 	r := *e.Rack
 	r.Spec.Provider = e.Provider
 	p, err := providers.For(&r, providers.WithLogger(e.Log), providers.WithArtifacts(e.Artifacts),
-		providers.WithAcceptNewHostKeys(e.AcceptNewHostKeys))
+		providers.WithAcceptNewHostKeys(e.AcceptNewHostKeys), providers.WithKubeconfig(e.Kubeconfig, e.KubeconfigFallback))
 	if err != nil {
 		return fmt.Errorf("%s: %w", e.TopologyFile, err)
 	}
@@ -261,7 +268,9 @@ func (e *Env) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(nodes) > 0 && e.Rack.Spec.Kubernetes.Distribution == topology.DistributionK3s {
+	// The lab's K3s servers get rackdrill's etcdctl here; a real rack's only
+	// with the probes' installation, once approved (prepareRealRack).
+	if len(nodes) > 0 && e.Rack.Spec.Kubernetes.Distribution == topology.DistributionK3s && e.Provider != topology.ProviderSSH {
 		if err := e.placeEtcdctl(ctx, nodes); err != nil {
 			return err
 		}
@@ -289,7 +298,7 @@ func (e *Env) Connect(ctx context.Context) error {
 // placeEtcdctl puts rackdrill's etcdctl on the K3s servers that have none
 // (K3s ships none): etcd's members and leader are read with it.
 func (e *Env) placeEtcdctl(ctx context.Context, nodes []cluster.Node) error {
-	b, err := lab.NewRepoBuilder(io.Discard)
+	b, err := lab.NewToolBuilder(io.Discard)
 	if err != nil {
 		return err
 	}
@@ -531,6 +540,9 @@ type RunConfig struct {
 	// (ginkgo's --dry-run); Seed is ginkgo's random seed when not 0.
 	DryRun bool
 	Seed   int64
+	// Color lets ginkgo's reporter colour its output (the CLI sets it for a
+	// terminal, unless NO_COLOR is set).
+	Color bool
 }
 
 // failer records a failure of RunSpecs outside go test.
@@ -557,6 +569,7 @@ func RunInProcess(cfg RunConfig, log logr.Logger) (*Env, bool, error) {
 		sc.Timeout = cfg.Timeout
 	}
 	rc.Verbose = cfg.Verbose
+	rc.NoColor = !cfg.Color
 	sc.DryRun = cfg.DryRun
 	if cfg.Seed != 0 {
 		sc.RandomSeed = cfg.Seed

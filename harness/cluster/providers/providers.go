@@ -25,6 +25,11 @@ type Options struct {
 	LabWaits containers.Intervals
 	// AcceptNewHostKeys records the key of a host known_hosts lacks (ssh).
 	AcceptNewHostKeys bool
+	// Kubeconfig is a kubeconfig list the ssh provider reads instead of the
+	// servers' admin kubeconfig, or only when no server gives one
+	// (KubeconfigFallback).
+	Kubeconfig         string
+	KubeconfigFallback bool
 }
 
 // Option sets one of the Options.
@@ -35,6 +40,9 @@ func WithProgress(w io.Writer) Option             { return func(o *Options) { o.
 func WithArtifacts(dir string) Option             { return func(o *Options) { o.Artifacts = dir } }
 func WithKeepOnFailure(keep bool) Option          { return func(o *Options) { o.KeepOnFailure = keep } }
 func WithLabWaits(iv containers.Intervals) Option { return func(o *Options) { o.LabWaits = iv } }
+func WithKubeconfig(paths string, fallback bool) Option {
+	return func(o *Options) { o.Kubeconfig, o.KubeconfigFallback = paths, fallback }
+}
 func WithAcceptNewHostKeys(accept bool) Option {
 	return func(o *Options) { o.AcceptNewHostKeys = accept }
 }
@@ -66,7 +74,8 @@ func For(r *topology.Rack, opts ...Option) (cluster.Provider, error) {
 	case topology.ProviderK3d:
 		return k3d.NewProvider(r, o.Artifacts, k3d.WithLogger(o.Log), k3d.WithProgress(o.Progress)), nil
 	case topology.ProviderSSH:
-		return sshprovider.NewProvider(r, sshprovider.WithLogger(o.Log), sshprovider.WithAcceptNewHostKeys(o.AcceptNewHostKeys))
+		return sshprovider.NewProvider(r, sshprovider.WithLogger(o.Log), sshprovider.WithAcceptNewHostKeys(o.AcceptNewHostKeys),
+			sshprovider.WithKubeconfig(o.Kubeconfig, o.KubeconfigFallback))
 	}
 	return nil, fmt.Errorf("spec.provider %q: unknown (known: %v)", r.Spec.Provider, Names)
 }

@@ -20,6 +20,9 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
 	"rackdrill.dev/rackdrill/harness/cluster"
 	"rackdrill.dev/rackdrill/harness/poll"
 	"rackdrill.dev/rackdrill/harness/topology"
@@ -39,6 +42,14 @@ func WithLogger(l logr.Logger) Option { return func(p *Provider) { p.log = l } }
 // refused.
 func WithAcceptNewHostKeys(accept bool) Option { return func(p *Provider) { p.acceptNew = accept } }
 
+// WithKubeconfig reads the rack's kubeconfig from the files of a kubeconfig
+// list (KUBECONFIG's syntax: several paths joined by the list separator,
+// merged as kubectl merges them), for a rack whose admin kubeconfig is not on
+// its servers. Give fallback to use the files only when no server has one.
+func WithKubeconfig(paths string, fallback bool) Option {
+	return func(p *Provider) { p.kubeconfig, p.kubeconfigFallback = paths, fallback }
+}
+
 // WithDialTimeout bounds each connection attempt.
 func WithDialTimeout(d time.Duration) Option { return func(p *Provider) { p.dialTimeout = d } }
 
@@ -48,6 +59,15 @@ type Provider struct {
 	log         logr.Logger
 	acceptNew   bool
 	dialTimeout time.Duration
+	// kubeconfig is a kubeconfig list read instead of the servers' admin
+	// kubeconfig, or (kubeconfigFallback) when no server has one.
+	kubeconfig         string
+	kubeconfigFallback bool
+
+	// userConfig is the user's ~/.ssh/config (sshConfigPath), read for what
+	// the topology leaves out; accesses are the machines' settings.
+	sshConfigPath string
+	accesses      map[string]access
 
 	mu      sync.Mutex
 	clients map[string]*gossh.Client
@@ -58,44 +78,79 @@ type Provider struct {
 // NewProvider checks the inventory of r (a key file that exists and parses,
 // or an agent; a known_hosts file) without connecting anywhere.
 func NewProvider(r *topology.Rack, opts ...Option) (*Provider, error) {
-	p := &Provider{rack: r, log: logr.Discard(), dialTimeout: DefaultDialTimeout, clients: map[string]*gossh.Client{}, dialing: map[string]*sync.Mutex{}}
+	p := &Provider{rack: r, log: logr.Discard(), dialTimeout: DefaultDialTimeout, clients: map[string]*gossh.Client{}, dialing: map[string]*sync.Mutex{},
+		sshConfigPath: DefaultUserConfig(), accesses: map[string]access{}}
 	for _, o := range opts {
 		o(p)
 	}
+	var uc *userConfig
+	if p.sshConfigPath != "" {
+		var err error
+		if uc, err = loadUserConfig(p.sshConfigPath); err != nil {
+			return nil, fmt.Errorf("ssh client configuration: %w", err)
+		}
+	}
 	for _, n := range r.Spec.Nodes {
-		a := p.access(&n)
+		a, err := p.access(&n, uc)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
 		if _, err := a.authMethods(); err != nil {
 			return nil, fmt.Errorf("node %s: %w", n.Name, err)
 		}
+		if len(a.from) > 0 {
+			p.log.V(1).Info("settings from the ssh client configuration", "node", n.Name, "file", p.sshConfigPath, "keywords", a.from)
+		}
+		p.accesses[n.Name] = a
 	}
 	return p, nil
 }
 
-// access is a machine's SSH settings: the node's own over the rack's.
+// WithSSHConfig reads the OpenSSH client configuration at path instead of
+// ~/.ssh/config ("": none).
+func WithSSHConfig(path string) Option { return func(p *Provider) { p.sshConfigPath = path } }
+
+// access is a machine's SSH settings: the node's own over the rack's, then
+// the user's ssh client configuration for what they leave out.
 type access struct {
 	node                  string
 	addr                  string
 	user, identity, hosts string
 	port                  int
 	agent, sudo           bool
+	// host is where to dial when the ssh configuration's HostName says (""
+	// : addr); jump, the ProxyJump host to dial through; from, the keywords
+	// the configuration gave.
+	host string
+	jump *access
+	from []string
 }
 
-func (p *Provider) access(n *topology.Node) access {
+// dialHost is the host the machine's sshd is dialled at.
+func (a access) dialHost() string {
+	if a.host != "" {
+		return a.host
+	}
+	return a.addr
+}
+
+func (p *Provider) access(n *topology.Node, uc *userConfig) (access, error) {
 	a := access{node: n.Name, addr: n.Address, user: "root", port: 22}
 	home, _ := os.UserHomeDir()
 	a.hosts = filepath.Join(home, ".ssh", "known_hosts")
+	var set topologySet
 	for _, s := range []*topology.SSH{p.rack.Spec.SSH, n.SSH} {
 		if s == nil {
 			continue
 		}
 		if s.User != "" {
-			a.user = s.User
+			a.user, set.user = s.User, true
 		}
 		if s.Port != 0 {
-			a.port = s.Port
+			a.port, set.port = s.Port, true
 		}
 		if s.IdentityFile != "" {
-			a.identity = expandHome(s.IdentityFile)
+			a.identity, set.identity = expandHome(s.IdentityFile), true
 		}
 		if s.KnownHosts != "" {
 			a.hosts = expandHome(s.KnownHosts)
@@ -103,7 +158,10 @@ func (p *Provider) access(n *topology.Node) access {
 		a.agent = a.agent || s.Agent
 		a.sudo = a.sudo || s.Sudo
 	}
-	return a
+	if err := uc.fill(&a, n.Name, set); err != nil {
+		return access{}, err
+	}
+	return a, nil
 }
 
 func expandHome(p string) string {
@@ -142,7 +200,7 @@ func (a access) authMethods() ([]gossh.AuthMethod, error) {
 		}))
 	}
 	if len(methods) == 0 {
-		return nil, errors.New("no SSH credentials: set ssh.identityFile or ssh.agent in the topology")
+		return nil, errors.New("no SSH credentials: set ssh.identityFile or ssh.agent in the topology, or IdentityFile for this Host in ~/.ssh/config")
 	}
 	return methods, nil
 }
@@ -247,10 +305,10 @@ func (p *Provider) client(ctx context.Context, a access) (*gossh.Client, error) 
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", a.node, err)
 	}
-	addr := net.JoinHostPort(a.addr, strconv.Itoa(a.port))
+	addr := net.JoinHostPort(a.dialHost(), strconv.Itoa(a.port))
 	dctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+	conn, err := p.dialTCP(dctx, a)
 	if err != nil {
 		return nil, &UnreachableError{Node: a.node, Addr: addr, Err: err}
 	}
@@ -287,10 +345,10 @@ func (p *Provider) knownAlgorithms(a access) []string {
 		return nil
 	}
 	var algos []string
-	host := knownhosts.Normalize(net.JoinHostPort(a.addr, strconv.Itoa(a.port)))
+	host := knownhosts.Normalize(net.JoinHostPort(a.dialHost(), strconv.Itoa(a.port)))
 	for _, line := range strings.Split(string(data), "\n") {
 		_, hosts, key, _, _, err := gossh.ParseKnownHosts([]byte(line))
-		if err != nil || !slices.ContainsFunc(hosts, func(h string) bool { return h == host || h == a.addr || h == a.node }) {
+		if err != nil || !slices.ContainsFunc(hosts, func(h string) bool { return h == host || h == a.dialHost() || h == a.node }) {
 			continue
 		}
 		if !slices.Contains(algos, key.Type()) {
@@ -327,7 +385,7 @@ func (p *Provider) Nodes(ctx context.Context) ([]cluster.Node, error) {
 	var out []cluster.Node
 	for i := range p.rack.Spec.Nodes {
 		n := &p.rack.Spec.Nodes[i]
-		out = append(out, &node{p: p, a: p.access(n), roles: n.Roles, addr: n.Addr(), power: n.Power})
+		out = append(out, &node{p: p, a: p.accesses[n.Name], roles: n.Roles, addr: n.Addr(), power: n.Power})
 	}
 	return out, nil
 }
@@ -352,6 +410,45 @@ func (p *Provider) Check(ctx context.Context) error {
 
 // Kubeconfig reads the admin kubeconfig from the first server that gives it.
 func (p *Provider) Kubeconfig(ctx context.Context) ([]byte, error) {
+	if p.kubeconfig != "" && !p.kubeconfigFallback {
+		return localKubeconfig(p.kubeconfig)
+	}
+	data, err := p.serverKubeconfig(ctx)
+	if err != nil && p.kubeconfig != "" {
+		local, lerr := localKubeconfig(p.kubeconfig)
+		if lerr != nil {
+			return nil, fmt.Errorf("%w; and %w", err, lerr)
+		}
+		p.log.Info("no server gives the admin kubeconfig: using the kubeconfig of $KUBECONFIG", "files", p.kubeconfig, "why", err.Error())
+		return local, nil
+	}
+	return data, err
+}
+
+// localKubeconfig merges the kubeconfig files of list, as kubectl does, and
+// keeps its current context only.
+func localKubeconfig(list string) ([]byte, error) {
+	rules := &clientcmd.ClientConfigLoadingRules{Precedence: filepath.SplitList(list)}
+	cfg, err := rules.Load()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", list, err)
+	}
+	if cfg.CurrentContext == "" || cfg.Contexts[cfg.CurrentContext] == nil {
+		return nil, fmt.Errorf("kubeconfig %s: no current context", list)
+	}
+	min := *cfg
+	if err := clientcmdapi.MinifyConfig(&min); err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", list, err)
+	}
+	if err := clientcmdapi.FlattenConfig(&min); err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", list, err)
+	}
+	return clientcmd.Write(min)
+}
+
+// serverKubeconfig reads the admin kubeconfig from the first server that has
+// it.
+func (p *Provider) serverKubeconfig(ctx context.Context) ([]byte, error) {
 	path := p.rack.Spec.Kubernetes.Distribution.AdminKubeconfig()
 	nodes, _ := p.Nodes(ctx)
 	var errs []error
@@ -400,7 +497,7 @@ func (n *node) String() string         { return n.a.node }
 func (n *node) Running(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, RunningTimeout)
 	defer cancel()
-	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(n.a.addr, strconv.Itoa(n.a.port)))
+	c, err := n.p.dialTCP(ctx, n.a)
 	if err != nil {
 		return false, nil
 	}
