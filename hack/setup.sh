@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian machine for rackdrill: Debian's Docker engine (started
-# here if nothing runs it), what the tests drive (Chromium, xmllint), and checks
-# for Go. Idempotent: a second run does
+# here if nothing runs it), what the tests drive (Chromium, xmllint), QEMU's
+# emulators for ARM machines, and checks for Go. Idempotent: a second run does
 # nothing but the checks. Needs root (or sudo) for apt-get and dockerd.
 set -euo pipefail
 
@@ -34,10 +34,13 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc)
 # junit.xml against the JUnit schema.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v xmllint >/dev/null 2>&1 || need+=(libxml2-utils)
+# ARM machines (Raspberry Pi workers, arm64 and arm/v7) run here under Debian's
+# QEMU user-mode emulators, registered with the kernel's binfmt_misc below.
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]} from Debian (a minute or two)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -58,6 +61,27 @@ if ! docker info >/dev/null 2>&1; then
     exit 2
   fi
 fi
+# binfmt_misc: the kernel runs an arm64 or arm/v7 binary through its QEMU
+# emulator once that emulator is registered, with the F flag (the interpreter
+# opened now, so that it runs inside containers too). Debian's package
+# registers them on a systemd machine; elsewhere they are registered here from
+# the package's own binfmt.d files.
+binfmt=/proc/sys/fs/binfmt_misc
+if [ ! -e $binfmt/register ]; then
+  as_root mount -t binfmt_misc binfmt_misc $binfmt || log "could not mount binfmt_misc: ARM machines cannot run here"
+fi
+for emu in aarch64 arm; do
+  if [ -e $binfmt/register ] && [ ! -e $binfmt/qemu-$emu ]; then
+    conf=/usr/lib/binfmt.d/qemu-$emu.conf
+    if [ -r "$conf" ]; then
+      log "registering qemu-$emu with binfmt_misc ($conf)"
+      grep -v '^[#;]' "$conf" | grep . | as_root tee $binfmt/register >/dev/null || log "could not register qemu-$emu"
+    else
+      log "no $conf: ARM ($emu) binaries cannot run here"
+    fi
+  fi
+done
+
 # Each lab machine's containerd and kubelet take inotify instances from the
 # host's per-user limit (128 on Debian): a K3s machine started beside a running
 # lab found none left ("failed to create fsnotify watcher: too many open files").

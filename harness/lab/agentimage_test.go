@@ -6,6 +6,8 @@ import (
 	"debug/elf"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -93,6 +95,7 @@ func TestAgentImageMultiArch(t *testing.T) {
 		if f.Section(".interp") != nil {
 			t.Errorf("%s: rackdrill-agent is dynamically linked", d.Platform)
 		}
+		serves(t, d.Platform.String(), bin)
 	}
 
 	again, err := b.AgentImage(ctx, []string{"amd64", "arm64", "arm"})
@@ -145,4 +148,58 @@ func runCmd(name string, args ...string) error {
 		return fmt.Errorf("%s %v: %v\n%s", name, args, err, out)
 	}
 	return nil
+}
+
+// emulators are the binfmt_misc entries under which this machine runs each
+// architecture's binaries (hack/setup.sh registers them).
+var emulators = map[string]string{"linux/arm64": "qemu-aarch64", "linux/arm/v7": "qemu-arm"}
+
+// serves runs an agent binary here (an ARM one under QEMU's emulation, as
+// seed 002's Pis run it natively) and asks its health endpoint.
+func serves(t *testing.T, platform string, bin []byte) {
+	t.Helper()
+	if emu, ok := emulators[platform]; ok {
+		if _, err := os.Stat("/proc/sys/fs/binfmt_misc/" + emu); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Errorf("%s: %s is not registered with binfmt_misc (hack/setup.sh registers it): %v", platform, emu, err)
+			} else {
+				t.Logf("%s: not run: %s is not registered with binfmt_misc (make setup registers it)", platform, emu)
+			}
+			return
+		}
+	}
+	path := filepath.Join(t.TempDir(), "rackdrill-agent")
+	if err := os.WriteFile(path, bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	var out bytes.Buffer
+	cmd := osexec.Command(path, "-listen", addr)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: start the agent: %v", platform, err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("%s: the agent's /healthz answered %s", platform, resp.Status)
+			}
+			t.Logf("%s: the agent answered /healthz %s", platform, resp.Status)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: the agent did not answer within 30 s: %v\n%s", platform, err, out.String())
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
