@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rackdrill.dev/rackdrill/harness/fault"
+	"rackdrill.dev/rackdrill/internal/modinstall"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe/install"
@@ -266,11 +268,109 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		}
 	})
 
+	// A fault made through the API has its dead-man timer too: on every
+	// server, restoring the objects with the server's own kubectl. The
+	// harness is SIGKILLed with MetalLB dropped, and nothing is run after it
+	// until the rack is whole again.
+	t.Run("SIGKILL during metallb-dropped: the servers' timers restore MetalLB through their kubectl, no recover", func(t *testing.T) {
+		_, cs := labREST(t, filepath.Join(artifacts, "kubeconfig"))
+		metallb := func() (replicas int32, selector map[string]string) {
+			d, err := cs.AppsV1().Deployments("metallb-system").Get(ctx, "controller", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds, err := cs.AppsV1().DaemonSets("metallb-system").Get(ctx, "speaker", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return *d.Spec.Replicas, ds.Spec.Template.Spec.NodeSelector
+		}
+		wantReplicas, wantSelector := metallb()
+		a := filepath.Join(artifacts, "ssh-sigkill-api")
+		cmd := exec.CommandContext(ctx, bin, "run", "--topology", good, "--artifacts", a, "--scenario", "metallb-dropped", "--yes")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), fault.StateEnv+"="+state)
+		pipe, _ := cmd.StdoutPipe()
+		cmd.Stderr = testWriter{t}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		lines := bufio.NewScanner(pipe)
+		inPlace, armed := false, false
+		for lines.Scan() {
+			armed = armed || strings.Contains(lines.Text(), "dead-man timer (systemd-run --on-active=20s, re-armed while rackdrill runs) that restores Deployment metallb-system/controller's replicas and DaemonSet metallb-system/speaker's nodeSelector by itself, with kubectl --kubeconfig /etc/kubernetes/admin.conf on this server")
+			if strings.Contains(lines.Text(), "] fault in place") {
+				inPlace = true
+				break
+			}
+		}
+		go func() {
+			for lines.Scan() {
+			}
+		}()
+		if !armed {
+			t.Error("the plan does not name the servers' dead-man timers")
+		}
+		if n, sel := metallb(); !inPlace || n != 0 || sel[fault.DropSelectorKey] == "" {
+			t.Fatalf("the fault is not in place (run ended: %v, controller replicas %d, speaker nodeSelector %v)", !inPlace, n, sel)
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		_ = cmd.Wait()
+		restored := func() bool {
+			n, sel := metallb()
+			return n == wantReplicas && maps.Equal(sel, wantSelector)
+		}
+		for !restored() && time.Since(killed) < smokeDeadMan+30*time.Second {
+			time.Sleep(500 * time.Millisecond)
+		}
+		took := time.Since(killed)
+		if n, sel := metallb(); !restored() {
+			t.Fatalf("%s after the SIGKILL: controller replicas %d (want %d), speaker nodeSelector %v (want %v)", took.Round(time.Second), n, wantReplicas, sel, wantSelector)
+		}
+		t.Logf("the servers' dead-man timers restored MetalLB %s after the SIGKILL (delay %s), with no rackdrill running", took.Round(100*time.Millisecond), smokeDeadMan)
+		if took > smokeDeadMan+5*time.Second {
+			t.Errorf("restored after %s, later than its delay %s", took, smokeDeadMan)
+		}
+		// The ledger still names the fault; recover finds it restored and
+		// cancels the timers.
+		if ledger(a) != 1 {
+			t.Fatalf("the killed run's fault should still be in the ledger, it has %d entries", ledger(a))
+		}
+		stdout, stderr, code := run("recover")
+		if code != 0 || !strings.Contains(stdout, "residue check passed") {
+			t.Fatalf("recover: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+	})
+
 	// A rack rackdrill did not build has none of the probes' workloads: the
 	// smoke lab made bare (`rackdrill probes remove`), then run over SSH as a
-	// real rack is, which installs them (the image loaded with ctr over SSH)
-	// before conformance and two drills.
-	t.Run("bare rack: probe workloads installed over SSH, conformance, two drills held", func(t *testing.T) {
+	// real rack is, by rackdrill as its owner installs it (`go install
+	// …@version`) and runs it from an empty directory, with no clone: the
+	// agent is built from the module at the binary's version, loaded with ctr
+	// over SSH, before conformance and two drills.
+	t.Run("bare rack: installed binary from an empty directory, probe workloads installed over SSH, conformance, two drills held", func(t *testing.T) {
+		in, err := modinstall.Install(root, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		away := t.TempDir()
+		run := func(args ...string) (string, string, int) {
+			cmd := exec.CommandContext(ctx, in.Bin, args...)
+			cmd.Dir = away
+			cmd.Env = append(append(os.Environ(), in.Env...), fault.StateEnv+"="+state)
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			return o.String(), e.String(), cmd.ProcessState.ExitCode()
+		}
 		kc := filepath.Join(artifacts, "kubeconfig")
 		before := probeObjects(ctx, t, kc)
 		if !slices.Contains(before, "DaemonSet/rackdrill-probes/rackdrill-agent") || !slices.ContainsFunc(before, func(s string) bool { return strings.HasPrefix(s, "Pod/") }) {
@@ -290,6 +390,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 		}
 		want := []string{"Probe workloads: installed first if namespace rackdrill-probes lacks them",
+			"image:   " + lab.AgentRepository + ":<hash>, built on this machine from rackdrill.dev/rackdrill@" + in.Version,
 			"probes: installing them: namespace rackdrill-probes does not exist", "probes: ready in",
 			"[storage] ok", "[metallb] ok", "[nfs-lost", "[tunnel-client-cut", "residue check"}
 		for _, n := range []string{"server-1", "server-2", "server-3", "worker-1", "worker-2"} {
@@ -319,6 +420,8 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		if blocked() || deadMen() != "" || ledger(a) != 0 {
 			t.Errorf("left behind: NFS blocked %v, dead-man units %q, ledger %d", blocked(), deadMen(), ledger(a))
 		}
+		// The installed binary removes the probes at the end too.
+		bin = in.Bin
 	})
 	return bin, good
 }
@@ -354,9 +457,9 @@ func probesRemovedOnLab(ctx context.Context, t *testing.T, r *topology.Rack, art
 		if len(probeObjects(ctx, t, kc)) == 0 {
 			t.Fatal("no probe workload to remove: the test would prove nothing")
 		}
+		// From an empty directory: the binary may be the installed one.
 		cmd := exec.CommandContext(ctx, bin, "probes", "remove", "--topology", topo)
-		root, _ := lab.RepoRoot()
-		cmd.Dir = root
+		cmd.Dir = t.TempDir()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("probes remove: %v\n%s", err, out)
