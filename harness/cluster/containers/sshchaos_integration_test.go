@@ -19,12 +19,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rackdrill.dev/rackdrill/harness/fault"
-	"rackdrill.dev/rackdrill/internal/modinstall"
 	"rackdrill.dev/rackdrill/harness/lab"
 	"rackdrill.dev/rackdrill/harness/matrix"
 	"rackdrill.dev/rackdrill/harness/probe/install"
 	"rackdrill.dev/rackdrill/harness/runrecord"
 	"rackdrill.dev/rackdrill/harness/topology"
+	"rackdrill.dev/rackdrill/internal/modinstall"
 )
 
 // smokeDeadMan is the dead-man delay of the smoke lab adopted over SSH: short,
