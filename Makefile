@@ -13,6 +13,7 @@
 #   make fuzz           fuzz the topology decoder (FUZZTIME=60s)
 #   make killtest       SIGKILL rackdrill run at random moments on the lab, then recover (TRIALS=2 per fault)
 #   make killtest-ssh   the same over SSH, nothing run after the kill: the dead-man timers bring the rack back
+#   make own-rack       the README's own-rack steps, as written, by an installed rackdrill against the lab over SSH
 
 SHELL := bash
 .DEFAULT_GOAL := help
@@ -145,6 +146,14 @@ killtest-ssh: lab ## kill rackdrill run over SSH at random moments, recover noth
 	$(GO) build -o bin/rackdrill ./cmd/rackdrill
 	$(GO) run ./hack/killtest -no-recover -topology kind-configs/lab-ssh.yaml -dead-man $(DEADMAN) -rackdrill bin/rackdrill \
 	  -trials $(or $(TRIALS_SSH),1) -out $(ARTIFACTS)/killtest-ssh -faults $(or $(FAULTS),$(SSH_FAULTS))
+
+.PHONY: own-rack
+# The README's "Point it at your machines" section followed as written: rackdrill
+# installed from this commit's module zip, run from an empty directory against
+# the lab adopted over SSH (kind-configs/lab-ssh.yaml), in a terminal, "yes"
+# answered where it asks.
+own-rack: lab ## follow the README's own-rack section with an installed rackdrill against the lab over SSH
+	$(GO) run ./hack/ownrack -topology kind-configs/lab-ssh.yaml -ssh $(ARTIFACTS)/ssh
 
 .PHONY: clean
 clean: ## remove build output and artifacts
