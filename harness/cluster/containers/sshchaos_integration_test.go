@@ -76,6 +76,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		return p
 	}
 	good := write("lab-smoke-ssh.yaml", nil)
+	installDir := t.TempDir()
 	// The rack's fault ledger, in a state folder of the test's own.
 	state := t.TempDir()
 	run := func(args ...string) (string, string, int) {
@@ -353,7 +354,9 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 	// agent is built from the module at the binary's version, loaded with ctr
 	// over SSH, before conformance and two drills.
 	t.Run("bare rack: installed binary from an empty directory, probe workloads installed over SSH, conformance, two drills held", func(t *testing.T) {
-		in, err := modinstall.Install(root, t.TempDir())
+		// Installed in the lab test's own folder: the binary outlives this
+		// subtest (it removes the probes at the end).
+		in, err := modinstall.Install(root, installDir)
 		if err != nil {
 			t.Fatal(err)
 		}
