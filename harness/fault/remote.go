@@ -287,8 +287,16 @@ func (f *Remote) stopHeartbeat() {
 // nothing (an APIGuard's faults revert themselves).
 func (f *Remote) cancel(ctx context.Context) error {
 	f.stopHeartbeat()
+	return errors.Join(f.disarm(ctx, nil)...)
+}
+
+// disarm cancels the timers of the fault's machines, but those of keep.
+func (f *Remote) disarm(ctx context.Context, keep map[string]bool) []error {
 	var errs []error
 	for _, node := range machines(f.Cmds) {
+		if keep[node] {
+			continue
+		}
 		n, err := f.node(ctx, node)
 		if err == nil {
 			argv := f.disarmCommand(node)
@@ -298,7 +306,7 @@ func (f *Remote) cancel(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("node %s: cancel the dead-man timer %s: %w", node, DeadManUnit(f.ID), err))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Revert stops the heartbeat, runs every machine's revert (in reverse order,
@@ -322,19 +330,8 @@ func (f *Remote) Revert(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, node := range machines(f.Cmds) {
-		if failed[node] {
-			continue // a machine that did not revert keeps its timer
-		}
-		n, err := f.node(ctx, node)
-		if err == nil {
-			argv := f.disarmCommand(node)
-			err = exec.Run(n.Command(ctx, argv[0], argv[1:]...))
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("node %s: cancel the dead-man timer %s: %w", node, DeadManUnit(f.ID), err))
-		}
-	}
+	// A machine that did not revert keeps its timer.
+	errs = append(errs, f.disarm(ctx, failed)...)
 	return errors.Join(errs...)
 }
 

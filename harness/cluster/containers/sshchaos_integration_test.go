@@ -79,19 +79,24 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 	installDir := t.TempDir()
 	// The rack's fault ledger, in a state folder of the test's own.
 	state := t.TempDir()
-	run := func(args ...string) (string, string, int) {
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), fault.StateEnv+"="+state)
-		var o, e bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &o, &e
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatal(err)
+	// runner runs a rackdrill binary from a folder, with the test's state
+	// folder and env added.
+	runner := func(t *testing.T, bin, dir string, env ...string) func(args ...string) (string, string, int) {
+		return func(args ...string) (string, string, int) {
+			cmd := exec.CommandContext(ctx, bin, args...)
+			cmd.Dir = dir
+			cmd.Env = append(append(os.Environ(), env...), fault.StateEnv+"="+state)
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			return o.String(), e.String(), cmd.ProcessState.ExitCode()
 		}
-		return o.String(), e.String(), cmd.ProcessState.ExitCode()
 	}
+	run := runner(t, bin, root)
 	nas := r.Metadata.Name + "-nas-1"
 	blocked := func() bool {
 		return exec.CommandContext(ctx, "docker", "exec", nas, "iptables", "-S", topology.NFSChain).Run() == nil
@@ -360,20 +365,7 @@ func sshChaosOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artifact
 		if err != nil {
 			t.Fatal(err)
 		}
-		away := t.TempDir()
-		run := func(args ...string) (string, string, int) {
-			cmd := exec.CommandContext(ctx, in.Bin, args...)
-			cmd.Dir = away
-			cmd.Env = append(append(os.Environ(), in.Env...), fault.StateEnv+"="+state)
-			var o, e bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &o, &e
-			err := cmd.Run()
-			var ee *exec.ExitError
-			if err != nil && !errors.As(err, &ee) {
-				t.Fatal(err)
-			}
-			return o.String(), e.String(), cmd.ProcessState.ExitCode()
-		}
+		run := runner(t, in.Bin, t.TempDir(), in.Env...)
 		kc := filepath.Join(artifacts, "kubeconfig")
 		before := probeObjects(ctx, t, kc)
 		if !slices.Contains(before, "DaemonSet/rackdrill-probes/rackdrill-agent") || !slices.ContainsFunc(before, func(s string) bool { return strings.HasPrefix(s, "Pod/") }) {
