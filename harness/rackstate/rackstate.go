@@ -84,9 +84,11 @@ const OwnEtcdctl = "/var/lib/rackdrill/etcdctl"
 // PlaceEtcdctl copies an etcdctl built for each server's architecture (the
 // topology's spec.nodes[].arch, checked against uname -m) to every running
 // server of a K3s rack that has none, so that etcd's members and leader can be
-// read there. build gives the path of etcdctl for an architecture.
-func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, build func(arch string) (string, error)) error {
+// read there. build gives the path of etcdctl for an architecture. It returns
+// the servers it wrote etcdctl on.
+func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, build func(arch string) (string, error)) ([]string, error) {
 	var errs []error
+	var written []string
 	for _, n := range LackingEtcdctl(ctx, nodes) {
 		declared := ""
 		if tn := r.Node(n.Name()); tn != nil {
@@ -99,19 +101,21 @@ func PlaceEtcdctl(ctx context.Context, nodes []cluster.Node, r *topology.Rack, b
 		}
 		local, err := build(arch)
 		if err != nil {
-			return fmt.Errorf("etcdctl for %s (%s): %w", n.Name(), arch, err)
+			return written, fmt.Errorf("etcdctl for %s (%s): %w", n.Name(), arch, err)
 		}
 		f, err := os.Open(local)
 		if err != nil {
-			return err
+			return written, err
 		}
 		err = exec.Run(n.Command(ctx, "sh", "-c", "mkdir -p "+path.Dir(OwnEtcdctl)+" && cat > "+OwnEtcdctl+".new && chmod 755 "+OwnEtcdctl+".new && mv "+OwnEtcdctl+".new "+OwnEtcdctl).SetStdin(f))
 		f.Close()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("server %s: put etcdctl at %s: %w", n.Name(), OwnEtcdctl, err))
+			continue
 		}
+		written = append(written, n.Name())
 	}
-	return errors.Join(errs...)
+	return written, errors.Join(errs...)
 }
 
 // LackingEtcdctl are the running servers among nodes that have no etcdctl

@@ -302,7 +302,8 @@ func (e *Env) placeEtcdctl(ctx context.Context, nodes []cluster.Node) error {
 	if err != nil {
 		return err
 	}
-	return rackstate.PlaceEtcdctl(ctx, nodes, e.Rack, func(arch string) (string, error) { return b.EtcdctlFor(ctx, arch) })
+	_, err = rackstate.PlaceEtcdctl(ctx, nodes, e.Rack, func(arch string) (string, error) { return b.EtcdctlFor(ctx, arch) })
+	return err
 }
 
 // prepareRealRack connects to a real rack before any spec (an unreachable

@@ -108,8 +108,12 @@ func sshProviderOnLab(ctx context.Context, t *testing.T, r *topology.Rack, artif
 			_ = lb1[0].Command(ctx, "mv", at+".rackdrill-test", at).Run()
 		}()
 		k3s := asRack(func(c *topology.Rack) { c.Spec.Kubernetes.Distribution = topology.DistributionK3s })
-		if err := rackstate.PlaceEtcdctl(ctx, []cluster.Node{asServer{lb1[0]}, s1[0]}, k3s, local); err != nil {
+		written, err := rackstate.PlaceEtcdctl(ctx, []cluster.Node{asServer{lb1[0]}, s1[0]}, k3s, local)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if !slices.Equal(written, []string{lb1[0].Name()}) {
+			t.Errorf("etcdctl written on %v, want lb-1 only", written)
 		}
 		if !slices.Equal(built, []string{runtime.GOARCH}) {
 			t.Errorf("etcdctl built for %v, want lb-1's architecture only", built)

@@ -352,23 +352,21 @@ func (o *Rack) lackingEtcdctl(ctx context.Context) []cluster.Node {
 	return rackstate.LackingEtcdctl(ctx, o.Nodes)
 }
 
-// placeEtcdctl writes rackdrill's etcdctl on the K3s servers that lack one.
+// placeEtcdctl writes rackdrill's etcdctl on the K3s servers that lack one
+// (PlaceEtcdctl finds them: each server is asked once).
 func (o *Rack) placeEtcdctl(ctx context.Context) error {
-	lacking := o.lackingEtcdctl(ctx)
-	if len(lacking) == 0 {
+	if o.Rack.Spec.Kubernetes.Distribution != topology.DistributionK3s {
 		return nil
 	}
 	b, err := o.builder()
 	if err != nil {
 		return err
 	}
-	if err := rackstate.PlaceEtcdctl(ctx, lacking, o.Rack, func(arch string) (string, error) { return b.EtcdctlFor(ctx, arch) }); err != nil {
-		return err
+	written, err := rackstate.PlaceEtcdctl(ctx, o.Nodes, o.Rack, func(arch string) (string, error) { return b.EtcdctlFor(ctx, arch) })
+	for _, n := range written {
+		o.say("%s: wrote etcdctl at %s", n, rackstate.OwnEtcdctl)
 	}
-	for _, n := range lacking {
-		o.say("%s: wrote etcdctl at %s", n.Name(), rackstate.OwnEtcdctl)
-	}
-	return nil
+	return err
 }
 
 // loadImage builds the agent image for the architectures of the nodes that
